@@ -1,0 +1,233 @@
+//! Configuration: `application.yml` in the Cloud Gateway's shape.
+//!
+//! The file is read in two steps (the monolake pattern): `raw` turns YAML into a tree with
+//! dotted keys expanded and `${ENV:default}` placeholders resolved; `validate` converts that
+//! tree once into the resolved, typed structs below, refusing anything unknown or out of
+//! range with an error that names the key. Nothing downstream re-checks a value.
+
+mod raw;
+mod validate;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use validate::{load_file, load_str, ConfigError};
+
+/// Everything sessiongate needs at run time, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub management: ManagementConfig,
+    pub cg: CgConfig,
+    pub oauth2: OAuth2Config,
+    pub routes: Vec<RouteConfig>,
+    pub logging: LoggingConfig,
+    pub gateway: GatewayConfig,
+}
+
+/// `server.*`: the public listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub address: IpAddr,
+    /// 0 asks the kernel for a free port (tests); the bound port is printed at start.
+    pub port: u16,
+    /// `server.ssl.*`; `None` when absent or `enabled: false`.
+    pub ssl: Option<SslConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SslConfig {
+    pub certificate: PathBuf,
+    pub certificate_private_key: PathBuf,
+}
+
+/// `management.server.*`: admin/metrics listener (served in a later issue).
+#[derive(Debug, Clone)]
+pub struct ManagementConfig {
+    pub address: IpAddr,
+    /// `None`: no management listener.
+    pub port: Option<u16>,
+    /// `sessiongate.management-token`: optional bearer secret for the admin endpoints.
+    pub token: Option<String>,
+}
+
+/// The `cg.*` keys of the censhare Cloud Gateway, same names and defaults.
+#[derive(Debug, Clone)]
+pub struct CgConfig {
+    pub censhare_logout_url: Option<HttpUrl>,
+    pub expired_session_full_logout: bool,
+    pub session_timeout: Duration,
+    pub session_check_interval: Duration,
+    pub max_sessions: u64,
+    pub use_secure_session_cookie: bool,
+    pub max_retry_attempts: u32,
+    pub min_retry_delay: Duration,
+    pub fresh_token_listeners: Vec<HttpUrl>,
+    pub fresh_token_send_interval: Duration,
+    pub logout_listeners: Vec<HttpUrl>,
+}
+
+/// `spring.security.oauth2.client.*`.
+#[derive(Debug, Clone, Default)]
+pub struct OAuth2Config {
+    pub registrations: Vec<Registration>,
+    pub providers: Vec<Provider>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The map key (`keycloak` in `registration.keycloak`), used in the callback path.
+    pub id: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub scope: Vec<String>,
+    /// Provider id; defaults to the registration id.
+    pub provider: String,
+    pub client_authentication_method: ClientAuthMethod,
+    /// `authorization-grant-type`; only `authorization_code` is accepted.
+    pub authorization_grant_type: String,
+    /// `redirect-uri`, Spring template (`{baseUrl}/login/oauth2/code/{registrationId}`).
+    pub redirect_uri: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: String,
+    pub issuer_uri: Option<HttpUrl>,
+    pub authorization_uri: Option<HttpUrl>,
+    pub token_uri: Option<HttpUrl>,
+    pub jwk_set_uri: Option<HttpUrl>,
+    pub user_info_uri: Option<HttpUrl>,
+    pub user_name_attribute: Option<String>,
+}
+
+/// An absolute http(s) URL, split once at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// The URL as written (after placeholder expansion).
+    pub original: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, at least `/`.
+    pub path_and_query: String,
+}
+
+impl HttpUrl {
+    /// `host` or `host:port` as it belongs in a Host header (port omitted when default).
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{}:{}", host, self.port)
+        }
+    }
+}
+
+/// One entry of `spring.cloud.gateway.routes`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub id: String,
+    pub uri: HttpUrl,
+    pub order: i32,
+    pub predicates: Vec<Predicate>,
+    pub filters: Vec<Filter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Predicate {
+    /// `Path=/a/**,/b/*`: Spring path patterns, any may match.
+    Path(Vec<String>),
+    /// `Host=**.example.com,api.example.org`: Spring host patterns (`*`, `**`), any may match.
+    Host(Vec<String>),
+    /// `Method=GET,POST`: upper-case method names.
+    Method(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// Remove this many leading path segments.
+    StripPrefix(usize),
+    /// Prepend this path (starts with `/`, no trailing `/`).
+    PrefixPath(String),
+    AddRequestHeader(String, String),
+    SetRequestHeader(String, String),
+    RemoveRequestHeader(String),
+    /// Marks the OIDC back-channel logout endpoint (behaviour in a later issue).
+    BackchannelLogout,
+}
+
+/// `logging.level.*`: Spring-style logger names mapped to our targets.
+#[derive(Debug, Clone, Default)]
+pub struct LoggingConfig {
+    /// (logger name as written, level) in file order; `root` included when present.
+    pub levels: Vec<(String, LogLevel)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// io_uring with COOP_TASKRUN/SINGLE_ISSUER/DEFER_TASKRUN, falling back to plain
+    /// io_uring, then to the legacy (epoll) driver with a WARN.
+    IoUring,
+    /// monoio's epoll driver, for comparison or old kernels.
+    Legacy,
+}
+
+/// `sessiongate.*`: our own knobs, kebab-case.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `workers`, 0 in the file means one per core; here already resolved to >= 1.
+    pub workers: usize,
+    pub driver: Driver,
+    pub connection_idle_timeout: Duration,
+    /// `request-head-timeout-ms`: time allowed to receive a full request head.
+    pub request_head_timeout: Duration,
+    /// `body-read-timeout-ms`: longest pause between body bytes from the client.
+    pub body_read_timeout: Duration,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    /// `max-body-bytes`; 0 = unlimited.
+    pub max_body_bytes: u64,
+    pub upstream_connect_timeout: Duration,
+    /// `upstream-response-timeout-ms`: time to the first byte of the response head.
+    pub upstream_response_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    /// Idle keep-alive connections kept per upstream per worker.
+    pub upstream_pool_size: usize,
+    pub shutdown_grace: Duration,
+    pub access_log: bool,
+    pub post_logout_redirect_uri: Option<String>,
+    pub session_max_lifetime: Option<Duration>,
+    pub access_banner: Option<PathBuf>,
+    pub keep_alive_after_disconnect: Option<Duration>,
+    pub audit_log: Option<String>,
+    pub http_port: Option<u16>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub jwt_clock_skew: Duration,
+    pub ca_bundle: Option<PathBuf>,
+}

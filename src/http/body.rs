@@ -1,0 +1,375 @@
+//! Body framing: a strict, incremental chunked decoder (RFC 9112 §7.1).
+//!
+//! The proxy never forwards chunked bytes as received: it decodes them and writes a
+//! canonical encoding (sizes in lower-case hex, no extensions, validated trailers). Whatever
+//! ambiguity a client hides in chunk syntax therefore never reaches the backend, and the
+//! same holds for responses going to clients. For an HTTP/1.0 peer the data is written raw.
+
+use super::is_tchar;
+
+/// Longest chunk-size line (size plus extensions) we accept; extensions carry nothing we use.
+const MAX_SIZE_LINE: usize = 4096;
+/// At most 16 hex digits, so the size always fits in a u64.
+const MAX_SIZE_DIGITS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("malformed chunked body: {0}")]
+    Malformed(&'static str),
+    #[error("body larger than allowed")]
+    TooLarge,
+}
+
+/// What the decoder writes to `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Canonical chunked encoding, trailers included.
+    Chunked,
+    /// Data bytes only (for HTTP/1.0 peers; trailers are dropped).
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading hex digits of a chunk size.
+    Size,
+    /// After the digits: extensions until CR.
+    Ext,
+    /// CR of the size line seen, expecting LF.
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    /// At the start of a trailer line (or the final empty line).
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+/// Incremental chunked decoder and re-encoder.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: State,
+    output: Output,
+    size: u64,
+    digits: usize,
+    in_ext: bool,
+    line_len: usize,
+    remaining: u64,
+    total: u64,
+    /// 0 = unlimited.
+    max_body: u64,
+    trailer: Vec<u8>,
+    max_trailer: usize,
+}
+
+/// Result of one `feed`: how much input was used and whether the body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub consumed: usize,
+    pub done: bool,
+}
+
+impl ChunkedDecoder {
+    pub fn new(output: Output, max_body: u64, max_trailer: usize) -> Self {
+        ChunkedDecoder {
+            state: State::Size,
+            output,
+            size: 0,
+            digits: 0,
+            in_ext: false,
+            line_len: 0,
+            remaining: 0,
+            total: 0,
+            max_body,
+            trailer: Vec::new(),
+            max_trailer,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Decoded data bytes so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Consumes as much of `input` as belongs to this body, appending the re-encoded form to
+    /// `out`. Stops right after the body's last byte, so pipelined bytes stay unconsumed.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Progress, BodyError> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                State::Size => {
+                    if let Some(d) = hex_value(b) {
+                        if self.digits == MAX_SIZE_DIGITS {
+                            return Err(BodyError::Malformed("chunk size too large"));
+                        }
+                        self.size = (self.size << 4) | u64::from(d);
+                        self.digits += 1;
+                    } else if self.digits == 0 {
+                        return Err(BodyError::Malformed(
+                            "chunk size must start with a hex digit",
+                        ));
+                    } else {
+                        self.state = State::Ext;
+                        continue;
+                    }
+                    self.line_len += 1;
+                }
+                State::Ext => {
+                    self.line_len += 1;
+                    if self.line_len > MAX_SIZE_LINE {
+                        return Err(BodyError::Malformed("chunk size line too long"));
+                    }
+                    match b {
+                        b'\r' => self.state = State::SizeLf,
+                        b';' => self.in_ext = true,
+                        b' ' | b'\t' => {}
+                        // Extension names and values are skipped; what other parsers read
+                        // as line ends (bare LF, CR, NUL) is refused by falling through.
+                        b'=' | b'"' | b'\\' if self.in_ext => {}
+                        _ if self.in_ext && (is_tchar(b) || b >= 0x80) => {}
+                        _ => return Err(BodyError::Malformed("bad chunk size line")),
+                    }
+                }
+                State::SizeLf => {
+                    if b != b'\n' {
+                        return Err(BodyError::Malformed("bare CR in chunk size line"));
+                    }
+                    self.line_len = 0;
+                    self.digits = 0;
+                    self.in_ext = false;
+                    let size = std::mem::take(&mut self.size);
+                    if size == 0 {
+                        self.state = State::TrailerStart;
+                        if self.output == Output::Chunked {
+                            out.extend_from_slice(b"0\r\n");
+                        }
+                    } else {
+                        self.total = self.total.saturating_add(size);
+                        if self.max_body != 0 && self.total > self.max_body {
+                            return Err(BodyError::TooLarge);
+                        }
+                        self.remaining = size;
+                        self.state = State::Data;
+                    }
+                }
+                State::Data => {
+                    let avail = (input.len() - i) as u64;
+                    let take = avail.min(self.remaining) as usize;
+                    let data = &input[i..i + take];
+                    if self.output == Output::Chunked {
+                        write_hex(out, take as u64);
+                        out.extend_from_slice(b"\r\n");
+                        out.extend_from_slice(data);
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        out.extend_from_slice(data);
+                    }
+                    self.remaining -= take as u64;
+                    i += take;
+                    if self.remaining == 0 {
+                        self.state = State::DataCr;
+                    }
+                    continue;
+                }
+                State::DataCr => {
+                    if b != b'\r' {
+                        return Err(BodyError::Malformed("chunk data not followed by CRLF"));
+                    }
+                    self.state = State::DataLf;
+                }
+                State::DataLf => {
+                    if b != b'\n' {
+                        return Err(BodyError::Malformed("chunk data not followed by CRLF"));
+                    }
+                    self.state = State::Size;
+                }
+                State::TrailerStart => match b {
+                    b'\r' => self.state = State::EndLf,
+                    b' ' | b'\t' => return Err(BodyError::Malformed("obs-fold in trailer")),
+                    _ => {
+                        self.trailer.clear();
+                        self.state = State::TrailerLine;
+                        continue;
+                    }
+                },
+                State::TrailerLine => {
+                    if b == b'\r' {
+                        self.state = State::TrailerLf;
+                    } else {
+                        if b == b'\n' || b == 0 {
+                            return Err(BodyError::Malformed("bad byte in trailer"));
+                        }
+                        self.line_len += 1;
+                        if self.line_len > self.max_trailer {
+                            return Err(BodyError::Malformed("trailer section too large"));
+                        }
+                        self.trailer.push(b);
+                    }
+                }
+                State::TrailerLf => {
+                    if b != b'\n' {
+                        return Err(BodyError::Malformed("bare CR in trailer"));
+                    }
+                    check_trailer_field(&self.trailer)?;
+                    if self.output == Output::Chunked {
+                        out.extend_from_slice(&self.trailer);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    self.state = State::TrailerStart;
+                }
+                State::EndLf => {
+                    if b != b'\n' {
+                        return Err(BodyError::Malformed("bare CR after trailers"));
+                    }
+                    if self.output == Output::Chunked {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    self.state = State::Done;
+                    return Ok(Progress {
+                        consumed: i + 1,
+                        done: true,
+                    });
+                }
+                State::Done => {
+                    return Ok(Progress {
+                        consumed: i,
+                        done: true,
+                    })
+                }
+            }
+            i += 1;
+        }
+        Ok(Progress {
+            consumed: i,
+            done: self.state == State::Done,
+        })
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Appends `n` in lower-case hex without allocating.
+pub fn write_hex(out: &mut Vec<u8>, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut tmp = [0u8; 16];
+    let mut i = tmp.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        tmp[i] = DIGITS[(v & 15) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// A trailer line is a field line: token ":" OWS value OWS, value without controls.
+fn check_trailer_field(line: &[u8]) -> Result<(), BodyError> {
+    let colon = memchr::memchr(b':', line).ok_or(BodyError::Malformed("trailer without colon"))?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(BodyError::Malformed("bad trailer name"));
+    }
+    if value.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return Err(BodyError::Malformed("bad trailer value"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(input: &[u8], output: Output) -> Result<(Vec<u8>, usize), BodyError> {
+        let mut d = ChunkedDecoder::new(output, 0, 8192);
+        let mut out = Vec::new();
+        let p = d.feed(input, &mut out)?;
+        assert!(p.done, "not done");
+        Ok((out, p.consumed))
+    }
+
+    #[test]
+    fn reencodes_canonically() {
+        let (out, used) = decode(
+            b"5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\nGET",
+            Output::Chunked,
+        )
+        .unwrap();
+        assert_eq!(out, b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n");
+        assert_eq!(used, b"5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n".len());
+        let (raw, _) = decode(b"A\r\n0123456789\r\n0\r\n\r\n", Output::Raw).unwrap();
+        assert_eq!(raw, b"0123456789");
+    }
+
+    #[test]
+    fn byte_by_byte_equals_whole() {
+        let input = b"3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nA: b\r\n\r\n";
+        let (whole, _) = decode(input, Output::Raw).unwrap();
+        let mut d = ChunkedDecoder::new(Output::Raw, 0, 8192);
+        let mut out = Vec::new();
+        for (n, b) in input.iter().enumerate() {
+            let p = d.feed(std::slice::from_ref(b), &mut out).unwrap();
+            assert_eq!(p.done, n == input.len() - 1);
+        }
+        assert_eq!(out, whole);
+    }
+
+    #[test]
+    fn refusals() {
+        let bad: &[&[u8]] = &[
+            b"zz\r\n",
+            b"0x10\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"5\r\nhelloX\r\n",
+            b"5\nhello\r\n",
+            b"5;a\nb\r\nhello\r\n",
+            b"5;a\rb\r\nhello\r\n",
+            b"-5\r\n",
+            b"5 5\r\n",
+            b"0\r\nbad trailer\r\n\r\n",
+            b"0\r\n folded: x\r\n\r\n",
+            b"0\r\nA: b\rc\r\n\r\n",
+        ];
+        for raw in bad {
+            let mut d = ChunkedDecoder::new(Output::Chunked, 0, 8192);
+            let r = d.feed(raw, &mut Vec::new());
+            assert!(r.is_err(), "accepted {:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn body_limit() {
+        let mut d = ChunkedDecoder::new(Output::Raw, 4, 8192);
+        assert_eq!(
+            d.feed(b"5\r\nhello\r\n", &mut Vec::new()),
+            Err(BodyError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn hex() {
+        for n in [0u64, 1, 15, 16, 255, 4096, u64::MAX] {
+            let mut v = Vec::new();
+            write_hex(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), format!("{n:x}"));
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Start-up and the process's life: resolve upstreams, bind one SO_REUSEPORT listener per
+//! worker (all before any thread starts, so a bad port fails the start), spawn the workers,
+//! announce readiness, then wait for signals.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::upstream::Upstream;
+use crate::worker::{self, WorkerSpec};
+
+const LOG: &str = "sessiongate::server";
+const BACKLOG: i32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("spring.cloud.gateway.routes[{index}] ({id}): cannot resolve {host}: {source}")]
+    Resolve {
+        index: usize,
+        id: String,
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("server.address/server.port: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("{0}")]
+    Worker(String),
+}
+
+/// Every distinct route upstream, resolved once.
+pub fn resolve_upstreams(config: &Config) -> Result<Vec<Upstream>, StartError> {
+    let mut out: Vec<Upstream> = Vec::new();
+    for (index, r) in config.routes.iter().enumerate() {
+        if out
+            .iter()
+            .any(|u| u.url.host == r.uri.host && u.url.port == r.uri.port && u.url.tls == r.uri.tls)
+        {
+            continue;
+        }
+        let up = Upstream::resolve(&r.uri).map_err(|source| StartError::Resolve {
+            index,
+            id: r.id.clone(),
+            host: r.uri.host.clone(),
+            source,
+        })?;
+        out.push(up);
+    }
+    Ok(out)
+}
+
+/// A listening socket shared by port with the other workers' (SO_REUSEPORT: the kernel
+/// spreads connections over the workers without a shared accept queue).
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Binds `n` listeners on the configured address. With port 0 the first bind picks the
+/// port and the others join it.
+pub fn bind_listeners(mut addr: SocketAddr, n: usize) -> Result<Vec<TcpListener>, StartError> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let l = bind_reuseport(addr).map_err(|source| StartError::Bind { addr, source })?;
+        if addr.port() == 0 {
+            addr = l
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
+pub fn run(config: Config) -> Result<(), StartError> {
+    // Signals first: a stop that arrives right after the ready line must not kill us.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(StartError::Signals)?;
+    let config = Arc::new(config);
+    let upstreams = resolve_upstreams(&config)?;
+    let addr = SocketAddr::new(config.server.address, config.server.port);
+    let n = config.gateway.workers;
+    let listeners = bind_listeners(addr, n)?;
+    let bound = listeners[0]
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut stops = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n);
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let (stop_tx, stop_rx) = flume::bounded(1);
+        stops.push(stop_tx);
+        let spec = WorkerSpec {
+            id,
+            listener,
+            config: config.clone(),
+            upstreams: upstreams.clone(),
+            stop: stop_rx,
+        };
+        let ready = ready_tx.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("sessiongate-w{id}"))
+            .spawn(move || worker::run(spec, ready))
+            .map_err(|e| StartError::Worker(format!("cannot spawn worker {id}: {e}")))?;
+        threads.push(t);
+    }
+    drop(ready_tx);
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(driver)) => tracing::debug!(target: LOG, ?driver, "worker ready"),
+            Ok(Err(e)) => return Err(StartError::Worker(e)),
+            Err(_) => return Err(StartError::Worker("a worker died during start".into())),
+        }
+    }
+    tracing::info!(target: LOG, %bound, workers = n, "sessiongate started");
+    // The ready line tests and scripts wait for; stdout, not the log, so it is never lost.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "sessiongate listening on http://{bound}");
+    let _ = out.flush();
+    drop(out);
+
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => {
+                tracing::info!(target: LOG, "SIGHUP received; configuration reload is not available in this version")
+            }
+            _ => {
+                tracing::info!(target: LOG, signal = sig, "stopping: no new connections, draining open ones");
+                break;
+            }
+        }
+    }
+    for s in &stops {
+        let _ = s.try_send(());
+    }
+    let deadline = Instant::now() + config.gateway.shutdown_grace + Duration::from_secs(2);
+    for t in threads {
+        // Workers bound their own drain by the grace period; this only guards a stuck one.
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+    tracing::info!(target: LOG, "stopped");
+    Ok(())
+}

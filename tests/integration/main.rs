@@ -1,0 +1,26 @@
+//! Black-box tests of the `sessiongate` binary.
+//!
+//! Each test starts the real gateway process (port 0 on 127.0.0.1) in front of fake backends
+//! built on std networking, and speaks raw HTTP/1.1 to it, asserting bytes and status codes.
+//! Nothing is shared between tests, so they run in parallel.
+//!
+//! Support: `wire` (HTTP/1.1 reading for both fakes), `backend` (recording upstream),
+//! `client` (raw client), `harness` (gateway process, config, CLI).
+//! Scenarios: `proxy`, `hostile`, `websocket`, `large_body`, `access_log`, `shutdown`,
+//! `config_check`.
+#![deny(unsafe_code)]
+// The rule against `std::sync::Mutex` is for the gateway's request path, not for test fakes.
+#![allow(clippy::disallowed_types)]
+
+mod backend;
+mod client;
+mod harness;
+mod wire;
+
+mod access_log;
+mod config_check;
+mod hostile;
+mod large_body;
+mod proxy;
+mod shutdown;
+mod websocket;
