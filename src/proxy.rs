@@ -33,6 +33,8 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// What a worker shares with all its connections (single-threaded: `Rc`, no locks).
 pub struct Context {
     pub router: Router,
+    /// For each route of `router` (same order), the index of its upstream in `pools`.
+    pub route_upstream: Vec<Option<usize>>,
     pub pools: Pools,
     pub limits: Limits,
     pub timeouts: Timeouts,
@@ -83,8 +85,10 @@ struct Conn {
     rbuf: Vec<u8>,
     head: RequestHead,
     resp: ResponseHead,
-    /// Method and target of the current request, for the access log.
+    /// Method and target of the current request, for the access log (empty while no
+    /// head has been accepted).
     log_request: Vec<u8>,
+    started: Instant,
 }
 
 /// Serves one client connection to its end.
@@ -100,6 +104,7 @@ where
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         log_request: Vec::new(),
+        started: Instant::now(),
     };
     loop {
         match exchange(&mut client, &mut conn, &ctx).await {
@@ -111,6 +116,7 @@ where
             }
             Err(End::Answered(e)) => {
                 tracing::debug!(target: LOG, peer = %peer, status = e.status(), reason = %e, "refused");
+                log_access(&ctx, &conn, e.status());
                 let _ = with_timeout(ctx.timeouts.body, client.write_all(e.response())).await;
                 break;
             }
@@ -135,35 +141,38 @@ async fn exchange<S>(client: &mut S, c: &mut Conn, ctx: &Context) -> Result<Next
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
+    c.log_request.clear();
     read_head(client, c, ctx).await?;
-    let started = Instant::now();
+    c.started = Instant::now();
     let buf = &c.cbuf;
     let head = &c.head;
+    if ctx.access_log {
+        // Kept now: the head's bytes leave `cbuf` once the body starts flowing.
+        let target = head.target(buf);
+        c.log_request.extend_from_slice(head.method(buf));
+        c.log_request.push(b' ');
+        c.log_request
+            .extend_from_slice(&target[..target.len().min(1024)]);
+    }
     let route = ctx
         .router
         .find(head.method(buf), head.host(buf), head.path(buf))
         .ok_or(End::Answered(HttpError::NotFound))?;
-    let upstream_id =
-        ctx.pools
-            .index_of(&route.upstream)
-            .ok_or(End::Answered(HttpError::BadGateway(
-                "route has no upstream",
-            )))?;
+    let upstream_id = ctx
+        .router
+        .routes()
+        .iter()
+        .position(|r| std::ptr::eq(r, route))
+        .and_then(|i| ctx.route_upstream[i])
+        .ok_or(End::Answered(HttpError::BadGateway(
+            "route has no upstream",
+        )))?;
 
     let framing = head.body_framing();
     if let Framing::Length(n) = framing {
         if ctx.max_body_bytes != 0 && n > ctx.max_body_bytes {
             return Err(End::Answered(HttpError::PayloadTooLarge));
         }
-    }
-    if ctx.access_log {
-        // Kept now: the head's bytes leave `cbuf` once the body starts flowing.
-        let target = head.target(buf);
-        c.log_request.clear();
-        c.log_request.extend_from_slice(head.method(buf));
-        c.log_request.push(b' ');
-        c.log_request
-            .extend_from_slice(&target[..target.len().min(1024)]);
     }
     let buf = &c.cbuf;
     let head = &c.head;
@@ -302,7 +311,7 @@ where
         c.obuf.extend_from_slice(&c.rbuf[c.resp.head_len..]);
         write_all(client, &c.obuf, ctx.timeouts.body).await?;
         c.rbuf.clear();
-        log_access(ctx, c, 101, started);
+        log_access(ctx, c, 101);
         return Ok(Next::Upgraded(upstream));
     }
 
@@ -337,7 +346,7 @@ where
     if reusable && c.rbuf.is_empty() {
         ctx.pools.put(upstream_id, upstream);
     }
-    log_access(ctx, c, code, started);
+    log_access(ctx, c, code);
     Ok(if keep_alive {
         Next::KeepAlive
     } else {
@@ -705,7 +714,7 @@ fn write_upstream_head(
     out.push(b' ');
     route.rewrite_target(h.target(buf), out);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(ctx.pools.upstream(upstream_id).url.authority().as_bytes());
+    out.extend_from_slice(ctx.pools.upstream(upstream_id).authority.as_bytes());
     out.extend_from_slice(b"\r\n");
     'fields: for f in h.fields.iter().filter(|f| !f.hop) {
         let name = f.name(buf);
@@ -764,7 +773,7 @@ fn name_is_ci(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.eq_ignore_ascii_case(b)
 }
 
-fn log_access(ctx: &Context, c: &Conn, status: u16, started: Instant) {
+fn log_access(ctx: &Context, c: &Conn, status: u16) {
     if !ctx.access_log {
         return;
     }
@@ -772,9 +781,14 @@ fn log_access(ctx: &Context, c: &Conn, status: u16, started: Instant) {
     tracing::info!(
         target: "sessiongate::access",
         peer = %c.peer,
-        request = %String::from_utf8_lossy(&c.log_request).escape_debug(),
+        request = %if c.log_request.is_empty() {
+            "-".into()
+        } else {
+            String::from_utf8_lossy(&c.log_request)
+        }
+        .escape_debug(),
         status,
-        micros = started.elapsed().as_micros() as u64,
+        micros = c.started.elapsed().as_micros() as u64,
         worker = ctx.worker,
     );
 }

@@ -16,6 +16,8 @@ use crate::http::error::HttpError;
 pub struct Upstream {
     pub url: HttpUrl,
     pub addrs: Vec<SocketAddr>,
+    /// The Host field value, built once.
+    pub authority: Box<str>,
 }
 
 impl Upstream {
@@ -31,6 +33,7 @@ impl Upstream {
         Ok(Upstream {
             url: url.clone(),
             addrs,
+            authority: url.authority().into_boxed_str(),
         })
     }
 }

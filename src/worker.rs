@@ -125,14 +125,23 @@ async fn serve(
         }
     };
     let g = &cfg.gateway;
+    let router = Router::new(&cfg.routes);
+    let pools = Pools::new(
+        spec.upstreams,
+        g.upstream_pool_size,
+        g.upstream_idle_timeout,
+        g.upstream_connect_timeout,
+    );
+    // Every route's upstream was resolved at start, so the lookup cannot miss.
+    let route_upstream = router
+        .routes()
+        .iter()
+        .map(|r| pools.index_of(&r.upstream))
+        .collect();
     let ctx = Rc::new(Context {
-        router: Router::new(&cfg.routes),
-        pools: Pools::new(
-            spec.upstreams,
-            g.upstream_pool_size,
-            g.upstream_idle_timeout,
-            g.upstream_connect_timeout,
-        ),
+        router,
+        route_upstream,
+        pools,
         limits: Limits {
             max_head_bytes: g.max_head_bytes,
             max_headers: g.max_headers,

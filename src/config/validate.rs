@@ -319,12 +319,12 @@ impl IntRule {
 
     fn describe(&self) -> String {
         let unit = self.unit;
-        // Caps at or above ten years are overflow guards, not worth mentioning.
+        // Caps at or above ten years are overflow guards, named only when exceeded.
         let open_ended = self.max >= MAX_SECS;
         match (self.min, open_ended) {
             (0, true) => format!("a non-negative integer{unit}"),
             (1, true) => format!("a positive integer{unit}"),
-            (min, true) => format!("an integer{unit} of at least {min}"),
+            (min, true) => format!("an integer{unit}, at least {min}"),
             (min, false) => format!("an integer{unit} from {min} to {}", self.max),
         }
     }
@@ -332,7 +332,7 @@ impl IntRule {
     fn check(&self, value: &str, path: &str) -> Result<u64> {
         match value.parse::<u64>() {
             Ok(n) if (self.min..=self.max).contains(&n) => Ok(n),
-            Ok(n) if n > self.max => Err(ConfigError::invalid(
+            Ok(n) if n > self.max && self.max >= MAX_SECS => Err(ConfigError::invalid(
                 path,
                 format!(
                     "expected {}, at most {}, got {value:?}",
@@ -660,11 +660,11 @@ fn registration(s: &Section, id: &str) -> Result<Registration> {
     if id.is_empty()
         || !id
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
     {
         return Err(ConfigError::invalid(
             &s.path,
-            "a registration id may hold only letters, digits, `-`, `_` and `.` (it is part of the callback path)",
+            "a registration id may hold only letters, digits, `-` and `_` (it is part of the callback path)",
         ));
     }
     let client_secret = s.text("client-secret")?;
@@ -944,6 +944,7 @@ fn check_arg_names(args: &Section, known: &[&str]) -> Result<()> {
     }
 }
 
+/// Builds a predicate; `definitions` has already checked the name against `PREDICATES`.
 fn predicate(d: &Definition) -> Result<Predicate> {
     let key = match d.name.as_str() {
         "Path" | "Host" => "patterns",
@@ -980,6 +981,7 @@ fn method(m: &str) -> Result<String, String> {
     }
 }
 
+/// Builds a filter; `definitions` has already checked the name against `FILTERS`.
 fn filter(d: &Definition) -> Result<Filter> {
     let at = |why: String| ConfigError::invalid(&d.path, why);
     Ok(match d.name.as_str() {
@@ -1153,7 +1155,7 @@ fn gateway(s: &Section) -> Result<GatewayConfig> {
         access_banner: s.path("access-banner")?,
         keep_alive_after_disconnect: s
             .opt_int("keep-alive-after-disconnect-sec", SECS)?
-            .filter(|s| *s > 0)
+            .filter(|secs| *secs > 0)
             .map(Duration::from_secs),
         audit_log: s.text("audit-log")?,
         http_port: s.port("http-port")?,

@@ -185,7 +185,9 @@ pub fn parse_request(
         Ok(httparse::Status::Partial) => {
             return Err(HttpError::BadRequest("malformed request head"))
         }
-        Err(httparse::Error::Version) => return Err(HttpError::VersionNotSupported),
+        Err(httparse::Error::Version) if has_version_shape(head) => {
+            return Err(HttpError::VersionNotSupported)
+        }
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HttpError::HeaderFieldsTooLarge("too many header fields"))
         }
@@ -228,6 +230,19 @@ pub fn parse_request(
     }
     judge_fields(buf, out, method == b"GET")?;
     Ok(Some(()))
+}
+
+/// The request line ends in `HTTP/d.d`: a well-formed line naming another version (505),
+/// as opposed to a malformed line such as a space inside the target (400).
+fn has_version_shape(head: &[u8]) -> bool {
+    let line = &head[..memchr::memchr(b'\r', head).unwrap_or(head.len())];
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_), Some(_), Some(v), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    matches!(v, [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit())
 }
 
 /// Limits that can be judged before the head is complete.
@@ -584,6 +599,8 @@ mod tests {
             (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
             (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / FOO/1.1\r\nHost: a\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417),
         ];

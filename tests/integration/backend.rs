@@ -75,6 +75,7 @@ pub struct Reply {
     close: bool,
     websocket: bool,
     silent: bool,
+    raw: Option<Vec<u8>>,
 }
 
 impl Reply {
@@ -94,6 +95,7 @@ impl Reply {
             close: false,
             websocket: false,
             silent: false,
+            raw: None,
         }
     }
 
@@ -147,6 +149,14 @@ impl Reply {
     pub fn silent() -> Reply {
         let mut r = Reply::status(200);
         r.silent = true;
+        r
+    }
+
+    /// Exactly these bytes as the whole answer, then close (for malformed or close-delimited
+    /// responses).
+    pub fn raw(bytes: impl AsRef<[u8]>) -> Reply {
+        let mut r = Reply::status(200);
+        r.raw = Some(bytes.as_ref().to_vec());
         r
     }
 
@@ -397,6 +407,11 @@ fn serve(stream: TcpStream, state: &State) -> io::Result<()> {
         }
         for interim in &reply.interim {
             out.write_all(interim.as_bytes())?;
+        }
+        if let Some(raw) = &reply.raw {
+            out.write_all(raw)?;
+            let _ = out.shutdown(Shutdown::Write);
+            return Ok(());
         }
         let close = reply.close || wants_close;
         write_reply(&mut out, &reply, is_head, close)?;

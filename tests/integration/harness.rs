@@ -172,19 +172,15 @@ impl GatewayBuilder {
         let stderr = drain_stderr(child.stderr.take().unwrap());
         let (stdout, ready) = watch_stdout(child.stdout.take().unwrap());
 
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match ready.recv_timeout(left) {
-                Ok(addr) => break Ok(addr),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    break Err(format!("no `{READY_PREFIX}` line within {START_TIMEOUT:?}"))
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // stdout closed: the process is exiting. Give it a moment to be reaped.
-                    let status = wait_child(&mut child, Duration::from_secs(2));
-                    break Err(format!("gateway exited before listening: {status:?}"));
-                }
+        let addr = match ready.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => Ok(addr),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(format!("no `{READY_PREFIX}` line within {START_TIMEOUT:?}"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed: the process is exiting. Give it a moment to be reaped.
+                let status = wait_child(&mut child, Duration::from_secs(2));
+                Err(format!("gateway exited before listening: {status:?}"))
             }
         };
         match addr {

@@ -445,3 +445,17 @@ fn trickled_head_times_out_with_408() {
     trickle.join().unwrap();
     backend.assert_saw_nothing();
 }
+
+/// The probe behind every test above must notice bytes that did reach the backend.
+#[test]
+#[should_panic(expected = "backend must see nothing")]
+fn backend_probe_detects_forwarded_bytes() {
+    use std::io::Write;
+    let backend = Backend::recording();
+    let mut direct = std::net::TcpStream::connect(backend.addr()).unwrap();
+    direct
+        .write_all(b"GET /leak HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    backend.wait_for_requests(1);
+    backend.assert_saw_nothing();
+}

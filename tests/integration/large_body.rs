@@ -16,6 +16,7 @@ fn counting_backend() -> Backend {
 
 fn assert_small_rss(gw: &Gateway, what: &str) {
     let peak = gw.peak_rss_kib();
+    eprintln!("{what}: gateway peak RSS {peak} KiB");
     assert!(
         peak < RSS_LIMIT_KIB,
         "{what}: gateway peak RSS {peak} KiB, limit {RSS_LIMIT_KIB} KiB"
