@@ -289,9 +289,11 @@ log "starting backend (nginx) on :$BACKEND_PORT"
 "${pin_load[@]}" "$NGINX" -p "$RUN/backend" -c "$RUN/backend/nginx.conf" \
     >"$RUN/backend.out" 2>"$RUN/backend.err" &
 PIDS+=($!)
-wait_hello backend "$BACKEND_PORT" "${PIDS[-1]}"
+BACKEND_PID=$!
+wait_hello backend "$BACKEND_PORT" "$BACKEND_PID"
 
 declare -A PORT_OF=([sessiongate]=$SG_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
+declare -A PID_OF
 
 for target in $TARGETS; do
     case "$target" in
@@ -325,6 +327,7 @@ for target in $TARGETS; do
         ;;
     *) die "unknown target '$target' (known: sessiongate nginx haproxy)" ;;
     esac
+    PID_OF[$target]=${PIDS[-1]}
     wait_hello "$target" "${PORT_OF[$target]}" "${PIDS[-1]}"
 done
 
@@ -341,24 +344,84 @@ to_ms() {
     }'
 }
 
-# Per-CPU busy time from /proc/stat ("cpuN total idle" lines), to tell afterwards which
-# side was the bottleneck: if the load CPU is saturated and the proxy CPU is not, the
-# run measured wrk + backend, not the proxy.
+# --- CPU accounting (all from /proc, in clock ticks) ----------------------------------------
+# Per round the script records:
+#   proxy cpu   busy share of the proxy's CPU (PROXY_CPU), everything on it included
+#   load cpu    busy share of the load CPU (LOAD_CPUS, when it is a single CPU)
+#   us/req      proxy CPU time per request: proxy CPU busy time / requests. Independent of
+#               which side was the bottleneck, so the fairest single figure on 2 cores.
+#   other       CPU time of all other programs (user processes, not kernel threads), in %
+#               of one core: what competed with the benchmark. Above a few % the round is
+#               not trustworthy (a warning is printed).
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+
+# "cpuN total idle+iowait" per CPU and "all total" for the machine
 cpu_snap() {
-    awk '/^cpu[0-9]+ / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $1, t, $5 + $6 }' /proc/stat
+    awk '/^cpu[0-9]+ / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $1, t, $5 + $6 }
+         /^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print "all", t, $9 }' /proc/stat
+}
+# snap_field SNAP NAME COLUMN (2 = total, 3 = idle, or steal for "all")
+snap_field() {
+    awk -v n="$2" -v c="$3" '$1 == n { print $c }' <<<"$1"
 }
 # busy% of cpuN between two snapshots
 cpu_busy() {
-    local cpu=$1 before=$2 after=$3
-    awk -v c="cpu$cpu" -v b="$before" -v a="$after" 'BEGIN {
-        n = split(b, x, "\n"); for (i = 1; i <= n; i++) { split(x[i], f, " "); t0[f[1]] = f[2]; i0[f[1]] = f[3] }
-        n = split(a, x, "\n"); for (i = 1; i <= n; i++) { split(x[i], f, " "); t1[f[1]] = f[2]; i1[f[1]] = f[3] }
-        dt = t1[c] - t0[c]; di = i1[c] - i0[c]
-        printf "%.1f", (dt > 0 ? 100 * (dt - di) / dt : 0)
-    }'
+    local cpu=$1 before=$2 after=$3 t0 t1 i0 i1
+    t0="$(snap_field "$before" "cpu$cpu" 2)"
+    t1="$(snap_field "$after" "cpu$cpu" 2)"
+    i0="$(snap_field "$before" "cpu$cpu" 3)"
+    i1="$(snap_field "$after" "cpu$cpu" 3)"
+    awk -v dt="$((t1 - t0))" -v di="$((i1 - i0))" \
+        'BEGIN { printf "%.1f", (dt > 0 ? 100 * (dt - di) / dt : 0) }'
 }
 
-declare -A RPS P99 ERRS PCPU LCPU USREQ
+# utime+stime of a process and its direct children (nginx master + worker)
+children_of() {
+    local f line rest fields
+    for f in /proc/[0-9]*/stat; do
+        { line="$(<"$f")"; } 2>/dev/null || continue
+        rest="${line##*) }"
+        read -r -a fields <<<"$rest"
+        [[ "${fields[1]}" == "$1" ]] && { f="${f#/proc/}"; echo "${f%/stat}"; }
+    done
+    return 0
+}
+proc_ticks() {
+    local pid line rest fields sum=0
+    for pid in "$@"; do
+        { line="$(<"/proc/$pid/stat")"; } 2>/dev/null || continue
+        rest="${line##*) }"
+        read -r -a fields <<<"$rest"
+        sum=$((sum + fields[11] + fields[12]))
+    done
+    echo "$sum"
+}
+# "pid ticks" for every user process except ours (EXCLUDE) and kernel threads, ticks
+# including reaped children, so a compiler that ran and exited during a round still counts
+# (through its parent).
+others_snap() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v ex=" $EXCLUDE " '{
+        pid = $1; sub(/^.*\) /, "")
+        if (pid == 2 || $2 == 2 || index(ex, " " pid " ")) next
+        print pid, $12 + $13 + $14 + $15
+    }'
+}
+# ticks used by other programs between two others_snap outputs
+others_ticks() {
+    awk 'NR == FNR { t0[$1] = $2; next } { d += $2 - ($1 in t0 ? t0[$1] : 0) } END { print d + 0 }' \
+        <(echo "$1") <(echo "$2")
+}
+declare -A TREE_OF
+# shellcheck disable=SC2046 # word splitting of the pid list is intended
+tree_of() { echo "$1" $(children_of "$1"); }
+TREE_OF[backend]="$(tree_of "$BACKEND_PID")"
+EXCLUDE="$$ ${TREE_OF[backend]}"
+for target in $TARGETS; do
+    TREE_OF[$target]="$(tree_of "${PID_OF[$target]}")"
+    EXCLUDE+=" ${TREE_OF[$target]}"
+done
+
+declare -A RPS P99 ERRS PCPU LCPU USREQ OTHER
 run_wrk() {
     local target=$1 secs=$2 out=$3
     "${pin_load[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency \
@@ -367,6 +430,8 @@ run_wrk() {
 # CPU whose load is reported as "load cpu%": the single LOAD_CPUS entry, if it is one.
 LOAD_CPU_ONE=""
 [[ "$LOAD_CPUS" =~ ^[0-9]+$ ]] && LOAD_CPU_ONE="$LOAD_CPUS"
+PROXY_CPU_ONE=""
+[[ "$PROXY_CPU" =~ ^[0-9]+$ && ${#pin_proxy[@]} -gt 0 ]] && PROXY_CPU_ONE="$PROXY_CPU"
 
 if [[ "$WARMUP" != 0 ]]; then
     for target in $TARGETS; do
@@ -375,35 +440,63 @@ if [[ "$WARMUP" != 0 ]]; then
     done
 fi
 
+NOISY=0
 for round in $(seq "$ROUNDS"); do
     for target in $TARGETS; do
         out="$RUN/wrk-$target-$round.txt"
-        snap0="$(cpu_snap)"
-        run_wrk "$target" "$DURATION" "$out"
-        snap1="$(cpu_snap)"
-        pcpu="$(cpu_busy "$PROXY_CPU" "$snap0" "$snap1")"
-        lcpu="-"
-        [[ -n "$LOAD_CPU_ONE" ]] && lcpu="$(cpu_busy "$LOAD_CPU_ONE" "$snap0" "$snap1")"
-        PCPU[$target]+="$pcpu "
-        LCPU[$target]+="$lcpu "
+        # shellcheck disable=SC2086 # pid lists
+        {
+            p0="$(proc_ticks ${TREE_OF[$target]})"
+            o0="$(others_snap)"
+            snap0="$(cpu_snap)"
+            run_wrk "$target" "$DURATION" "$out"
+            snap1="$(cpu_snap)"
+            o1="$(others_snap)"
+            p1="$(proc_ticks ${TREE_OF[$target]})"
+        }
         rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
+        requests="$(awk '/requests in/ {print $1}' "$out")"
         p99raw="$(awk '$1 == "99%" {print $2}' "$out")"
-        [[ -n "$rps" && -n "$p99raw" ]] || die "could not parse $out"
+        [[ -n "$rps" && -n "$requests" && -n "$p99raw" ]] || die "could not parse $out"
         p99="$(to_ms "$p99raw")"
         # non-2xx/3xx responses plus socket errors of every kind
         errs="$(awk '
             /Non-2xx or 3xx responses:/ { n += $NF }
             /Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 }
             END { print n + 0 }' "$out")"
+
+        # ticks of one CPU that passed during the round
+        elapsed=$(( ($(snap_field "$snap1" all 2) - $(snap_field "$snap0" all 2)) / NCPU ))
+        other="$(awk -v o="$(others_ticks "$o0" "$o1")" -v e="$elapsed" \
+            'BEGIN { v = (e > 0 ? 100 * o / e : 0); printf "%.1f", (v < 0 ? 0 : v) }')"
+        if [[ -n "$PROXY_CPU_ONE" ]]; then
+            pcpu="$(cpu_busy "$PROXY_CPU_ONE" "$snap0" "$snap1")"
+        else
+            # not pinned: the proxy's own time, in % of one core
+            pcpu="$(awk -v p="$((p1 - p0))" -v e="$elapsed" \
+                'BEGIN { printf "%.1f", (e > 0 ? 100 * p / e : 0) }')"
+        fi
+        lcpu="-"
+        [[ -n "$LOAD_CPU_ONE" ]] && lcpu="$(cpu_busy "$LOAD_CPU_ONE" "$snap0" "$snap1")"
+        # time the hypervisor gave to other guests, in % of one core (VMs only)
+        steal="$(awk -v s="$(( $(snap_field "$snap1" all 3) - $(snap_field "$snap0" all 3) ))" \
+            -v e="$elapsed" 'BEGIN { printf "%.1f", (e > 0 ? 100 * s / e : 0) }')"
+        usreq="$(awk -v c="$pcpu" -v e="$elapsed" -v t="$CLK_TCK" -v n="$requests" \
+            'BEGIN { printf "%.2f", (n > 0 ? (c / 100) * e / t * 1e6 / n : 0) }')"
+
         RPS[$target]+="$rps "
         P99[$target]+="$p99 "
         ERRS[$target]=$((${ERRS[$target]:-0} + errs))
-        # CPU time the proxy spent per request, in microseconds: independent of which side
-        # was the bottleneck, so the fairest single figure on a small machine.
-        usreq="$(awk -v c="$pcpu" -v r="$rps" 'BEGIN { printf "%.2f", (r > 0 ? c * 10000 / r : 0) }')"
+        PCPU[$target]+="$pcpu "
+        LCPU[$target]+="$lcpu "
         USREQ[$target]+="$usreq "
+        OTHER[$target]+="$other "
         log "round $round/$ROUNDS $target: $rps req/s, p99 ${p99} ms, errors $errs," \
-            "proxy cpu $pcpu% ($usreq us/req), load cpu $lcpu%"
+            "proxy cpu $pcpu% ($usreq us/req), load cpu $lcpu%, other $other%, steal $steal%"
+        if awk -v o="$other" 'BEGIN { exit !(o > 5) }'; then
+            NOISY=1
+            log "warning: other programs used $other% of a core during this round"
+        fi
     done
 done
 
@@ -432,10 +525,10 @@ echo "layout:   $layout"
 echo "versions: sessiongate $sg_rev; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v 2>&1 | awk 'NR == 1 {print $1, $2, $3}'); $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}')"
 echo "date:     $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-printf '| %-11s | %9s | %8s | %6s | %9s | %12s | %8s | %s |\n' "target" "req/s" \
-    "p99 ms" "errors" "proxy cpu" "proxy us/req" "load cpu" "req/s per round"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "-------------" "----------:" "---------:" "-------:" \
-    "----------:" "-------------:" "---------:" "-----------------"
+printf '| %-11s | %9s | %8s | %6s | %9s | %12s | %8s | %6s | %s |\n' "target" "req/s" \
+    "p99 ms" "errors" "proxy cpu" "proxy us/req" "load cpu" "other" "req/s per round"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "-------------" "----------:" "---------:" "-------:" \
+    "----------:" "-------------:" "---------:" "-------:" "-----------------"
 declare -A MED_RPS MED_P99 MED_US
 for target in $TARGETS; do
     MED_RPS[$target]="$(median "${RPS[$target]}")"
@@ -445,9 +538,10 @@ for target in $TARGETS; do
     [[ -n "$LOAD_CPU_ONE" ]] && lmed="$(printf '%.0f%%' "$(median "${LCPU[$target]}")")"
     # shellcheck disable=SC2086 # split the per-round list on purpose
     per_round="$(printf '%.0f ' ${RPS[$target]})"
-    printf '| %-11s | %9.0f | %8.3f | %6d | %8.0f%% | %12.2f | %8s | %s |\n' "$target" \
-        "${MED_RPS[$target]}" "${MED_P99[$target]}" "${ERRS[$target]}" \
-        "$(median "${PCPU[$target]}")" "${MED_US[$target]}" "$lmed" "${per_round% }"
+    printf '| %-11s | %9.0f | %8.3f | %6d | %8.0f%% | %12.2f | %8s | %5.0f%% | %s |\n' \
+        "$target" "${MED_RPS[$target]}" "${MED_P99[$target]}" "${ERRS[$target]}" \
+        "$(median "${PCPU[$target]}")" "${MED_US[$target]}" "$lmed" \
+        "$(median "${OTHER[$target]}")" "${per_round% }"
 done
 echo
 if [[ -n "${MED_RPS[sessiongate]:-}" ]]; then
@@ -460,6 +554,11 @@ if [[ -n "${MED_RPS[sessiongate]:-}" ]]; then
                     (b > 0 ? a / b : 0), (d > 0 ? c / d : 0), (f > 0 ? e / f : 0)
             }'
     done
+fi
+if ((NOISY)); then
+    echo
+    echo "WARNING: other programs competed for the CPUs in some rounds ('other' column);"
+    echo "         rerun on a quiet machine before drawing conclusions."
 fi
 echo
 echo "raw wrk output: $RUN/wrk-*.txt"

@@ -15,7 +15,10 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
 use monoio::net::TcpStream;
 
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+
 use crate::config::{Filter, GatewayConfig};
+use crate::gate::{Gate, Outcome};
 use crate::http::body::{write_hex, ChunkedDecoder, Output};
 use crate::http::error::HttpError;
 use crate::http::head::{self, Framing, Limits, RequestHead};
@@ -23,6 +26,7 @@ use crate::http::response::{parse_response, ResponseHead};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
 use crate::upstream::Pools;
+use crate::worker::WorkerMsg;
 
 const LOG: &str = "sessiongate::proxy";
 /// Size of the body and response read buffers.
@@ -42,6 +46,27 @@ pub struct Context {
     pub access_log: bool,
     pub shutdown: Shutdown,
     pub worker: usize,
+    /// Session handling; `None` when no OAuth2 registration is configured (proxy only).
+    pub gate: Option<Gate>,
+    /// Every worker's inbox, for handing a connection to the worker that owns its session.
+    pub peers: Vec<flume::Sender<WorkerMsg>>,
+}
+
+/// A client stream whose socket can move to another worker.
+pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + 'static {
+    /// The socket, when no operation is in flight and nothing but the socket holds state.
+    fn into_fd(self) -> Option<OwnedFd>;
+}
+
+impl ClientStream for TcpStream {
+    #[allow(unsafe_code)]
+    fn into_fd(self) -> Option<OwnedFd> {
+        let raw = self.into_raw_fd();
+        // SAFETY: `into_raw_fd` gave up the stream's only handle on an open socket (monoio
+        // deregistered it from its driver), so nothing else will close or use `raw`: the
+        // new `OwnedFd` is its sole owner.
+        Some(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,22 +114,38 @@ struct Conn {
     /// head has been accepted).
     log_request: Vec<u8>,
     started: Instant,
+    /// Header lines the gate adds upstream (the session's `Authorization: Bearer`).
+    extra: Vec<u8>,
+    /// The request's credentials come from a session: strip its SESSION cookie and any
+    /// Authorization the client sent.
+    from_session: bool,
 }
 
 /// Serves one client connection to its end.
-pub async fn serve<S>(mut client: S, peer: SocketAddr, ctx: Rc<Context>)
-where
-    S: AsyncReadRent + AsyncWriteRent + Split + 'static,
-{
+pub async fn serve<S: ClientStream>(
+    mut client: S,
+    peer: SocketAddr,
+    ctx: Rc<Context>,
+    buffered: Vec<u8>,
+) {
+    let mut cbuf = buffered;
+    cbuf.reserve(
+        ctx.limits
+            .max_head_bytes
+            .max(4096)
+            .saturating_sub(cbuf.len()),
+    );
     let mut conn = Conn {
         peer,
-        cbuf: Vec::with_capacity(ctx.limits.max_head_bytes.max(4096)),
+        cbuf,
         obuf: Vec::with_capacity(4096),
         rbuf: Vec::with_capacity(IO_CHUNK),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         log_request: Vec::new(),
         started: Instant::now(),
+        extra: Vec::new(),
+        from_session: false,
     };
     loop {
         match exchange(&mut client, &mut conn, &ctx).await {
@@ -112,6 +153,10 @@ where
             Ok(Next::Close) => break,
             Ok(Next::Upgraded(upstream)) => {
                 splice(client, upstream, conn, ctx.timeouts.idle).await;
+                return;
+            }
+            Ok(Next::HandOff(owner)) => {
+                hand_off(client, conn, &ctx, owner);
                 return;
             }
             Err(End::Answered(e)) => {
@@ -134,6 +179,26 @@ enum Next {
     KeepAlive,
     Close,
     Upgraded(TcpStream),
+    HandOff(u8),
+}
+
+/// Moves the connection to the worker that owns its session: at most one hop per client
+/// connection, after which every request is served where the session lives.
+fn hand_off<S: ClientStream>(client: S, conn: Conn, ctx: &Context, owner: u8) {
+    let Some(peer_inbox) = ctx.peers.get(usize::from(owner)) else {
+        // A session id from another gateway instance (or forged): no such worker here.
+        tracing::debug!(target: LOG, owner, "session names an unknown worker; closing");
+        return;
+    };
+    let Some(fd) = client.into_fd() else { return };
+    let msg = WorkerMsg::HandOff {
+        fd,
+        peer: conn.peer,
+        buffered: conn.cbuf,
+    };
+    if peer_inbox.send(msg).is_err() {
+        tracing::warn!(target: LOG, owner, "owner worker is gone; connection dropped");
+    }
 }
 
 /// One request/response exchange on the connection.
@@ -154,6 +219,29 @@ where
         c.log_request
             .extend_from_slice(&target[..target.len().min(1024)]);
     }
+    c.extra.clear();
+    c.from_session = false;
+    if let Some(gate) = &ctx.gate {
+        match gate.check(head, buf, &mut c.extra).await {
+            Outcome::Forward { from_session } => c.from_session = from_session,
+            Outcome::HandOff(owner) => return Ok(Next::HandOff(owner)),
+            Outcome::Reply(reply) => {
+                // Gateway answers read no body: a request that has one ends the connection.
+                let keep = head.keep_alive
+                    && head.body_framing() == Framing::Length(0)
+                    && !ctx.shutdown.is_triggered();
+                c.obuf.clear();
+                reply.write(&mut c.obuf, !keep);
+                let head_len = head.head_len;
+                write_all(client, &c.obuf, ctx.timeouts.body).await?;
+                c.cbuf.drain(..head_len);
+                log_access(ctx, c, reply.status);
+                return Ok(if keep { Next::KeepAlive } else { Next::Close });
+            }
+        }
+    }
+    let buf = &c.cbuf;
+    let head = &c.head;
     let route = ctx
         .router
         .find(head.method(buf), head.host(buf), head.path(buf))
@@ -191,6 +279,8 @@ where
         ctx,
         route,
         upstream_id,
+        &c.extra,
+        c.from_session,
     );
     let head_len = c.head.head_len;
     let (mut body_left, mut decoder) = match framing {
@@ -709,6 +799,8 @@ fn write_upstream_head(
     ctx: &Context,
     route: &crate::route::Route,
     upstream_id: usize,
+    extra: &[u8],
+    from_session: bool,
 ) {
     out.extend_from_slice(h.method(buf));
     out.push(b' ');
@@ -718,6 +810,15 @@ fn write_upstream_head(
     out.extend_from_slice(b"\r\n");
     'fields: for f in h.fields.iter().filter(|f| !f.hop) {
         let name = f.name(buf);
+        if from_session {
+            if name_is_ci(name, b"authorization") {
+                continue;
+            }
+            if name_is_ci(name, b"cookie") {
+                write_cookie_without_session(out, f.value(buf));
+                continue;
+            }
+        }
         for filter in &route.filters {
             match filter {
                 Filter::RemoveRequestHeader(n) | Filter::SetRequestHeader(n, _)
@@ -738,6 +839,7 @@ fn write_upstream_head(
             let _ = write!(out, "{n}: {v}\r\n");
         }
     }
+    out.extend_from_slice(extra);
     out.extend_from_slice(b"X-Forwarded-For: ");
     if let Some(i) = h.forwarded_for {
         out.extend_from_slice(h.fields[i].value(buf));
@@ -761,6 +863,30 @@ fn write_upstream_head(
         out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Re-writes a Cookie field without the gateway's SESSION pair; drops it when nothing is left.
+fn write_cookie_without_session(out: &mut Vec<u8>, value: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(b"Cookie: ");
+    let mut any = false;
+    for pair in value.split(|&b| b == b';') {
+        let pair = crate::http::trim_ows(pair);
+        let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        if pair.is_empty() || name == crate::gate::COOKIE.as_bytes() {
+            continue;
+        }
+        if any {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+        any = true;
+    }
+    if any {
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.truncate(start);
+    }
 }
 
 /// Methods whose requests usually carry a body: an explicit `Content-Length: 0` is kept for

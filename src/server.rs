@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::client;
 use crate::config::Config;
+use crate::gate::Shared;
+use crate::provider;
 use crate::upstream::Upstream;
-use crate::worker::{self, WorkerSpec};
+use crate::worker::{self, WorkerMsg, WorkerSpec};
 
 const LOG: &str = "sessiongate::server";
 const BACKLOG: i32 = 4096;
@@ -35,6 +38,10 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("{0}")]
     Worker(String),
+    #[error("{0}")]
+    Tls(String),
+    #[error("{0}")]
+    Banner(String),
 }
 
 /// Every distinct route upstream, resolved once.
@@ -95,23 +102,55 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let upstreams = resolve_upstreams(&config)?;
     let addr = SocketAddr::new(config.server.address, config.server.port);
     let n = config.gateway.workers;
+    if n > 255 {
+        return Err(StartError::Worker(
+            "sessiongate.workers: at most 255 (a session id names its worker in one byte)".into(),
+        ));
+    }
     let listeners = bind_listeners(addr, n)?;
     let bound = listeners[0]
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
 
+    let tls_client =
+        client::tls_config(config.gateway.ca_bundle.as_deref()).map_err(StartError::Tls)?;
+    let banner = match &config.gateway.access_banner {
+        Some(path) => Some(Arc::<str>::from(std::fs::read_to_string(path).map_err(
+            |e| {
+                StartError::Banner(format!(
+                    "sessiongate.access-banner: cannot read {}: {e}",
+                    path.display()
+                ))
+            },
+        )?)),
+        None => None,
+    };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let mut stops = Vec::with_capacity(n);
+    // Unbounded: a stop or a handed-off connection must never be refused; their number is
+    // bounded by the connections the workers themselves accepted.
+    let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| flume::unbounded()).unzip();
+    let refresher = match provider::issuer(&config) {
+        Some(issuer) => Some(
+            provider::spawn(issuer, tls_client.clone(), inboxes.clone()).map_err(|e| {
+                StartError::Worker(format!("cannot start the provider thread: {e}"))
+            })?,
+        ),
+        None => None,
+    };
+    let shared = Arc::new(Shared::default());
     let mut threads = Vec::with_capacity(n);
-    for (id, listener) in listeners.into_iter().enumerate() {
-        let (stop_tx, stop_rx) = flume::bounded(1);
-        stops.push(stop_tx);
+    for ((id, listener), inbox) in listeners.into_iter().enumerate().zip(receivers) {
         let spec = WorkerSpec {
             id,
             listener,
             config: config.clone(),
             upstreams: upstreams.clone(),
-            stop: stop_rx,
+            inbox,
+            peers: inboxes.clone(),
+            shared: shared.clone(),
+            refresher: refresher.clone(),
+            tls_client: tls_client.clone(),
+            banner: banner.clone(),
         };
         let ready = ready_tx.clone();
         let t = std::thread::Builder::new()
@@ -146,8 +185,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             }
         }
     }
-    for s in &stops {
-        let _ = s.try_send(());
+    for s in &inboxes {
+        let _ = s.send(WorkerMsg::Stop);
     }
     let deadline = Instant::now() + config.gateway.shutdown_grace + Duration::from_secs(2);
     for t in threads {

@@ -10,8 +10,13 @@ use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
+use std::os::fd::OwnedFd;
+
 use crate::config::{Config, Driver};
+use crate::gate::{Gate, Shared};
 use crate::http::head::Limits;
+use crate::oidc::ProviderState;
+use crate::provider::RefreshRequester;
 use crate::proxy::{self, Context, Timeouts};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
@@ -21,13 +26,34 @@ const LOG: &str = "sessiongate::worker";
 /// Submission queue size: enough for thousands of connections' reads in flight per tick.
 const RING_ENTRIES: u32 = 4096;
 
+/// Messages a worker receives from the main thread, the provider thread and its peers.
+pub enum WorkerMsg {
+    /// Stop accepting, drain, exit.
+    Stop,
+    /// New provider metadata or keys.
+    Provider(Arc<ProviderState>),
+    /// A client connection whose session lives here: the socket, its peer address and the
+    /// bytes already read from it (at least one full request head).
+    HandOff {
+        fd: OwnedFd,
+        peer: std::net::SocketAddr,
+        buffered: Vec<u8>,
+    },
+}
+
 /// What the main thread hands a worker.
 pub struct WorkerSpec {
     pub id: usize,
     pub listener: StdListener,
     pub config: Arc<Config>,
     pub upstreams: Vec<Upstream>,
-    pub stop: flume::Receiver<()>,
+    pub inbox: flume::Receiver<WorkerMsg>,
+    /// Every worker's inbox, this one's included, indexed by worker id.
+    pub peers: Vec<flume::Sender<WorkerMsg>>,
+    pub shared: Arc<Shared>,
+    pub refresher: Option<RefreshRequester>,
+    pub tls_client: Arc<rustls::ClientConfig>,
+    pub banner: Option<Arc<str>>,
 }
 
 /// Which driver a worker ended up on (io_uring setups can be refused by the kernel).
@@ -152,18 +178,26 @@ async fn serve(
         access_log: g.access_log,
         shutdown: Shutdown::new(),
         worker: spec.id,
+        gate: spec.refresher.and_then(|r| {
+            Gate::new(
+                cfg,
+                spec.id as u8,
+                spec.shared.clone(),
+                r,
+                spec.tls_client.clone(),
+                spec.banner.as_deref().map(Rc::from),
+            )
+        }),
+        peers: spec.peers,
     });
-    let stop = spec.stop;
-    let shutdown = ctx.shutdown.clone();
-    monoio::spawn(async move {
-        // A closed channel means the main thread is gone: stop as well.
-        let _ = stop.recv_async().await;
-        shutdown.trigger();
-    });
+    let open = Rc::new(Cell::new(0usize));
+    monoio::spawn(inbox(spec.inbox, ctx.clone(), open.clone()));
+    if ctx.gate.is_some() {
+        monoio::spawn(expiry(ctx.clone(), cfg.cg.session_check_interval));
+    }
     let _ = ready.send(Ok(in_use));
     tracing::debug!(target: LOG, worker = spec.id, driver = ?in_use, "worker started");
 
-    let open = Rc::new(Cell::new(0usize));
     loop {
         let accepted = monoio::select! {
             a = listener.accept() => Some(a),
@@ -177,7 +211,7 @@ async fn serve(
                 let guard = Open(open.clone());
                 let ctx = ctx.clone();
                 monoio::spawn(async move {
-                    proxy::serve(stream, peer, ctx).await;
+                    proxy::serve(stream, peer, ctx, Vec::new()).await;
                     drop(guard);
                 });
             }
@@ -195,5 +229,52 @@ async fn serve(
     }
     if open.get() > 0 {
         tracing::warn!(target: LOG, worker = spec.id, open = open.get(), "grace period over; closing remaining connections");
+    }
+}
+
+/// Handles the worker's messages until the channel closes.
+async fn inbox(rx: flume::Receiver<WorkerMsg>, ctx: Rc<Context>, open: Rc<Cell<usize>>) {
+    while let Ok(msg) = rx.recv_async().await {
+        match msg {
+            WorkerMsg::Stop => ctx.shutdown.trigger(),
+            WorkerMsg::Provider(state) => {
+                if let Some(g) = &ctx.gate {
+                    g.set_provider(state);
+                }
+            }
+            WorkerMsg::HandOff { fd, peer, buffered } => {
+                let stream = match monoio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(target: LOG, worker = ctx.worker, error = %e, "cannot adopt a handed-off connection");
+                        continue;
+                    }
+                };
+                open.set(open.get() + 1);
+                let guard = Open(open.clone());
+                let ctx = ctx.clone();
+                monoio::spawn(async move {
+                    proxy::serve(stream, peer, ctx, buffered).await;
+                    drop(guard);
+                });
+            }
+        }
+    }
+    // The main thread is gone: stop as well.
+    ctx.shutdown.trigger();
+}
+
+/// Processes session expiry every `cg.sessionCheckIntervalMs` (the wheel's tick).
+async fn expiry(ctx: Rc<Context>, every: Duration) {
+    let mut scratch = Vec::new();
+    let Some(gate) = ctx.gate.as_ref() else {
+        return;
+    };
+    while !ctx.shutdown.is_triggered() {
+        monoio::select! {
+            _ = monoio::time::sleep(every) => {}
+            _ = ctx.shutdown.wait() => return,
+        }
+        gate.expire(&mut scratch).await;
     }
 }

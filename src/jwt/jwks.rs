@@ -109,7 +109,7 @@ impl JwkSet {
 
     /// The first key whose `kid` is `kid`.
     pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
-        self.with_kid(kid).next()
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
     }
 
     /// Whether any key has this `kid`: a token naming another one means the provider has

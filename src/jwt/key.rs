@@ -443,8 +443,14 @@ mod tests {
         for none in ["none", "None", "NONE", "nOnE"] {
             assert_eq!(Alg::from_name(none), Err(AlgRefused::None));
         }
-        for other in ["HS256", "HS384", "HS512", "rs256", "ES256K", "RSA-OAEP", "Ed25519", ""] {
-            assert_eq!(Alg::from_name(other), Err(AlgRefused::NotAllowed), "{other}");
+        for other in [
+            "HS256", "HS384", "HS512", "rs256", "ES256K", "RSA-OAEP", "Ed25519", "",
+        ] {
+            assert_eq!(
+                Alg::from_name(other),
+                Err(AlgRefused::NotAllowed),
+                "{other}"
+            );
         }
     }
 
@@ -578,7 +584,8 @@ mod tests {
             VerifyingKey::from_jwk(&k).unwrap_err(),
             KeyRejected::RsaTooSmall
         );
-        let huge = json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(vec![0xffu8; 1025]), "e": "AQAB"});
+        let huge =
+            json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(vec![0xffu8; 1025]), "e": "AQAB"});
         assert_eq!(
             VerifyingKey::from_jwk(&huge).unwrap_err(),
             KeyRejected::RsaTooLarge

@@ -1,0 +1,835 @@
+//! The session gate: what happens to a request before it may go upstream.
+//!
+//! Order of decisions (DESIGN §4.2-4.3): the gateway's own endpoints (OIDC callback,
+//! `POST /logout`, banner acceptance), then the SESSION cookie (handing the connection to
+//! the owner worker when the session lives elsewhere), then an API client's own
+//! `Authorization: Bearer` JWT, and last the answer to a request without a session: a login
+//! redirect for a browser navigation, 401 JSON for everything else.
+//!
+//! Pending logins live server-side, keyed by `state` (whose first two hex digits name the
+//! worker that issued it), so several tabs can log in at once and no flow cookies pile up.
+
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hashbrown::HashMap;
+use ring::rand::SystemRandom;
+
+use crate::client::{form_value, HttpClient};
+use crate::config::{Config, HttpUrl, Registration};
+use crate::http::head::RequestHead;
+use crate::http::name_is;
+use crate::jwt::{self, JwtError, Validation, VerifyCache};
+use crate::oidc::{self, ProviderState, RefreshFailure};
+use crate::provider::RefreshRequester;
+use crate::session::table::{Session, SessionTable, TableConfig};
+use crate::session::SessionId;
+
+const LOG: &str = "sessiongate::session";
+const LOGOUT_LOG: &str = "sessiongate::logout";
+pub const COOKIE: &str = "SESSION";
+const CALLBACK_PREFIX: &[u8] = b"/login/oauth2/code/";
+pub const BANNER_ACCEPT: &[u8] = b"/sessiongate/banner/accept";
+/// A pending login is kept this long (a user at the login form).
+const PENDING_TTL: Duration = Duration::from_secs(600);
+/// Pending logins per worker: bounds memory under a flood of unauthenticated navigations.
+const PENDING_MAX: usize = 50_000;
+/// Refresh this long before the access token expires, but never more than a third of its
+/// lifetime (a fixed 60 s leeway on 60 s tokens would refresh on every request).
+const REFRESH_LEEWAY_MS: u64 = 30_000;
+
+/// Gateway-wide facts shared by all workers, read with atomics only.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub sessions: AtomicU64,
+}
+
+struct PendingLogin {
+    nonce: String,
+    verifier: String,
+    return_to: String,
+    redirect_uri: String,
+    created: Instant,
+}
+
+/// A worker's session state and OIDC client.
+pub struct Gate {
+    pub worker: u8,
+    reg: Registration,
+    pub provider: RefCell<Option<Arc<ProviderState>>>,
+    pub table: RefCell<SessionTable>,
+    pending: RefCell<HashMap<String, PendingLogin>>,
+    pub client: HttpClient,
+    cache: RefCell<VerifyCache>,
+    cache_generation: std::cell::Cell<u64>,
+    shared: Arc<Shared>,
+    max_sessions: u64,
+    secure_cookie: bool,
+    leeway_secs: u64,
+    post_logout: Option<String>,
+    logout_url: Option<HttpUrl>,
+    banner: Option<Rc<str>>,
+    refresher: RefreshRequester,
+    rng: SystemRandom,
+    epoch: Instant,
+    /// The listener speaks TLS: redirect URIs use https.
+    tls: bool,
+}
+
+/// What the gate decided for one request.
+pub enum Outcome {
+    /// Go upstream. `bearer` was written into the extra headers; strip SESSION and the
+    /// client's Authorization when a session supplied the token.
+    Forward { from_session: bool },
+    /// Answer with these bytes (a complete response without body framing decisions left).
+    Reply(Reply),
+    /// The session (or pending login) lives on another worker.
+    HandOff(u8),
+}
+
+/// A response the gateway makes itself.
+pub struct Reply {
+    pub status: u16,
+    pub reason: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    fn new(status: u16, reason: &'static str) -> Reply {
+        Reply {
+            status,
+            reason,
+            headers: Vec::new(),
+            content_type: "text/plain; charset=utf-8",
+            body: Vec::new(),
+        }
+    }
+
+    fn redirect(location: String) -> Reply {
+        let mut r = Reply::new(302, "Found");
+        r.headers.push(("Location", location));
+        r
+    }
+
+    fn json(status: u16, reason: &'static str, body: String) -> Reply {
+        let mut r = Reply::new(status, reason);
+        r.content_type = "application/json";
+        r.body = body.into_bytes();
+        r
+    }
+
+    fn page(status: u16, reason: &'static str, title: &str, message: &str) -> Reply {
+        let mut r = Reply::new(status, reason);
+        r.content_type = "text/html; charset=utf-8";
+        r.body = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+             <body><h1>{t}</h1><p>{m}</p><p><a href=\"/\">Start again</a></p></body></html>\n",
+            t = html_escape(title),
+            m = html_escape(message)
+        )
+        .into_bytes();
+        r
+    }
+
+    /// Serialises the reply; `close` adds `Connection: close`.
+    pub fn write(&self, out: &mut Vec<u8>, close: bool) {
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, self.reason);
+        for (n, v) in &self.headers {
+            let _ = write!(out, "{n}: {v}\r\n");
+        }
+        let _ = write!(
+            out,
+            "Content-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+            self.content_type,
+            self.body.len()
+        );
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A same-origin local target: one leading `/` and no backslash, so it can never become a
+/// protocol-relative (`//evil`) or scheme URL in a Location field.
+pub fn safe_return(target: &str) -> String {
+    let ok = target.starts_with('/')
+        && !target.starts_with("//")
+        && !target.contains('\\')
+        && !target.bytes().any(|b| b.is_ascii_control());
+    if ok {
+        target.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+/// The request is a top-level browser navigation (DESIGN §4.3): Fetch metadata when the
+/// browser sends it, otherwise a GET that asks for HTML.
+fn is_navigation(head: &RequestHead, buf: &[u8]) -> bool {
+    let mut accept_html = false;
+    for f in &head.fields {
+        let (n, v) = (f.name(buf), f.value(buf));
+        if name_is(n, b"sec-fetch-mode") {
+            return name_is(v, b"navigate");
+        }
+        if name_is(n, b"x-requested-with") {
+            return false;
+        }
+        if name_is(n, b"accept") && memchr::memmem::find(v, b"text/html").is_some() {
+            accept_html = true;
+        }
+    }
+    accept_html && head.method(buf) == b"GET"
+}
+
+/// The SESSION cookie's value, if the request carries one.
+pub fn session_cookie<'a>(head: &RequestHead, buf: &'a [u8]) -> Option<&'a [u8]> {
+    head.fields
+        .iter()
+        .filter(|f| name_is(f.name(buf), b"cookie"))
+        .flat_map(|f| f.value(buf).split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = crate::http::trim_ows(pair);
+            let eq = memchr::memchr(b'=', pair)?;
+            (&pair[..eq] == COOKIE.as_bytes()).then(|| &pair[eq + 1..])
+        })
+}
+
+fn bearer<'a>(head: &RequestHead, buf: &'a [u8]) -> Option<&'a [u8]> {
+    head.fields
+        .iter()
+        .find(|f| name_is(f.name(buf), b"authorization"))
+        .and_then(|f| {
+            let v = f.value(buf);
+            (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+                .then(|| crate::http::trim_ows(&v[7..]))
+        })
+}
+
+fn set_cookie(value: &str, secure: bool, max_age: Option<u64>) -> String {
+    let mut c = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Some(a) = max_age {
+        let _ = std::fmt::Write::write_fmt(&mut c, format_args!("; Max-Age={a}"));
+    }
+    c
+}
+
+impl Gate {
+    /// Builds the worker's gate when login is configured (`None`: proxy-only mode).
+    pub fn new(
+        config: &Config,
+        worker: u8,
+        shared: Arc<Shared>,
+        refresher: RefreshRequester,
+        tls_client: Arc<rustls::ClientConfig>,
+        banner: Option<Rc<str>>,
+    ) -> Option<Gate> {
+        let reg = config.oauth2.registrations.first()?.clone();
+        let cg = &config.cg;
+        let g = &config.gateway;
+        let table = SessionTable::new(TableConfig {
+            idle_timeout_ms: cg.session_timeout.as_millis() as u64,
+            max_lifetime_ms: g.session_max_lifetime.map(|d| d.as_millis() as u64),
+            tick_ms: cg.session_check_interval.as_millis() as u64,
+        });
+        Some(Gate {
+            worker,
+            reg,
+            provider: RefCell::new(None),
+            table: RefCell::new(table),
+            pending: RefCell::new(HashMap::new()),
+            client: HttpClient::new(
+                tls_client,
+                g.upstream_connect_timeout,
+                Duration::from_secs(10),
+            ),
+            cache: RefCell::new(VerifyCache::new(4096)),
+            cache_generation: std::cell::Cell::new(0),
+            shared,
+            max_sessions: cg.max_sessions,
+            secure_cookie: cg.use_secure_session_cookie,
+            leeway_secs: g.jwt_clock_skew.as_secs(),
+            post_logout: g.post_logout_redirect_uri.clone(),
+            logout_url: cg.censhare_logout_url.clone(),
+            banner,
+            refresher,
+            rng: SystemRandom::new(),
+            epoch: Instant::now(),
+            tls: false,
+        })
+    }
+
+    /// Milliseconds since this worker's table epoch: the session clock.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn set_provider(&self, state: Arc<ProviderState>) {
+        *self.provider.borrow_mut() = Some(state);
+    }
+
+    fn provider(&self) -> Option<Arc<ProviderState>> {
+        self.provider.borrow().clone()
+    }
+
+    fn validation(&self, p: &ProviderState) -> Validation {
+        let mut v = Validation::new(p.meta.issuer.clone(), self.reg.client_id.clone());
+        v.leeway_secs = self.leeway_secs;
+        v
+    }
+
+    /// Verifies a JWT against the provider keys, through the per-worker cache.
+    fn verify(&self, p: &ProviderState, token: &str) -> Result<Rc<jwt::Claims>, JwtError> {
+        let now = unix_now();
+        if self.cache_generation.get() != p.generation {
+            // Keys changed: a cached verdict under the old keys must not survive.
+            self.cache.borrow_mut().clear();
+            self.cache_generation.set(p.generation);
+        }
+        if let Some(c) = self.cache.borrow_mut().get(token, now) {
+            return Ok(c);
+        }
+        let claims = jwt::verify(token, &p.jwks, &self.validation(p), now);
+        if let Err(JwtError::UnknownKid) = claims {
+            self.refresher.request();
+        }
+        let claims = Rc::new(claims?);
+        self.cache.borrow_mut().insert(token, claims.clone(), now);
+        Ok(claims)
+    }
+
+    /// Decides what to do with a request. `extra` receives header lines to add upstream.
+    pub async fn check(&self, head: &RequestHead, buf: &[u8], extra: &mut Vec<u8>) -> Outcome {
+        let path = head.path(buf);
+        let method = head.method(buf);
+        if let Some(reg) = path.strip_prefix(CALLBACK_PREFIX) {
+            if reg == self.reg.id.as_bytes() {
+                return self.callback(head, buf).await;
+            }
+        }
+        if path == b"/logout" && method == b"POST" {
+            return self.logout(head, buf).await;
+        }
+        if path == BANNER_ACCEPT && method == b"POST" {
+            return self.accept_banner(head, buf);
+        }
+
+        if let Some(id) = session_cookie(head, buf).and_then(SessionId::parse) {
+            if id.owner() != self.worker {
+                return Outcome::HandOff(id.owner());
+            }
+            match self.session_forward(&id, head, buf, extra).await {
+                Some(o) => return o,
+                None => {} // expired or unknown: treat as no session
+            }
+        }
+
+        if let Some(token) = bearer(head, buf) {
+            let Some(p) = self.provider() else {
+                return Outcome::Reply(not_ready());
+            };
+            let Ok(token) = std::str::from_utf8(token) else {
+                return Outcome::Reply(unauthorized("invalid_token", "malformed bearer token"));
+            };
+            return match self.verify(&p, token) {
+                Ok(_) => Outcome::Forward {
+                    from_session: false,
+                },
+                Err(e) => {
+                    tracing::debug!(target: LOG, error = %e, "bearer token refused");
+                    Outcome::Reply(unauthorized("invalid_token", e.label()))
+                }
+            };
+        }
+
+        if is_navigation(head, buf) {
+            return self.start_login(head, buf);
+        }
+        Outcome::Reply(unauthorized("unauthorized", "no session; log in first"))
+    }
+
+    /// A valid session: touch it, refresh its access token when due, add the Bearer line.
+    async fn session_forward(
+        &self,
+        id: &SessionId,
+        head: &RequestHead,
+        buf: &[u8],
+        extra: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        let now = self.now_ms();
+        let refresh = {
+            let mut table = self.table.borrow_mut();
+            let s = table.touch(id, now)?;
+            if self.banner.is_some() && !s.banner_accepted {
+                drop(table);
+                return Some(Outcome::Reply(self.banner_page(head, buf)));
+            }
+            let due = refresh_due(s, now);
+            if due && !s.refresh_token.is_empty() && s.try_begin_refresh() {
+                Some(s.refresh_token.to_string())
+            } else {
+                None
+            }
+        };
+        if let Some(rt) = refresh {
+            self.refresh(id, &rt).await;
+        }
+        let table = self.table.borrow();
+        let s = table.get(id)?;
+        if s.access_expires_ms <= now && s.refreshing {
+            // Expired and another request is refreshing: the backend would refuse it anyway.
+            return Some(Outcome::Reply(Reply::json(
+                503,
+                "Service Unavailable",
+                "{\"error\":\"token_refresh_in_progress\"}".into(),
+            )));
+        }
+        extra.extend_from_slice(b"Authorization: Bearer ");
+        extra.extend_from_slice(s.access_token.as_bytes());
+        extra.extend_from_slice(b"\r\n");
+        Some(Outcome::Forward { from_session: true })
+    }
+
+    /// Refreshes a session's tokens; a refused grant ends the session, a network error
+    /// leaves it (the next request tries again).
+    async fn refresh(&self, id: &SessionId, refresh_token: &str) {
+        let Some(p) = self.provider() else {
+            if let Some(s) = self.table.borrow_mut().get_mut(id) {
+                s.refreshing = false;
+            }
+            return;
+        };
+        let result = oidc::refresh(&self.client, &p.meta, &self.reg, refresh_token).await;
+        let now = self.now_ms();
+        match result {
+            Ok(t) => {
+                let mut table = self.table.borrow_mut();
+                if let Some(s) = table.get_mut(id) {
+                    s.refreshing = false;
+                    s.access_expires_ms = access_expiry(&t, now);
+                    s.access_token = t.access_token.into_boxed_str();
+                    if let Some(r) = t.refresh_token {
+                        // Rotation: the old refresh token is dead now; never send it again.
+                        s.refresh_token = r.into_boxed_str();
+                    }
+                    if let Some(i) = t.id_token {
+                        s.id_token = i.into_boxed_str();
+                    }
+                    tracing::debug!(target: LOG, session = %id.encode().as_str(), "access token refreshed");
+                }
+            }
+            Err(RefreshFailure::InvalidGrant(why)) => {
+                tracing::info!(target: LOG, session = %id.encode().as_str(), why, "refresh refused; session ended");
+                if self.table.borrow_mut().remove(id).is_some() {
+                    self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            Err(RefreshFailure::Transient(why)) => {
+                tracing::warn!(target: LOG, session = %id.encode().as_str(), why, "refresh failed; will retry");
+                if let Some(s) = self.table.borrow_mut().get_mut(id) {
+                    s.refreshing = false;
+                }
+            }
+        }
+    }
+
+    fn redirect_uri(&self, head: &RequestHead, buf: &[u8]) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = head
+            .host(buf)
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let base = format!("{scheme}://{host}");
+        match &self.reg.redirect_uri {
+            Some(t) => t
+                .replace("{baseUrl}", &base)
+                .replace("{registrationId}", &self.reg.id)
+                .replace("{action}", "login"),
+            None => format!("{base}/login/oauth2/code/{}", self.reg.id),
+        }
+    }
+
+    fn start_login(&self, head: &RequestHead, buf: &[u8]) -> Outcome {
+        let Some(p) = self.provider() else {
+            return Outcome::Reply(not_ready());
+        };
+        let target = String::from_utf8_lossy(head.target(buf));
+        let return_to = safe_return(&target);
+        let state = format!("{:02x}{}", self.worker, oidc::random_token(&self.rng, 24));
+        let nonce = oidc::random_token(&self.rng, 24);
+        let verifier = oidc::random_token(&self.rng, 32);
+        let redirect_uri = self.redirect_uri(head, buf);
+        let location = oidc::authorization_url(
+            &p.meta,
+            &self.reg,
+            &redirect_uri,
+            &state,
+            &nonce,
+            &oidc::pkce_challenge(&verifier),
+        );
+        let mut pending = self.pending.borrow_mut();
+        if pending.len() >= PENDING_MAX {
+            pending.retain(|_, l| l.created.elapsed() < PENDING_TTL);
+            if pending.len() >= PENDING_MAX {
+                return Outcome::Reply(Reply::page(
+                    503,
+                    "Service Unavailable",
+                    "Too many logins",
+                    "Too many logins are in progress; try again shortly.",
+                ));
+            }
+        }
+        pending.insert(
+            state,
+            PendingLogin {
+                nonce,
+                verifier,
+                return_to,
+                redirect_uri,
+                created: Instant::now(),
+            },
+        );
+        Outcome::Reply(Reply::redirect(location))
+    }
+
+    async fn callback(&self, head: &RequestHead, buf: &[u8]) -> Outcome {
+        let target = head.target(buf);
+        let query = memchr::memchr(b'?', target)
+            .map(|q| &target[q + 1..])
+            .unwrap_or(b"");
+        let Some(state) = form_value(query, "state") else {
+            return Outcome::Reply(bad_callback("The login answer carries no state."));
+        };
+        // The state names the worker that holds the pending login.
+        if let Some(owner) = state.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if owner != self.worker {
+                return Outcome::HandOff(owner);
+            }
+        }
+        let Some(pending) = self.pending.borrow_mut().remove(&state) else {
+            return Outcome::Reply(bad_callback(
+                "This login is unknown, expired or was already used.",
+            ));
+        };
+        if pending.created.elapsed() > PENDING_TTL {
+            return Outcome::Reply(bad_callback(
+                "This login took too long; please start again.",
+            ));
+        }
+        if let Some(err) = form_value(query, "error") {
+            tracing::info!(target: LOG, error = %err.escape_debug(), "provider refused the login");
+            return Outcome::Reply(bad_callback("The identity provider refused the login."));
+        }
+        let Some(code) = form_value(query, "code") else {
+            return Outcome::Reply(bad_callback("The login answer carries no code."));
+        };
+        let Some(p) = self.provider() else {
+            return Outcome::Reply(not_ready());
+        };
+        let tokens = match oidc::exchange_code(
+            &self.client,
+            &p.meta,
+            &self.reg,
+            &code,
+            &pending.redirect_uri,
+            &pending.verifier,
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(target: LOG, error = %e, "code exchange failed");
+                return Outcome::Reply(bad_callback(
+                    "The login could not be completed at the identity provider.",
+                ));
+            }
+        };
+        let Some(id_token) = tokens.id_token.as_deref() else {
+            return Outcome::Reply(bad_callback("The identity provider sent no ID token."));
+        };
+        let claims = match self.verify(&p, id_token) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(target: LOG, error = %e, "ID token refused");
+                return Outcome::Reply(bad_callback(
+                    "The identity provider's ID token was not valid.",
+                ));
+            }
+        };
+        if claims.nonce() != Some(pending.nonce.as_str()) {
+            return Outcome::Reply(bad_callback(
+                "The ID token does not belong to this login (nonce).",
+            ));
+        }
+        let Some(sub) = claims.sub() else {
+            return Outcome::Reply(bad_callback("The ID token names no subject."));
+        };
+        // One limit for the whole gateway: reserve a place first, give it back on failure.
+        if self.shared.sessions.fetch_add(1, Ordering::Relaxed) >= self.max_sessions {
+            self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(target: LOG, max = self.max_sessions, "maxSessions reached; login refused");
+            let mut r = Reply::page(
+                503,
+                "Service Unavailable",
+                "Too many sessions",
+                "The gateway has reached its session limit. Please try again later.",
+            );
+            r.headers.push(("Retry-After", "30".into()));
+            return Outcome::Reply(r);
+        }
+        let now = self.now_ms();
+        let id = match SessionId::generate(self.worker, &self.rng) {
+            Ok(id) => id,
+            Err(_) => {
+                self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+                return Outcome::Reply(Reply::page(
+                    500,
+                    "Internal Server Error",
+                    "Login failed",
+                    "No random source.",
+                ));
+            }
+        };
+        let mut s = Session::new(id, sub.into(), claims.sid().map(Into::into), now);
+        s.access_expires_ms = access_expiry(&tokens, now);
+        s.refresh_expires_ms = tokens
+            .refresh_expires_in
+            .filter(|&e| e > 0)
+            .map(|e| now + e * 1000)
+            .unwrap_or(crate::session::table::NEVER);
+        s.access_token = tokens.access_token.clone().into_boxed_str();
+        s.refresh_token = tokens
+            .refresh_token
+            .clone()
+            .unwrap_or_default()
+            .into_boxed_str();
+        s.id_token = id_token.into();
+        self.table.borrow_mut().insert(s);
+        tracing::info!(target: LOG, subject = %sub.escape_debug(), sid = ?claims.sid(), worker = self.worker, "session created");
+        let mut r = Reply::redirect(pending.return_to);
+        r.headers.push((
+            "Set-Cookie",
+            set_cookie(id.encode().as_str(), self.secure_cookie, None),
+        ));
+        Outcome::Reply(r)
+    }
+
+    async fn logout(&self, head: &RequestHead, buf: &[u8]) -> Outcome {
+        let id = session_cookie(head, buf).and_then(SessionId::parse);
+        if let Some(id) = &id {
+            if id.owner() != self.worker {
+                return Outcome::HandOff(id.owner());
+            }
+        }
+        let ended = id.and_then(|id| self.table.borrow_mut().remove(&id));
+        let p = self.provider();
+        let mut location = self.post_logout.clone().unwrap_or_else(|| "/".into());
+        if let Some(s) = &ended {
+            self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), "user logout");
+            self.backend_logout(s).await;
+            if let Some(p) = &p {
+                if let Some(u) = oidc::end_session_url(
+                    &p.meta,
+                    &self.reg,
+                    Some(&s.id_token),
+                    self.post_logout.as_deref(),
+                ) {
+                    location = u;
+                }
+            }
+        }
+        let mut r = Reply::redirect(location);
+        r.headers
+            .push(("Set-Cookie", set_cookie("", self.secure_cookie, Some(0))));
+        Outcome::Reply(r)
+    }
+
+    /// Tells the backend (`cg.censhareLogoutUrl`) that a session ended, with its token.
+    pub async fn backend_logout(&self, s: &Session) {
+        let Some(url) = &self.logout_url else { return };
+        let auth = format!("Bearer {}", s.access_token);
+        match self
+            .client
+            .send("POST", url, &[("Authorization", &auth)], None)
+            .await
+        {
+            Ok(r) if r.status < 400 => {
+                tracing::trace!(target: LOGOUT_LOG, status = r.status, "backend logout done")
+            }
+            Ok(r) => {
+                tracing::warn!(target: LOGOUT_LOG, status = r.status, url = %url.original, "backend logout refused")
+            }
+            Err(e) => {
+                tracing::warn!(target: LOGOUT_LOG, error = %e, url = %url.original, "backend logout failed")
+            }
+        }
+    }
+
+    fn banner_page(&self, head: &RequestHead, buf: &[u8]) -> Reply {
+        if !is_navigation(head, buf) {
+            return Reply::json(
+                403,
+                "Forbidden",
+                "{\"error\":\"access_banner_not_accepted\"}".into(),
+            );
+        }
+        let target = safe_return(&String::from_utf8_lossy(head.target(buf)));
+        let mut action = String::from_utf8_lossy(BANNER_ACCEPT).into_owned();
+        action.push_str("?return=");
+        crate::client::form_encode(&mut action, &target);
+        let mut r = Reply::new(200, "OK");
+        r.content_type = "text/html; charset=utf-8";
+        r.body = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Access banner</title></head><body>\
+             <div class=\"banner\">{}</div>\
+             <form method=\"post\" action=\"{}\"><button type=\"submit\">Accept</button></form></body></html>\n",
+            self.banner.as_deref().unwrap_or(""),
+            html_escape(&action)
+        )
+        .into_bytes();
+        r
+    }
+
+    fn accept_banner(&self, head: &RequestHead, buf: &[u8]) -> Outcome {
+        let target = head.target(buf);
+        let query = memchr::memchr(b'?', target)
+            .map(|q| &target[q + 1..])
+            .unwrap_or(b"");
+        let back = safe_return(&form_value(query, "return").unwrap_or_else(|| "/".into()));
+        if let Some(id) = session_cookie(head, buf).and_then(SessionId::parse) {
+            if id.owner() != self.worker {
+                return Outcome::HandOff(id.owner());
+            }
+            if let Some(s) = self.table.borrow_mut().touch(&id, self.now_ms()) {
+                s.banner_accepted = true;
+            }
+        }
+        Outcome::Reply(Reply::redirect(back))
+    }
+
+    /// Ends every session whose deadline passed; runs every `sessionCheckIntervalMs`.
+    pub async fn expire(&self, scratch: &mut Vec<Session>) {
+        scratch.clear();
+        self.table.borrow_mut().expire(self.now_ms(), scratch);
+        self.pending
+            .borrow_mut()
+            .retain(|_, l| l.created.elapsed() < PENDING_TTL);
+        if scratch.is_empty() {
+            return;
+        }
+        self.shared
+            .sessions
+            .fetch_sub(scratch.len() as u64, Ordering::Relaxed);
+        for s in scratch.iter() {
+            tracing::info!(target: LOG, subject = %s.subject().escape_debug(), "session expired");
+        }
+    }
+}
+
+/// When the access token expires, from `expires_in` (RFC 6749 §5.1); without it the token
+/// is used until the provider's other limits end the session.
+fn access_expiry(t: &oidc::TokenResponse, now: u64) -> u64 {
+    t.expires_in
+        .filter(|&e| e > 0)
+        .map(|e| now.saturating_add(e.saturating_mul(1000)))
+        .unwrap_or(crate::session::table::NEVER)
+}
+
+/// The access token is due for refresh: within the leeway of its expiry, the leeway capped at
+/// a third of the token's remaining life at creation is approximated by the fixed leeway.
+fn refresh_due(s: &Session, now: u64) -> bool {
+    if s.access_expires_ms == crate::session::table::NEVER {
+        return false;
+    }
+    let life = s
+        .access_expires_ms
+        .saturating_sub(s.last_access_ms().min(now));
+    let leeway = REFRESH_LEEWAY_MS.min(life / 3).max(1000);
+    now + leeway >= s.access_expires_ms
+}
+
+fn not_ready() -> Reply {
+    let mut r = Reply::json(
+        503,
+        "Service Unavailable",
+        "{\"error\":\"provider_unavailable\",\"message\":\"the identity provider is not reachable yet\"}".into(),
+    );
+    r.headers.push(("Retry-After", "5".into()));
+    r
+}
+
+fn unauthorized(error: &str, message: &str) -> Reply {
+    let body = serde_json::json!({"error": error, "message": message}).to_string();
+    let mut r = Reply::json(401, "Unauthorized", body);
+    r.headers.push(("WWW-Authenticate", "Bearer".into()));
+    r
+}
+
+fn bad_callback(message: &str) -> Reply {
+    Reply::page(400, "Bad Request", "Login failed", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_targets_stay_local() {
+        assert_eq!(safe_return("/a?b=c"), "/a?b=c");
+        assert_eq!(safe_return("//evil.example/"), "/");
+        assert_eq!(safe_return("/\\evil.example"), "/");
+        assert_eq!(safe_return("https://evil.example/"), "/");
+        assert_eq!(safe_return("/a\r\nSet-Cookie: x"), "/");
+    }
+
+    #[test]
+    fn cookie_and_navigation() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: theme=dark; SESSION=abc; x=1\r\nSec-Fetch-Mode: navigate\r\n\r\n";
+        let mut h = RequestHead::default();
+        crate::http::head::parse_request(raw, &Default::default(), &mut h)
+            .unwrap()
+            .unwrap();
+        assert_eq!(session_cookie(&h, raw), Some(&b"abc"[..]));
+        assert!(is_navigation(&h, raw));
+        let raw = b"GET /api HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n\r\n";
+        crate::http::head::parse_request(raw, &Default::default(), &mut h)
+            .unwrap()
+            .unwrap();
+        assert!(!is_navigation(&h, raw));
+        assert_eq!(session_cookie(&h, raw), None);
+    }
+}

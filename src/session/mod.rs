@@ -1,0 +1,117 @@
+//! The per-worker session core: ids, the session table, and the timer wheel that expires
+//! sessions (DESIGN §2, §5).
+//!
+//! # Ownership
+//! Each worker owns one [`SessionTable`] outright: no locks, no `Rc`, no atomics. A
+//! session lives on the worker that created it; its [`SessionId`] starts with that
+//! worker's index ([`SessionId::owner`]), so a request that lands elsewhere knows where to
+//! send the question (or the connection) without a lookup.
+//!
+//! # Time
+//! Nothing here reads a clock. Every operation that depends on time takes `now`, in
+//! milliseconds since an epoch the worker picks (its start `Instant`, say) and never moves
+//! backwards; tests drive a manual clock.
+//!
+//! # Expiry
+//! A session ends when it has been idle for `idle_timeout_ms` (deadline
+//! `last_access + idle_timeout`) or, if configured, `max_lifetime_ms` after it was created,
+//! whichever comes first. The request path ([`SessionTable::touch`]) only writes
+//! `last_access`: O(1), and the session's timer is not moved. The [`wheel`] holds each
+//! session once, in the slot of the deadline it had when it was last slotted; when that
+//! slot's tick comes, the table recomputes the real deadline and either removes the
+//! session (handing it to the caller for audit and logout) or re-slots it. So an active
+//! session costs one re-slot per idle timeout, a tick with nothing due costs one slot-head
+//! read, and expiring `k` sessions costs O(k). A session is swept at the first tick at or
+//! after its deadline (at most one `tick_ms` late, never early); between its deadline and
+//! that tick, `touch` already treats it as gone, so a request cannot revive it.
+//!
+//! # Memory
+//! Per session, besides the strings (tokens, subject, sid): the [`Session`] record with two
+//! group links in a chunked slab (160 bytes), a 12-byte `{hash, handle}` entry in the id
+//! index and, per distinct sid and subject, one in each group index, plus 8 bytes of wheel
+//! links. `benches/session_table.rs` measures the total with a counting allocator. Why
+//! not `HashMap<SessionId, Session>`: hashbrown keeps buckets between 7/16 and 7/8 full,
+//! so storing a ~160-byte record in the bucket costs up to 2.3× that; here the buckets hold
+//! 12 bytes and the record is stored once, at a stable handle the wheel and the group
+//! lists can point at.
+//!
+//! # Later: a shared store
+//! [`SessionStore`] is the boundary the request path and the sweeper use. DESIGN §11
+//! moves sessions to Redis; the shape that fits this trait is a Redis-backed store that
+//! keeps a local table as its cache: `get`/`touch` answer from the cache (a miss is
+//! loaded asynchronously by the worker, outside this trait, then `insert`ed), `touch`
+//! marks the entry so the new last-access time is written back in a batch per tick,
+//! `insert`/`remove` write through, and `expire` sweeps the cache (Redis expires its own
+//! copy by TTL; logouts elsewhere arrive by pub/sub as `remove`s).
+
+pub mod id;
+pub mod table;
+pub mod wheel;
+
+pub use id::{IdHashBuilder, SessionId, COOKIE_LEN, ID_LEN};
+pub use table::{Session, SessionTable, TableConfig, NEVER};
+
+/// What the request path and the expiry sweep need from a session store. Kept minimal so
+/// a Redis-backed store (DESIGN §11) can implement it later; see the module docs.
+pub trait SessionStore {
+    /// The session, without counting as use.
+    fn get(&self, id: &SessionId) -> Option<&Session>;
+    /// The session, recording a use at `now` (ms); `None` if unknown or past its deadline.
+    fn touch(&mut self, id: &SessionId, now: u64) -> Option<&mut Session>;
+    /// Adds a session; returns one it replaced under the same id.
+    fn insert(&mut self, session: Session) -> Option<Session>;
+    /// Ends a session (logout).
+    fn remove(&mut self, id: &SessionId) -> Option<Session>;
+    /// Moves every session whose deadline has passed by `now` (ms) into `out`.
+    fn expire(&mut self, now: u64, out: &mut Vec<Session>);
+}
+
+impl SessionStore for SessionTable {
+    fn get(&self, id: &SessionId) -> Option<&Session> {
+        SessionTable::get(self, id)
+    }
+
+    fn touch(&mut self, id: &SessionId, now: u64) -> Option<&mut Session> {
+        SessionTable::touch(self, id, now)
+    }
+
+    fn insert(&mut self, session: Session) -> Option<Session> {
+        SessionTable::insert(self, session)
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Session> {
+        SessionTable::remove(self, id)
+    }
+
+    fn expire(&mut self, now: u64, out: &mut Vec<Session>) {
+        SessionTable::expire(self, now, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trait object works end to end (the worker may hold `Box<dyn SessionStore>`).
+    #[test]
+    fn store_trait_round_trip() {
+        let rng = ring::rand::SystemRandom::new();
+        let mut store: Box<dyn SessionStore> = Box::new(SessionTable::new(TableConfig {
+            idle_timeout_ms: 1_000,
+            max_lifetime_ms: None,
+            tick_ms: 100,
+        }));
+        let id = SessionId::generate(2, &rng).unwrap();
+        assert!(store
+            .insert(Session::new(id, "alice".into(), None, 0))
+            .is_none());
+        assert_eq!(store.get(&id).unwrap().id().owner(), 2);
+        assert!(store.touch(&id, 500).is_some());
+        let mut out = Vec::new();
+        store.expire(1_400, &mut out);
+        assert!(out.is_empty());
+        store.expire(1_500, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(store.remove(&id).is_none());
+    }
+}
