@@ -1,0 +1,242 @@
+//! One scenario's world: a provider, a recording backend and a gateway configured to log
+//! users in at that provider, each on its own loopback port.
+//!
+//! The provider must know the gateway's redirect URI before the gateway exists (and the
+//! gateway reads the provider's metadata when it starts), so the gateway's port is reserved
+//! first (bind 127.0.0.1:0, read the port, release it), then the provider starts with
+//! `http://127.0.0.1:PORT/login/oauth2/code/demo` registered, then the gateway on that port.
+//!
+//! ```ignore
+//! let s = Stack::builder().cg("sessionTimeoutSec", 2).provider(|o| o.access_token_ttl(4)).start();
+//! let (mut browser, login) = s.login("alice");
+//! ```
+
+use std::net::TcpListener;
+
+use crate::backend::{Backend, Request};
+use crate::harness::{quote, routes_yaml, Gateway, GatewayBuilder, Route};
+use crate::oidc::browser::{Browser, Login, Url};
+use crate::oidc::provider::{Provider, ProviderOpts};
+
+/// The registration id in the gateway config (and so in the callback path).
+pub const REGISTRATION: &str = "demo";
+/// Where a login starts in most scenarios.
+pub const APP_PATH: &str = "/app/home?tab=1";
+/// The backend path `cg.censhareLogoutUrl` points at.
+pub const BACKEND_LOGOUT_PATH: &str = "/logout";
+
+pub struct StackBuilder {
+    port: u16,
+    provider: ProviderOpts,
+    backend: Option<Backend>,
+    cg: Vec<(String, String)>,
+    registration: Vec<(String, String)>,
+    knobs: Vec<(String, String)>,
+    backchannel: bool,
+}
+
+impl StackBuilder {
+    /// Changes the provider's options (TTLs, keys, auth method).
+    pub fn provider(mut self, f: impl FnOnce(ProviderOpts) -> ProviderOpts) -> Self {
+        self.provider = f(self.provider);
+        self
+    }
+
+    /// Uses this backend instead of `Backend::recording()`.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Sets a `cg.*` key (camelCase name, value written as is).
+    pub fn cg(mut self, key: &str, value: impl ToString) -> Self {
+        set(&mut self.cg, key, value.to_string());
+        self
+    }
+
+    /// Sets a key of `spring.security.oauth2.client.registration.demo`.
+    pub fn registration(mut self, key: &str, value: impl ToString) -> Self {
+        set(&mut self.registration, key, value.to_string());
+        self
+    }
+
+    /// Sets a `sessiongate.*` key (kebab-case, value written as is).
+    pub fn set(mut self, key: &str, value: impl ToString) -> Self {
+        set(&mut self.knobs, key, value.to_string());
+        self
+    }
+
+    pub fn workers(self, n: usize) -> Self {
+        self.set("workers", n)
+    }
+
+    /// Adds the back-channel logout route and registers its URL at the provider.
+    pub fn backchannel_logout(mut self) -> Self {
+        self.backchannel = true;
+        self.provider = self.provider.backchannel_logout_uri(&format!(
+            "http://127.0.0.1:{}/backchannel/logout",
+            self.port
+        ));
+        self
+    }
+
+    /// The gateway's configuration for these settings (before `sessiongate:`).
+    fn base_yaml(&self, provider: &Provider, backend: &Backend) -> String {
+        let mut routes = Vec::new();
+        if self.backchannel {
+            routes.push(
+                Route::new(
+                    "censhare5_backchannel_logout",
+                    format!("http://127.0.0.1:{}", self.port),
+                )
+                .predicate("Path=/backchannel/logout")
+                .filter("BackchannelLogout"),
+            );
+        }
+        routes.push(Route::new("app", backend.uri()).predicate("Path=/**"));
+        let rendered = routes_yaml(&routes);
+        let cloud = rendered
+            .strip_prefix("server:\n  address: 127.0.0.1\n  port: 0\nspring:\n")
+            .expect("routes_yaml starts with server and spring");
+
+        let mut y = format!("server:\n  address: 127.0.0.1\n  port: {}\nspring:\n", self.port);
+        y.push_str("  security:\n    oauth2:\n      client:\n        registration:\n");
+        y.push_str(&format!("          {REGISTRATION}:\n"));
+        for (k, v) in &self.registration {
+            y.push_str(&format!("            {k}: {v}\n"));
+        }
+        y.push_str("        provider:\n");
+        y.push_str(&format!("          {REGISTRATION}:\n"));
+        y.push_str(&format!(
+            "            issuer-uri: {}\n",
+            quote(&provider.issuer())
+        ));
+        y.push_str(cloud);
+        y.push_str("cg:\n");
+        for (k, v) in &self.cg {
+            y.push_str(&format!("  {k}: {v}\n"));
+        }
+        y
+    }
+
+    /// Starts provider, backend and gateway (in that order).
+    pub fn start(mut self) -> Stack {
+        let provider = Provider::start(self.provider.clone());
+        let backend = self.backend.take().unwrap_or_else(Backend::recording);
+        if !self.cg.iter().any(|(k, _)| k == "censhareLogoutUrl") {
+            let url = quote(&format!("{}{BACKEND_LOGOUT_PATH}", backend.uri()));
+            self.cg.push(("censhareLogoutUrl".to_string(), url));
+        }
+        let mut builder: GatewayBuilder = Gateway::with(self.base_yaml(&provider, &backend));
+        for (k, v) in &self.knobs {
+            builder = builder.set(k, v);
+        }
+        let gateway = builder.start();
+        assert_eq!(
+            gateway.addr().port(),
+            self.port,
+            "the gateway must listen on the reserved port"
+        );
+        Stack {
+            port: self.port,
+            provider,
+            backend,
+            gateway,
+        }
+    }
+}
+
+fn set(list: &mut Vec<(String, String)>, key: &str, value: String) {
+    match list.iter_mut().find(|(k, _)| k == key) {
+        Some(kv) => kv.1 = value,
+        None => list.push((key.to_string(), value)),
+    }
+}
+
+/// A free loopback port (bound, then released) for a server that must be named up front.
+pub fn reserve_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// Provider, backend and gateway of one scenario. Field order is drop order: the gateway
+/// stops first, so it never sees its provider vanish.
+pub struct Stack {
+    pub port: u16,
+    pub gateway: Gateway,
+    pub backend: Backend,
+    pub provider: Provider,
+}
+
+impl Stack {
+    /// Defaults: client `gateway`/`secret` with `client_secret_basic`, scope
+    /// `openid,profile,email`, `cg.sessionTimeoutSec: 600`, `cg.sessionCheckIntervalMs: 100`,
+    /// `cg.useSecureSessionCookie: false`, `cg.censhareLogoutUrl` at the backend's `/logout`
+    /// (set when the backend is known, at `start`), two workers and
+    /// `post-logout-redirect-uri: http://127.0.0.1:PORT/`.
+    pub fn builder() -> StackBuilder {
+        let port = reserve_port();
+        let b = StackBuilder {
+            port,
+            provider: ProviderOpts::for_gateway(port),
+            backend: None,
+            cg: Vec::new(),
+            registration: Vec::new(),
+            knobs: Vec::new(),
+            backchannel: false,
+        };
+        b.registration("client-id", "gateway")
+            .registration("client-secret", "secret")
+            .registration("scope", quote("openid,profile,email"))
+            .registration("client-authentication-method", "client_secret_basic")
+            .cg("sessionTimeoutSec", 600)
+            .cg("sessionCheckIntervalMs", 100)
+            .cg("maxSessions", 10000)
+            .cg("useSecureSessionCookie", false)
+            .workers(2)
+            .set(
+                "post-logout-redirect-uri",
+                quote(&format!("http://127.0.0.1:{port}/")),
+            )
+    }
+
+    /// A stack with all defaults.
+    pub fn start() -> Stack {
+        Stack::builder().start()
+    }
+
+    /// `http://127.0.0.1:PORT` + `target` at the gateway.
+    pub fn url(&self, target: &str) -> Url {
+        Url::parse(&format!("http://127.0.0.1:{}{target}", self.port))
+    }
+
+    /// The callback path for the registration.
+    pub fn callback_path(&self) -> String {
+        format!("/login/oauth2/code/{REGISTRATION}")
+    }
+
+    /// A new browser logged in as `user`, starting from [`APP_PATH`].
+    pub fn login(&self, user: &str) -> (Browser, Login) {
+        let mut b = Browser::new();
+        let login = b.login(&self.url(APP_PATH), user);
+        (b, login)
+    }
+
+    /// Backend requests whose path is `path` (the query ignored).
+    pub fn backend_requests_to(&self, path: &str) -> Vec<Request> {
+        self.backend
+            .requests()
+            .into_iter()
+            .filter(|r| r.target.split('?').next() == Some(path))
+            .collect()
+    }
+
+    /// Backend requests that are not calls to `cg.censhareLogoutUrl`.
+    pub fn app_requests(&self) -> Vec<Request> {
+        self.backend
+            .requests()
+            .into_iter()
+            .filter(|r| r.target.split('?').next() != Some(BACKEND_LOGOUT_PATH))
+            .collect()
+    }
+}
