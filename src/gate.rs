@@ -19,8 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hashbrown::HashMap;
 use ring::rand::SystemRandom;
 
-use crate::client::{form_value, HttpClient};
+use crate::backchannel::{self, LogoutError, LogoutToken, ReplayGuard};
+use crate::client::{form, form_value, HttpClient};
 use crate::config::{Config, HttpUrl, Registration};
+use crate::dispatcher::{Call, CallKind, Dispatcher, RetryPolicy};
 use crate::http::head::RequestHead;
 use crate::http::name_is;
 use crate::jwt::{self, JwtError, Validation, VerifyCache};
@@ -28,6 +30,7 @@ use crate::oidc::{self, ProviderState, RefreshFailure};
 use crate::provider::RefreshRequester;
 use crate::session::table::{Session, SessionTable, TableConfig};
 use crate::session::SessionId;
+use crate::worker::WorkerMsg;
 
 const LOG: &str = "sessiongate::session";
 const LOGOUT_LOG: &str = "sessiongate::logout";
@@ -41,6 +44,8 @@ const PENDING_MAX: usize = 50_000;
 /// Refresh this long before the access token expires, but never more than a third of its
 /// lifetime (a fixed 60 s leeway on 60 s tokens would refresh on every request).
 const REFRESH_LEEWAY_MS: u64 = 30_000;
+/// Dispatcher queue bound per worker (fresh-token calls beyond it are dropped, oldest first).
+const DISPATCH_QUEUE: usize = 100_000;
 
 /// Gateway-wide facts shared by all workers, read with atomics only.
 #[derive(Debug, Default)]
@@ -63,7 +68,8 @@ pub struct Gate {
     pub provider: RefCell<Option<Arc<ProviderState>>>,
     pub table: RefCell<SessionTable>,
     pending: RefCell<HashMap<String, PendingLogin>>,
-    pub client: HttpClient,
+    pub client: Rc<HttpClient>,
+    pub dispatcher: Rc<Dispatcher>,
     cache: RefCell<VerifyCache>,
     cache_generation: std::cell::Cell<u64>,
     shared: Arc<Shared>,
@@ -78,7 +84,41 @@ pub struct Gate {
     epoch: Instant,
     /// The listener speaks TLS: redirect URIs use https.
     tls: bool,
+    full_logout: bool,
+    fresh_listeners: Vec<HttpUrl>,
+    logout_listeners: Vec<HttpUrl>,
+    /// Every worker's inbox (back-channel logouts are admitted on worker 0, then fanned out).
+    peers: Vec<flume::Sender<WorkerMsg>>,
+    /// Worker 0 only: `jti`s of accepted logout tokens.
+    replay: RefCell<ReplayGuard>,
+    /// Recently ended provider sessions (`sid`, or `sub` when the token had no sid) with the
+    /// logout's `iat`: an ID token issued before it cannot start a session (a logout that
+    /// overtakes a login still wins).
+    tombstones: RefCell<HashMap<String, (u64, Instant)>>,
+    max_logout_age_secs: u64,
 }
+
+/// Why a session ends; decides the calls made for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Expired,
+    User,
+    Backchannel,
+    Admin,
+}
+
+impl EndReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::User => "user",
+            EndReason::Backchannel => "back-channel",
+            EndReason::Admin => "admin",
+        }
+    }
+}
+
+const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 
 /// What the gate decided for one request.
 pub enum Outcome {
@@ -256,6 +296,7 @@ impl Gate {
         refresher: RefreshRequester,
         tls_client: Arc<rustls::ClientConfig>,
         banner: Option<Rc<str>>,
+        peers: Vec<flume::Sender<WorkerMsg>>,
     ) -> Option<Gate> {
         let reg = config.oauth2.registrations.first()?.clone();
         let cg = &config.cg;
@@ -265,17 +306,27 @@ impl Gate {
             max_lifetime_ms: g.session_max_lifetime.map(|d| d.as_millis() as u64),
             tick_ms: cg.session_check_interval.as_millis() as u64,
         });
+        let client = Rc::new(HttpClient::new(
+            tls_client,
+            g.upstream_connect_timeout,
+            Duration::from_secs(10),
+        ));
+        let dispatcher = Dispatcher::new(
+            client.clone(),
+            RetryPolicy {
+                max_retries: cg.max_retry_attempts,
+                min_delay: cg.min_retry_delay,
+            },
+            DISPATCH_QUEUE,
+        );
         Some(Gate {
             worker,
             reg,
             provider: RefCell::new(None),
             table: RefCell::new(table),
             pending: RefCell::new(HashMap::new()),
-            client: HttpClient::new(
-                tls_client,
-                g.upstream_connect_timeout,
-                Duration::from_secs(10),
-            ),
+            client,
+            dispatcher,
             cache: RefCell::new(VerifyCache::new(4096)),
             cache_generation: std::cell::Cell::new(0),
             shared,
@@ -289,6 +340,13 @@ impl Gate {
             rng: SystemRandom::new(),
             epoch: Instant::now(),
             tls: false,
+            full_logout: cg.expired_session_full_logout,
+            fresh_listeners: cg.fresh_token_listeners.clone(),
+            logout_listeners: cg.logout_listeners.clone(),
+            peers,
+            replay: RefCell::new(ReplayGuard::default()),
+            tombstones: RefCell::new(HashMap::new()),
+            max_logout_age_secs: 300,
         })
     }
 
@@ -597,6 +655,11 @@ impl Gate {
         let Some(sub) = claims.sub() else {
             return Outcome::Reply(bad_callback("The ID token names no subject."));
         };
+        if self.tombstoned(claims.sid(), sub, claims.iat().unwrap_or(0)) {
+            return Outcome::Reply(bad_callback(
+                "This login was ended at the identity provider.",
+            ));
+        }
         // One limit for the whole gateway: reserve a place first, give it back on failure.
         if self.shared.sessions.fetch_add(1, Ordering::Relaxed) >= self.max_sessions {
             self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
@@ -660,7 +723,7 @@ impl Gate {
         if let Some(s) = &ended {
             self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
             tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), "user logout");
-            self.backend_logout(s).await;
+            self.end_effects(s, EndReason::User);
             if let Some(p) = &p {
                 if let Some(u) = oidc::end_session_url(
                     &p.meta,
@@ -678,23 +741,195 @@ impl Gate {
         Outcome::Reply(r)
     }
 
-    /// Tells the backend (`cg.censhareLogoutUrl`) that a session ended, with its token.
-    pub async fn backend_logout(&self, s: &Session) {
-        let Some(url) = &self.logout_url else { return };
-        let auth = format!("Bearer {}", s.access_token);
-        match self
-            .client
-            .send("POST", url, &[("Authorization", &auth)], None)
-            .await
-        {
-            Ok(r) if r.status < 400 => {
-                tracing::trace!(target: LOGOUT_LOG, status = r.status, "backend logout done")
+    /// The calls that end a session elsewhere (DESIGN §5): the backend's logout URL with the
+    /// session's access token, and the provider (revocation or Keycloak logout with the
+    /// refresh token), both through the dispatcher. An expiry does this only with
+    /// `cg.expiredSessionFullLogout`; a back-channel logout skips the backend (the listeners
+    /// get the token instead).
+    pub fn end_effects(&self, s: &Session, reason: EndReason) {
+        if reason == EndReason::Expired && !self.full_logout {
+            return;
+        }
+        let session = s.id().encode().as_str().into();
+        if reason != EndReason::Backchannel {
+            if let Some(url) = &self.logout_url {
+                self.dispatcher.submit(Call {
+                    kind: CallKind::BackendLogout,
+                    url: url.clone(),
+                    headers: vec![("Authorization", format!("Bearer {}", s.access_token))],
+                    body: None,
+                    subject: s.subject().into(),
+                    session,
+                });
             }
-            Ok(r) => {
-                tracing::warn!(target: LOGOUT_LOG, status = r.status, url = %url.original, "backend logout refused")
+        }
+        // Offline grants outlive logins by design: leave them alone.
+        let offline = self.reg.scope.iter().any(|sc| sc == "offline_access");
+        if s.refresh_token.is_empty() || offline {
+            return;
+        }
+        let Some(p) = self.provider() else { return };
+        if let Some((url, headers, body)) =
+            oidc::provider_logout_call(&p.meta, &self.reg, &s.refresh_token)
+        {
+            self.dispatcher.submit(Call {
+                kind: CallKind::ProviderLogout,
+                url,
+                headers,
+                body: Some(("application/x-www-form-urlencoded", body)),
+                subject: s.subject().into(),
+                session: s.id().encode().as_str().into(),
+            });
+        }
+    }
+
+    /// Removes one session, counts it, and makes the calls its end requires.
+    fn end_session(&self, id: &SessionId, reason: EndReason) -> bool {
+        let Some(s) = self.table.borrow_mut().remove(id) else {
+            return false;
+        };
+        self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), reason = reason.label(), "session ended");
+        self.end_effects(&s, reason);
+        true
+    }
+
+    /// Ends the sessions of one user (admin API): returns how many ended.
+    pub fn end_subject(&self, sub: &str, reason: EndReason) -> usize {
+        let ids: Vec<SessionId> = self.table.borrow().ids_by_subject(sub).collect();
+        ids.iter().filter(|id| self.end_session(id, reason)).count()
+    }
+
+    /// The `BackchannelLogout` route: validates the token here, then lets worker 0 check
+    /// replay and fan the logout out to every worker.
+    pub async fn backchannel(&self, body: &[u8]) -> Reply {
+        match self.backchannel_inner(body).await {
+            Ok(()) => {
+                let mut r = Reply::new(200, "OK");
+                r.headers.push(("Pragma", "no-cache".into()));
+                r
             }
             Err(e) => {
-                tracing::warn!(target: LOGOUT_LOG, error = %e, url = %url.original, "backend logout failed")
+                tracing::info!(target: backchannel::LOG, error = %e, "logout token refused");
+                let body =
+                    serde_json::json!({"error": e.code(), "error_description": e.to_string()})
+                        .to_string();
+                Reply::json(400, "Bad Request", body)
+            }
+        }
+    }
+
+    async fn backchannel_inner(&self, body: &[u8]) -> Result<(), LogoutError> {
+        let token = backchannel::token_from_form(body)?;
+        tracing::trace!(target: backchannel::LOG, token = %token, "logout token received");
+        let p = self.provider().ok_or(LogoutError::NotReady)?;
+        let policy = backchannel::Policy {
+            issuer: p.meta.issuer.clone(),
+            client_id: self.reg.client_id.clone(),
+            leeway_secs: self.leeway_secs,
+            max_age_secs: self.max_logout_age_secs,
+        };
+        let t = match backchannel::validate(&token, &p.jwks, &policy, unix_now()) {
+            Err(LogoutError::Jwt(JwtError::UnknownKid)) => {
+                self.refresher.request();
+                return Err(LogoutError::Jwt(JwtError::UnknownKid));
+            }
+            other => other?,
+        };
+        let (tx, rx) = flume::bounded(1);
+        let msg = WorkerMsg::Backchannel {
+            token: t,
+            raw: token,
+            reply: tx,
+        };
+        self.peers
+            .first()
+            .ok_or(LogoutError::NotReady)?
+            .send(msg)
+            .map_err(|_| LogoutError::NotReady)?;
+        rx.recv_async().await.unwrap_or(Err(LogoutError::NotReady))
+    }
+
+    /// Worker 0: admits a validated logout token once, fans it out, relays it to listeners.
+    pub fn admit_logout(&self, t: LogoutToken, raw: String) -> Result<(), LogoutError> {
+        self.replay.borrow_mut().admit(&t, unix_now())?;
+        for peer in &self.peers {
+            let _ = peer.send(WorkerMsg::EndSessions {
+                sid: t.sid.clone(),
+                sub: t.sub.clone(),
+                iat: t.iat,
+            });
+        }
+        let body = form(&[("logout_token", raw.as_str())]).into_bytes();
+        for url in &self.logout_listeners {
+            self.dispatcher.submit(Call {
+                kind: CallKind::LogoutRelay,
+                url: url.clone(),
+                headers: Vec::new(),
+                body: Some(("application/x-www-form-urlencoded", body.clone())),
+                subject: t.sub.clone().unwrap_or_default().into(),
+                session: t.sid.clone().unwrap_or_default().into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Any worker: ends its sessions of a provider logout (by `sid`, else by `sub`).
+    pub fn end_matching(&self, sid: Option<&str>, sub: Option<&str>, iat: u64) {
+        let key = sid.or(sub).unwrap_or_default();
+        {
+            let mut tombs = self.tombstones.borrow_mut();
+            tombs.retain(|_, (_, at)| at.elapsed() < TOMBSTONE_TTL);
+            tombs.insert(key.to_string(), (iat, Instant::now()));
+        }
+        let ids: Vec<SessionId> = {
+            let table = self.table.borrow();
+            match (sid, sub) {
+                (Some(sid), _) => table.ids_by_sid(sid).collect(),
+                (None, Some(sub)) => table.ids_by_subject(sub).collect(),
+                (None, None) => Vec::new(),
+            }
+        };
+        let n = ids
+            .iter()
+            .filter(|id| self.end_session(id, EndReason::Backchannel))
+            .count();
+        tracing::debug!(target: LOGOUT_LOG, worker = self.worker, sid = ?sid, sub = ?sub, ended = n, "back-channel logout applied");
+    }
+
+    /// A login whose ID token predates a logout of the same provider session must not win.
+    fn tombstoned(&self, sid: Option<&str>, sub: &str, iat: u64) -> bool {
+        let tombs = self.tombstones.borrow();
+        [sid, Some(sub)].into_iter().flatten().any(|k| {
+            tombs
+                .get(k)
+                .is_some_and(|(logout_iat, at)| at.elapsed() < TOMBSTONE_TTL && iat <= *logout_iat)
+        })
+    }
+
+    /// Sends each session used since the last round to every fresh-token listener.
+    pub fn send_fresh_tokens(&self) {
+        if self.fresh_listeners.is_empty() {
+            return;
+        }
+        let epoch_unix = unix_now().saturating_sub(self.now_ms() / 1000);
+        let mut table = self.table.borrow_mut();
+        for s in table.iter_mut().filter(|s| s.used_since_fresh_send) {
+            s.used_since_fresh_send = false;
+            let exp = (s.access_expires_ms != crate::session::table::NEVER)
+                .then(|| epoch_unix + s.access_expires_ms / 1000);
+            let body = serde_json::json!({"sub": s.subject(), "sid": s.sid(), "exp": exp})
+                .to_string()
+                .into_bytes();
+            for url in &self.fresh_listeners {
+                self.dispatcher.submit(Call {
+                    kind: CallKind::FreshToken,
+                    url: url.clone(),
+                    headers: vec![("Authorization", format!("Bearer {}", s.access_token))],
+                    body: Some(("application/json", body.clone())),
+                    subject: s.subject().into(),
+                    session: s.id().encode().as_str().into(),
+                });
             }
         }
     }

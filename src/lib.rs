@@ -24,8 +24,10 @@
 // other module stays free of it.
 #![deny(unsafe_code)]
 
+pub mod backchannel;
 pub mod client;
 pub mod config;
+pub mod dispatcher;
 pub mod fuzzing;
 pub mod gate;
 pub mod http;

@@ -234,15 +234,9 @@ pub enum RefreshFailure {
     Transient(String),
 }
 
-/// Calls the token endpoint with client authentication per the registration.
-async fn token_call(
-    client: &HttpClient,
-    meta: &ProviderMeta,
-    reg: &Registration,
-    mut params: Vec<(&str, &str)>,
-) -> Result<crate::client::Response, ClientError> {
-    let basic;
-    let mut headers = vec![("Accept", "application/json")];
+/// Client authentication per the registration (RFC 6749 §2.3.1): a Basic header, or the
+/// credentials among the form parameters.
+fn client_auth(reg: &Registration, params: &mut Vec<(&'static str, String)>) -> Option<String> {
     let secret = reg.client_secret.as_deref().unwrap_or("");
     match reg.client_authentication_method {
         ClientAuthMethod::ClientSecretBasic => {
@@ -251,19 +245,45 @@ async fn token_call(
             form_encode(&mut user, &reg.client_id);
             user.push(':');
             form_encode(&mut user, secret);
-            basic = format!(
+            Some(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(user)
-            );
-            headers.push(("Authorization", basic.as_str()));
+            ))
         }
         ClientAuthMethod::ClientSecretPost => {
-            params.push(("client_id", &reg.client_id));
-            params.push(("client_secret", secret));
+            params.push(("client_id", reg.client_id.clone()));
+            params.push(("client_secret", secret.to_string()));
+            None
         }
-        ClientAuthMethod::None => params.push(("client_id", &reg.client_id)),
+        ClientAuthMethod::None => {
+            params.push(("client_id", reg.client_id.clone()));
+            None
+        }
     }
-    let body = form(&params);
+}
+
+fn form_owned(params: &[(&'static str, String)]) -> String {
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    form(&pairs)
+}
+
+/// Calls the token endpoint with client authentication per the registration.
+async fn token_call(
+    client: &HttpClient,
+    meta: &ProviderMeta,
+    reg: &Registration,
+    params: Vec<(&'static str, &str)>,
+) -> Result<crate::client::Response, ClientError> {
+    let mut params: Vec<(&'static str, String)> = params
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+    let auth = client_auth(reg, &mut params);
+    let mut headers = vec![("Accept", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    let body = form_owned(&params);
     client
         .send(
             "POST",
@@ -272,6 +292,45 @@ async fn token_call(
             Some(("application/x-www-form-urlencoded", body.as_bytes())),
         )
         .await
+}
+
+/// The call that ends a login at the provider with its refresh token: Keycloak's logout
+/// endpoint (it ends the SSO session, not just the token), else token revocation (RFC 7009).
+/// `None` when the provider offers neither.
+pub fn provider_logout_call(
+    meta: &ProviderMeta,
+    reg: &Registration,
+    refresh_token: &str,
+) -> Option<(HttpUrl, Vec<(&'static str, String)>, Vec<u8>)> {
+    let keycloak = meta.issuer.contains("/realms/");
+    let (url, mut params) = match (&meta.end_session_endpoint, &meta.revocation_endpoint) {
+        (Some(end), _) if keycloak => (
+            end.clone(),
+            vec![("refresh_token", refresh_token.to_string())],
+        ),
+        (_, Some(rev)) => (
+            rev.clone(),
+            vec![
+                ("token", refresh_token.to_string()),
+                ("token_type_hint", "refresh_token".to_string()),
+            ],
+        ),
+        _ => return None,
+    };
+    if keycloak && reg.client_authentication_method == ClientAuthMethod::ClientSecretBasic {
+        // Keycloak's logout endpoint takes the client credentials in the form.
+        params.push(("client_id", reg.client_id.clone()));
+        params.push((
+            "client_secret",
+            reg.client_secret.clone().unwrap_or_default(),
+        ));
+        return Some((url, Vec::new(), form_owned(&params).into_bytes()));
+    }
+    let mut headers = Vec::new();
+    if let Some(a) = client_auth(reg, &mut params) {
+        headers.push(("Authorization", a));
+    }
+    Some((url, headers, form_owned(&params).into_bytes()))
 }
 
 fn parse_token_answer(

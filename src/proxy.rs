@@ -221,31 +221,46 @@ where
     }
     c.extra.clear();
     c.from_session = false;
-    if let Some(gate) = &ctx.gate {
-        match gate.check(head, buf, &mut c.extra).await {
-            Outcome::Forward { from_session } => c.from_session = from_session,
-            Outcome::HandOff(owner) => return Ok(Next::HandOff(owner)),
-            Outcome::Reply(reply) => {
-                // Gateway answers read no body: a request that has one ends the connection.
-                let keep = head.keep_alive
-                    && head.body_framing() == Framing::Length(0)
-                    && !ctx.shutdown.is_triggered();
-                c.obuf.clear();
-                reply.write(&mut c.obuf, !keep);
-                let head_len = head.head_len;
-                write_all(client, &c.obuf, ctx.timeouts.body).await?;
-                c.cbuf.drain(..head_len);
-                log_access(ctx, c, reply.status);
-                return Ok(if keep { Next::KeepAlive } else { Next::Close });
-            }
-        }
-    }
-    let buf = &c.cbuf;
-    let head = &c.head;
     let route = ctx
         .router
-        .find(head.method(buf), head.host(buf), head.path(buf))
-        .ok_or(End::Answered(HttpError::NotFound))?;
+        .find(head.method(buf), head.host(buf), head.path(buf));
+    if let Some(gate) = &ctx.gate {
+        let reply = if route.is_some_and(|r| r.backchannel_logout) {
+            // The provider's logout call: answered here, never forwarded.
+            let body = read_whole_body(client, c, ctx, crate::backchannel::MAX_BODY).await?;
+            let reply = gate.backchannel(&body).await;
+            c.obuf.clear();
+            let keep = c.head.keep_alive && !ctx.shutdown.is_triggered();
+            reply.write(&mut c.obuf, !keep);
+            write_all(client, &c.obuf, ctx.timeouts.body).await?;
+            log_access(ctx, c, reply.status);
+            return Ok(if keep { Next::KeepAlive } else { Next::Close });
+        } else {
+            match gate.check(head, buf, &mut c.extra).await {
+                Outcome::Forward { from_session } => {
+                    c.from_session = from_session;
+                    None
+                }
+                Outcome::HandOff(owner) => return Ok(Next::HandOff(owner)),
+                Outcome::Reply(reply) => Some(reply),
+            }
+        };
+        if let Some(reply) = reply {
+            // Gateway answers read no body: a request that has one ends the connection.
+            let keep = c.head.keep_alive
+                && c.head.body_framing() == Framing::Length(0)
+                && !ctx.shutdown.is_triggered();
+            c.obuf.clear();
+            reply.write(&mut c.obuf, !keep);
+            let head_len = c.head.head_len;
+            write_all(client, &c.obuf, ctx.timeouts.body).await?;
+            c.cbuf.drain(..head_len);
+            log_access(ctx, c, reply.status);
+            return Ok(if keep { Next::KeepAlive } else { Next::Close });
+        }
+    }
+    let head = &c.head;
+    let route = route.ok_or(End::Answered(HttpError::NotFound))?;
     let upstream_id = ctx
         .router
         .routes()
@@ -448,6 +463,59 @@ fn request_body_error(e: crate::http::body::BodyError) -> End {
     match e {
         crate::http::body::BodyError::TooLarge => End::Answered(HttpError::PayloadTooLarge),
         crate::http::body::BodyError::Malformed(why) => End::Answered(HttpError::BadRequest(why)),
+    }
+}
+
+/// Reads a small request body whole (at most `max` bytes), consuming head and body from
+/// `c.cbuf`; for the few requests the gateway answers itself from their body.
+async fn read_whole_body<S: AsyncReadRent>(
+    client: &mut S,
+    c: &mut Conn,
+    ctx: &Context,
+    max: usize,
+) -> Result<Vec<u8>, End> {
+    let head_len = c.head.head_len;
+    c.cbuf.drain(..head_len);
+    let mut body = Vec::new();
+    let mut decoder = match c.head.body_framing() {
+        Framing::Length(n) if n > max as u64 => {
+            return Err(End::Answered(HttpError::PayloadTooLarge))
+        }
+        Framing::Length(_) => None,
+        _ => Some(ChunkedDecoder::new(
+            Output::Raw,
+            max as u64,
+            ctx.limits.max_head_bytes,
+        )),
+    };
+    loop {
+        let done = match (&mut decoder, c.head.body_framing()) {
+            (Some(d), _) => {
+                let p = d.feed(&c.cbuf, &mut body).map_err(request_body_error)?;
+                c.cbuf.drain(..p.consumed);
+                p.done
+            }
+            (None, Framing::Length(n)) => {
+                let take = (n as usize - body.len()).min(c.cbuf.len());
+                body.extend_from_slice(&c.cbuf[..take]);
+                c.cbuf.drain(..take);
+                body.len() as u64 == n
+            }
+            (None, _) => true,
+        };
+        if done {
+            return Ok(body);
+        }
+        reserve_read(&mut c.cbuf, IO_CHUNK);
+        let spare = spare(std::mem::take(&mut c.cbuf));
+        let (res, slice) = monoio::time::timeout(ctx.timeouts.body, client.read(spare))
+            .await
+            .map_err(|_| End::Answered(HttpError::RequestTimeout))?;
+        c.cbuf = slice.into_inner();
+        match res {
+            Ok(0) | Err(_) => return Err(End::Broken("client closed during request body")),
+            Ok(_) => {}
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use std::os::fd::OwnedFd;
 
+use crate::backchannel::{LogoutError, LogoutToken};
 use crate::config::{Config, Driver};
 use crate::gate::{Gate, Shared};
 use crate::http::head::Limits;
@@ -38,6 +39,18 @@ pub enum WorkerMsg {
         fd: OwnedFd,
         peer: std::net::SocketAddr,
         buffered: Vec<u8>,
+    },
+    /// To worker 0: admit a validated logout token (replay check) and fan it out.
+    Backchannel {
+        token: LogoutToken,
+        raw: String,
+        reply: flume::Sender<Result<(), LogoutError>>,
+    },
+    /// To every worker: end the sessions of a provider logout.
+    EndSessions {
+        sid: Option<String>,
+        sub: Option<String>,
+        iat: u64,
     },
 }
 
@@ -186,14 +199,17 @@ async fn serve(
                 r,
                 spec.tls_client.clone(),
                 spec.banner.as_deref().map(Rc::from),
+                spec.peers.clone(),
             )
         }),
         peers: spec.peers,
     });
     let open = Rc::new(Cell::new(0usize));
     monoio::spawn(inbox(spec.inbox, ctx.clone(), open.clone()));
-    if ctx.gate.is_some() {
+    if let Some(g) = &ctx.gate {
         monoio::spawn(expiry(ctx.clone(), cfg.cg.session_check_interval));
+        monoio::spawn(fresh_tokens(ctx.clone(), cfg.cg.fresh_token_send_interval));
+        monoio::spawn(g.dispatcher.clone().run(ctx.shutdown.clone()));
     }
     let _ = ready.send(Ok(in_use));
     tracing::debug!(target: LOG, worker = spec.id, driver = ?in_use, "worker started");
@@ -230,6 +246,16 @@ async fn serve(
     if open.get() > 0 {
         tracing::warn!(target: LOG, worker = spec.id, open = open.get(), "grace period over; closing remaining connections");
     }
+    // Outgoing calls (logouts above all) get the rest of the grace period; retries stop
+    // waiting for their delays once shutdown starts.
+    if let Some(g) = &ctx.gate {
+        while g.dispatcher.pending() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if g.dispatcher.pending() > 0 {
+            tracing::error!(target: "sessiongate::dispatcher", worker = spec.id, pending = g.dispatcher.pending(), "grace period over with outgoing calls undelivered: lost");
+        }
+    }
 }
 
 /// Handles the worker's messages until the channel closes.
@@ -240,6 +266,18 @@ async fn inbox(rx: flume::Receiver<WorkerMsg>, ctx: Rc<Context>, open: Rc<Cell<u
             WorkerMsg::Provider(state) => {
                 if let Some(g) = &ctx.gate {
                     g.set_provider(state);
+                }
+            }
+            WorkerMsg::Backchannel { token, raw, reply } => {
+                let r = match &ctx.gate {
+                    Some(g) => g.admit_logout(token, raw),
+                    None => Err(LogoutError::NotReady),
+                };
+                let _ = reply.send(r);
+            }
+            WorkerMsg::EndSessions { sid, sub, iat } => {
+                if let Some(g) = &ctx.gate {
+                    g.end_matching(sid.as_deref(), sub.as_deref(), iat);
                 }
             }
             WorkerMsg::HandOff { fd, peer, buffered } => {
@@ -276,5 +314,19 @@ async fn expiry(ctx: Rc<Context>, every: Duration) {
             _ = ctx.shutdown.wait() => return,
         }
         gate.expire(&mut scratch).await;
+    }
+}
+
+/// Sends fresh tokens every `cg.freshTokenSendIntervalMs`.
+async fn fresh_tokens(ctx: Rc<Context>, every: Duration) {
+    let Some(gate) = ctx.gate.as_ref() else {
+        return;
+    };
+    while !ctx.shutdown.is_triggered() {
+        monoio::select! {
+            _ = monoio::time::sleep(every) => {}
+            _ = ctx.shutdown.wait() => return,
+        }
+        gate.send_fresh_tokens();
     }
 }

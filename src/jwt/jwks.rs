@@ -234,6 +234,12 @@ mod tests {
     }
 
     #[test]
+    fn a_set_can_be_shared_across_workers() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<std::sync::Arc<JwkSet>>();
+    }
+
+    #[test]
     fn duplicate_kids_are_all_found() {
         let mut a = testkit::p256().jwk.clone();
         a["kid"] = json!("same");

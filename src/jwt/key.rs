@@ -111,16 +111,17 @@ impl Alg {
         }
     }
 
-    fn rsa_params(self) -> &'static signature::RsaParameters {
-        match self {
+    /// ring's parameters for the RSA algorithms (2048..=8192-bit moduli); `None` for the rest.
+    fn rsa_params(self) -> Option<&'static signature::RsaParameters> {
+        Some(match self {
             Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
             Alg::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
             Alg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
             Alg::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
-            // Only reached for RSA keys, whose family admits nothing but the six RSA algs.
-            _ => &signature::RSA_PSS_2048_8192_SHA512,
-        }
+            Alg::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+            Alg::ES256 | Alg::ES384 | Alg::EdDSA => return None,
+        })
     }
 }
 
@@ -340,9 +341,9 @@ impl VerifyingKey {
             return false;
         }
         match &self.kind {
-            KeyKind::Rsa(components) => components
-                .verify(alg.rsa_params(), message, signature)
-                .is_ok(),
+            KeyKind::Rsa(components) => alg
+                .rsa_params()
+                .is_some_and(|params| components.verify(params, message, signature).is_ok()),
             KeyKind::EcP256(key) | KeyKind::EcP384(key) | KeyKind::Ed25519(key) => {
                 key.verify(message, signature).is_ok()
             }

@@ -21,6 +21,7 @@ mod access_log;
 mod config_check;
 mod hostile;
 mod large_body;
+mod oidc;
 mod proxy;
 mod shutdown;
 mod websocket;

@@ -110,7 +110,10 @@ impl Url {
 
     /// Another URL with the same origin and this target.
     pub fn with_target(&self, target: &str) -> Url {
-        assert!(target.starts_with('/'), "target must start with /: {target:?}");
+        assert!(
+            target.starts_with('/'),
+            "target must start with /: {target:?}"
+        );
         let mut u = self.clone();
         u.target = target.to_string();
         u
@@ -169,7 +172,13 @@ pub fn parse_form(s: &str) -> Vec<(String, String)> {
 pub fn encode_form<N: AsRef<str>, V: AsRef<str>>(fields: &[(N, V)]) -> String {
     fields
         .iter()
-        .map(|(n, v)| format!("{}={}", percent_encode(n.as_ref()), percent_encode(v.as_ref())))
+        .map(|(n, v)| {
+            format!(
+                "{}={}",
+                percent_encode(n.as_ref()),
+                percent_encode(v.as_ref())
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -840,12 +849,12 @@ impl Browser {
     /// client: signs in as `user` (dev login form), consents, and returns the callback URL
     /// (not followed).
     pub fn authorize(&mut self, authorize_url: &Url, user: &str) -> Url {
-        let provider = authorize_url.origin();
+        let back_to_client = client_redirect(authorize_url);
         let mut url = authorize_url.clone();
         let mut r = self.navigate(&url);
         for _ in 0..MAX_REDIRECTS {
             if let Some(next) = redirect_target(&url, &r) {
-                if next.origin() != provider {
+                if back_to_client(&next) {
                     return next;
                 }
                 url = next;
@@ -884,12 +893,15 @@ impl Browser {
     /// At the provider: aborts the interaction (the user declines); returns the callback URL
     /// the provider redirects to (with `error=access_denied`), not followed.
     pub fn deny(&mut self, authorize_url: &Url) -> Url {
-        let provider = authorize_url.origin();
+        let back_to_client = client_redirect(authorize_url);
         let (page, url) = {
             let mut url = authorize_url.clone();
             let mut r = self.navigate(&url);
             while let Some(next) = redirect_target(&url, &r) {
-                assert_eq!(next.origin(), provider, "provider left before the login form");
+                assert!(
+                    !back_to_client(&next),
+                    "provider left before the login form"
+                );
                 url = next;
                 r = self.request("GET", &url, &navigation_headers("same-origin"), b"");
             }
@@ -901,10 +913,9 @@ impl Browser {
         let mut r = self.request("GET", &abort, &navigation_headers("same-origin"), b"");
         let mut at = abort;
         for _ in 0..MAX_REDIRECTS {
-            let next = redirect_target(&at, &r).unwrap_or_else(|| {
-                panic!("abort did not redirect: {} {}", r.status, r.text())
-            });
-            if next.origin() != provider {
+            let next = redirect_target(&at, &r)
+                .unwrap_or_else(|| panic!("abort did not redirect: {} {}", r.status, r.text()));
+            if back_to_client(&next) {
                 return next;
             }
             at = next;
@@ -915,12 +926,7 @@ impl Browser {
 
     /// Step 3: navigates to the callback URL; returns the gateway's answer (not followed).
     pub fn callback(&mut self, callback_url: &Url) -> Response {
-        self.request(
-            "GET",
-            callback_url,
-            &navigation_headers("cross-site"),
-            b"",
-        )
+        self.request("GET", callback_url, &navigation_headers("cross-site"), b"")
     }
 
     /// The whole code flow through the gateway, starting from `gateway_url` (which needs a
@@ -997,6 +1003,17 @@ pub fn redirect_target(from: &Url, r: &Response) -> Option<Url> {
     r.header("location").map(|l| from.join(l))
 }
 
+/// For an authorization request: whether a URL is the redirect back to the client (its
+/// `redirect_uri`, or any other origin when the request names none).
+fn client_redirect(authorize_url: &Url) -> impl Fn(&Url) -> bool {
+    let provider = authorize_url.origin();
+    let redirect_uri = authorize_url.param("redirect_uri").map(|u| Url::parse(&u));
+    move |next: &Url| match &redirect_uri {
+        Some(r) => next.origin() == r.origin() && next.path() == r.path(),
+        None => next.origin() != provider,
+    }
+}
+
 /// RFC 6265 §5.1.4 path-match.
 fn path_matches(cookie_path: &str, request_path: &str) -> bool {
     request_path == cookie_path
@@ -1022,10 +1039,7 @@ fn browser_helpers_parse_what_servers_send() {
     assert_eq!(u.join("/c").target, "/c");
     assert_eq!(u.join("d?z=1").target, "/a/d?z=1");
     assert_eq!(u.join("?q").target, "/a/b?q");
-    assert_eq!(
-        u.join("http://127.0.0.1:9/x").authority(),
-        "127.0.0.1:9"
-    );
+    assert_eq!(u.join("http://127.0.0.1:9/x").authority(), "127.0.0.1:9");
     assert_eq!(Url::parse("http://h:1?x").target, "/?x");
 
     let forms = parse_forms(
@@ -1048,14 +1062,18 @@ fn browser_helpers_parse_what_servers_send() {
     assert_eq!(c.value, "abc");
     assert_eq!(c.attr("samesite"), Some("Lax"));
     assert!(c.has("HttpOnly") && !c.has("secure") && !c.is_removal());
-    assert!(SetCookie::parse("SESSION=; Max-Age=0").unwrap().is_removal());
-    assert!(SetCookie::parse("a=; expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    assert!(SetCookie::parse("SESSION=; Max-Age=0")
         .unwrap()
         .is_removal());
-    assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-    assert!(path_matches("/", "/x") && path_matches("/a", "/a/b") && !path_matches("/a", "/ab"));
-    assert_eq!(
-        encode_form(&[("a b", "c&d=é")]),
-        "a%20b=c%26d%3D%C3%A9"
+    assert!(
+        SetCookie::parse("a=; expires=Thu, 01 Jan 1970 00:00:00 GMT")
+            .unwrap()
+            .is_removal()
     );
+    assert_eq!(
+        parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+        Some(784_111_777)
+    );
+    assert!(path_matches("/", "/x") && path_matches("/a", "/a/b") && !path_matches("/a", "/ab"));
+    assert_eq!(encode_form(&[("a b", "c&d=é")]), "a%20b=c%26d%3D%C3%A9");
 }

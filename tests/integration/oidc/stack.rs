@@ -12,11 +12,15 @@
 //! ```
 
 use std::net::TcpListener;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Request};
+use crate::backend::{Backend, Request, IO_TIMEOUT};
+use crate::client::Response;
 use crate::harness::{quote, routes_yaml, Gateway, GatewayBuilder, Route};
-use crate::oidc::browser::{Browser, Login, Url};
-use crate::oidc::provider::{Provider, ProviderOpts};
+use crate::oidc::browser::{set_cookie, Browser, Login, Url};
+use crate::oidc::provider::{bearer, random_token, Provider, ProviderOpts};
 
 /// The registration id in the gateway config (and so in the callback path).
 pub const REGISTRATION: &str = "demo";
@@ -24,6 +28,9 @@ pub const REGISTRATION: &str = "demo";
 pub const APP_PATH: &str = "/app/home?tab=1";
 /// The backend path `cg.censhareLogoutUrl` points at.
 pub const BACKEND_LOGOUT_PATH: &str = "/logout";
+
+/// How long the gateway may take to read the provider's metadata after it listens.
+const PROVIDER_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct StackBuilder {
     port: u16,
@@ -99,7 +106,10 @@ impl StackBuilder {
             .strip_prefix("server:\n  address: 127.0.0.1\n  port: 0\nspring:\n")
             .expect("routes_yaml starts with server and spring");
 
-        let mut y = format!("server:\n  address: 127.0.0.1\n  port: {}\nspring:\n", self.port);
+        let mut y = format!(
+            "server:\n  address: 127.0.0.1\n  port: {}\nspring:\n",
+            self.port
+        );
         y.push_str("  security:\n    oauth2:\n      client:\n        registration:\n");
         y.push_str(&format!("          {REGISTRATION}:\n"));
         for (k, v) in &self.registration {
@@ -137,12 +147,14 @@ impl StackBuilder {
             self.port,
             "the gateway must listen on the reserved port"
         );
-        Stack {
+        let stack = Stack {
             port: self.port,
             provider,
             backend,
             gateway,
-        }
+        };
+        stack.wait_until_provider_known();
+        stack
     }
 }
 
@@ -239,4 +251,115 @@ impl Stack {
             .filter(|r| r.target.split('?').next() != Some(BACKEND_LOGOUT_PATH))
             .collect()
     }
+}
+
+impl Stack {
+    /// The gateway prints its listening line before it has read the provider's metadata
+    /// and keys; until each worker has them, it answers navigations with 503. Polls
+    /// (bounded) with navigations on new connections, which SO_REUSEPORT spreads over the
+    /// workers, until several in a row are not 503.
+    fn wait_until_provider_known(&self) {
+        let deadline = Instant::now() + PROVIDER_DISCOVERY_TIMEOUT;
+        let url = self.url("/__sessiongate_it_probe");
+        let mut in_a_row = 0;
+        while in_a_row < 6 {
+            let r = Browser::without_keep_alive().navigate(&url);
+            if r.status == 503 {
+                in_a_row = 0;
+                assert!(
+                    Instant::now() < deadline,
+                    "the gateway still answers 503 after {PROVIDER_DISCOVERY_TIMEOUT:?}: {}",
+                    r.text()
+                );
+                thread::sleep(Duration::from_millis(20));
+            } else {
+                in_a_row += 1;
+            }
+        }
+    }
+
+    /// Asserts `r` is the 302 that starts a login: to the provider's authorization endpoint.
+    pub fn assert_login_redirect(&self, r: &Response, context: &str) {
+        assert_eq!(
+            r.status,
+            302,
+            "{context}: expected a 302 to the provider, got {} {:?}\n{}",
+            r.status,
+            r.head.start,
+            r.text()
+        );
+        let location = r.header("location").unwrap_or_default();
+        let auth = format!("{}/auth?", self.provider.issuer());
+        assert!(
+            location.starts_with(&auth),
+            "{context}: expected a redirect to {auth}..., got {location:?}"
+        );
+    }
+
+    /// Waits (bounded) for a backend request that satisfies `pred`.
+    pub fn wait_for_backend(
+        &self,
+        within: Duration,
+        pred: impl Fn(&Request) -> bool,
+    ) -> Option<Request> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(r) = self.backend.requests().into_iter().find(|r| pred(r)) {
+                return Some(r);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The bearer token of the latest backend request to `target` (path and query).
+    pub fn bearer_at_backend(&self, target: &str) -> String {
+        let req = self
+            .wait_for_backend(IO_TIMEOUT, |r| r.target == target)
+            .unwrap_or_else(|| panic!("the backend never saw {target}"));
+        let last = self
+            .backend
+            .requests()
+            .into_iter()
+            .filter(|r| r.target == target)
+            .last()
+            .unwrap_or(req);
+        bearer(last.header("authorization")).unwrap_or_else(|| {
+            panic!(
+                "the backend request to {target} has no bearer token: {:?}",
+                last.head.headers
+            )
+        })
+    }
+}
+
+/// A file in the test target's temporary directory, removed on drop.
+pub struct TempFile {
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(suffix: &str, content: &str) -> TempFile {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "sessiongate-it-{}-{}{suffix}",
+            std::process::id(),
+            random_token(6)
+        ));
+        std::fs::write(&path, content).expect("write temp file");
+        TempFile { path }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether a response leaves the browser without a (new) session: no `Set-Cookie: SESSION`
+/// other than one that deletes it.
+pub fn sets_no_session(r: &Response) -> bool {
+    set_cookie(r, "SESSION").map_or(true, |c| c.is_removal() || c.value.is_empty())
 }
