@@ -5,7 +5,18 @@
 //! --measurement-time 3`). The token is a Keycloak-shaped access token of about 1 KiB; the
 //! key set holds an RSA-2048 and a P-256 key, each found by `kid`.
 //!
-//! RESULTS
+//! Figures, 2026-11-23, 2-core AMD EPYC VM, `--warm-up-time 1 --measurement-time 3`, the
+//! least loaded of several runs (other builds shared the machine; loaded runs read up to 2x):
+//!
+//! | bench                 | RS256   | ES256   |
+//! |-----------------------|---------|---------|
+//! | `verify_cold`         | 29.5 µs | 69 µs   |
+//! | `ring_only` (sig)     | 23 µs   | 58 µs   |
+//! | `verify_cached` (hit) | 59 ns   | 45 ns   |
+//!
+//! Conclusion: the signature is ~80% of a full verification (the rest: base64url and the
+//! claims' JSON, ~6 µs for a 1.3 KiB token); a cache hit is ~500x cheaper than either, which
+//! is what makes per-request verification of API clients' bearer tokens affordable.
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};

@@ -134,7 +134,12 @@ fn report_memory() {
     let mut strings = 0usize;
     for (n, id) in ids.iter().enumerate() {
         // Distinct users and provider sessions: the group indexes at their largest.
-        let mut s = Session::new(*id, uuid_like(n as u64), Some(uuid_like(!(n as u64))), BASE);
+        let mut s = Session::new(
+            *id,
+            uuid_like(n as u64),
+            Some(uuid_like((N + n) as u64)),
+            BASE,
+        );
         strings += s.subject().len() + s.sid().map_or(0, str::len);
         s.access_token = access.as_str().into();
         s.refresh_token = refresh.as_str().into();

@@ -406,9 +406,13 @@ others_snap() {
         print pid, $12 + $13 + $14 + $15
     }'
 }
-# ticks used by other programs between two others_snap outputs
+# ticks used by other programs between two others_snap outputs. A process that exited in
+# between reappears, whole, in its parent's children time; take off what it had used
+# before the first snapshot so that only the time inside the window counts.
 others_ticks() {
-    awk 'NR == FNR { t0[$1] = $2; next } { d += $2 - ($1 in t0 ? t0[$1] : 0) } END { print d + 0 }' \
+    awk 'NR == FNR { t0[$1] = $2; next }
+         { seen[$1] = 1; d += $2 - ($1 in t0 ? t0[$1] : 0) }
+         END { for (p in t0) if (!(p in seen)) d -= t0[p]; print (d > 0 ? d : 0) }' \
         <(echo "$1") <(echo "$2")
 }
 declare -A TREE_OF

@@ -75,6 +75,10 @@ ${bodySection}
 <input name="message" value="hello" aria-label="message">
 <button type="submit">POST</button>
 </form>
+<h2>Log out</h2>
+<form method="post" action="/logout">
+<button type="submit">Log out</button>
+</form>
 </body>
 </html>
 `;

@@ -339,7 +339,7 @@ impl Gate {
             refresher,
             rng: SystemRandom::new(),
             epoch: Instant::now(),
-            tls: false,
+            tls: config.server.ssl.is_some(),
             full_logout: cg.expired_session_full_logout,
             fresh_listeners: cg.fresh_token_listeners.clone(),
             logout_listeners: cg.logout_listeners.clone(),
@@ -409,9 +409,9 @@ impl Gate {
             if id.owner() != self.worker {
                 return Outcome::HandOff(id.owner());
             }
-            match self.session_forward(&id, head, buf, extra).await {
-                Some(o) => return o,
-                None => {} // expired or unknown: treat as no session
+            // Expired or unknown: carry on as without a session.
+            if let Some(o) = self.session_forward(&id, head, buf, extra).await {
+                return o;
             }
         }
 
@@ -664,6 +664,7 @@ impl Gate {
         if self.shared.sessions.fetch_add(1, Ordering::Relaxed) >= self.max_sessions {
             self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!(target: LOG, max = self.max_sessions, "maxSessions reached; login refused");
+            crate::audit::session_rejected(sub, self.worker, self.max_sessions);
             let mut r = Reply::page(
                 503,
                 "Service Unavailable",
@@ -702,6 +703,7 @@ impl Gate {
         s.id_token = id_token.into();
         self.table.borrow_mut().insert(s);
         tracing::info!(target: LOG, subject = %sub.escape_debug(), sid = ?claims.sid(), worker = self.worker, "session created");
+        crate::audit::session_created(sub, claims.sid(), self.worker);
         let mut r = Reply::redirect(pending.return_to);
         r.headers.push((
             "Set-Cookie",
@@ -723,6 +725,7 @@ impl Gate {
         if let Some(s) = &ended {
             self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
             tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), "user logout");
+            crate::audit::session_ended(s.subject(), s.sid(), self.worker, EndReason::User);
             self.end_effects(s, EndReason::User);
             if let Some(p) = &p {
                 if let Some(u) = oidc::end_session_url(
@@ -790,6 +793,7 @@ impl Gate {
         };
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), reason = reason.label(), "session ended");
+        crate::audit::session_ended(s.subject(), s.sid(), self.worker, reason);
         self.end_effects(&s, reason);
         true
     }
@@ -991,6 +995,7 @@ impl Gate {
             .fetch_sub(scratch.len() as u64, Ordering::Relaxed);
         for s in scratch.iter() {
             tracing::info!(target: LOG, subject = %s.subject().escape_debug(), "session expired");
+            crate::audit::session_ended(s.subject(), s.sid(), self.worker, EndReason::Expired);
         }
     }
 }

@@ -7,7 +7,10 @@
 //!   judges a request head, [`http::response`] an upstream response head, [`http::body`]
 //!   frames bodies (content-length, chunked re-framing), [`http::error`] the canned answers.
 //! - [`proxy`]: the per-connection loop: read head, route, forward, stream bodies back.
-//! - [`upstream`]: per-worker keep-alive pools of upstream connections.
+//! - [`upstream`]: per-worker keep-alive pools of upstream connections, plain or TLS.
+//! - [`tls`]: TLS termination: the server certificate (checked at start, reloaded on
+//!   SIGHUP) and the handshake each TLS connection task runs before the proxy loop.
+//! - [`audit`]: the audit trail (JSON lines): TLS connection sessions and HTTP sessions.
 //! - [`worker`]: one thread per core, each a monoio runtime with its own listener.
 //! - [`shutdown`]: the stop signal a worker's tasks wait on.
 //! - [`logging`]: `logging.level.*` mapped onto our targets, written off the workers.
@@ -15,7 +18,8 @@
 //! - [`fuzzing`]: entry points shared by `fuzz/` targets and the corpus-replay tests.
 //!
 //! # One request's path
-//! `worker` accepts -> `proxy::serve` reads into a reused buffer -> `http::head::parse_request`
+//! `worker` accepts (on the TLS listener `tls::serve` runs the handshake first) ->
+//! `proxy::serve` reads into a reused buffer -> `http::head::parse_request`
 //! (limits, RFC 9112 refusals) -> `route::Router::find` -> the upstream head is written by
 //! `proxy` (filters, hop-by-hop removal, X-Forwarded-*) -> `upstream::Pool` lends a
 //! connection -> the body is streamed by `http::body` -> the response head is checked by
@@ -24,6 +28,7 @@
 // other module stays free of it.
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod backchannel;
 pub mod client;
 pub mod config;
@@ -40,5 +45,6 @@ pub mod route;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

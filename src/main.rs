@@ -42,6 +42,17 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match sessiongate::config::load_file(&config) {
             Ok(cfg) => {
+                // The certificate files are part of the configuration: check them as a start
+                // would.
+                if let Some(ssl) = &cfg.server.ssl {
+                    if let Err(e) = sessiongate::tls::load(ssl, std::time::SystemTime::now()) {
+                        eprintln!("{}: {e}", config.display());
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+                if let Some(w) = sessiongate::tls::secure_cookie_warning(&cfg) {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: ok ({} routes, {} workers)",
                     config.display(),
@@ -69,7 +80,12 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(target: "sessiongate::server", "{e}");
                     eprintln!("sessiongate: {e}");
-                    ExitCode::FAILURE
+                    match e {
+                        sessiongate::server::StartError::Certificate(_) => {
+                            ExitCode::from(EXIT_CONFIG)
+                        }
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }

@@ -294,6 +294,9 @@ async fn token_call(
         .await
 }
 
+/// A form POST to make: URL, extra headers, body.
+pub type FormCall = (HttpUrl, Vec<(&'static str, String)>, Vec<u8>);
+
 /// The call that ends a login at the provider with its refresh token: Keycloak's logout
 /// endpoint (it ends the SSO session, not just the token), else token revocation (RFC 7009).
 /// `None` when the provider offers neither.
@@ -301,7 +304,7 @@ pub fn provider_logout_call(
     meta: &ProviderMeta,
     reg: &Registration,
     refresh_token: &str,
-) -> Option<(HttpUrl, Vec<(&'static str, String)>, Vec<u8>)> {
+) -> Option<FormCall> {
     let keycloak = meta.issuer.contains("/realms/");
     let (url, mut params) = match (&meta.end_session_endpoint, &meta.revocation_endpoint) {
         (Some(end), _) if keycloak => (

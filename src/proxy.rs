@@ -17,6 +17,7 @@ use monoio::net::TcpStream;
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
+use crate::audit::CloseReason;
 use crate::config::{Filter, GatewayConfig};
 use crate::gate::{Gate, Outcome};
 use crate::http::body::{write_hex, ChunkedDecoder, Output};
@@ -25,7 +26,7 @@ use crate::http::head::{self, Framing, Limits, RequestHead};
 use crate::http::response::{parse_response, ResponseHead};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
-use crate::upstream::Pools;
+use crate::upstream::{Pools, UpstreamStream};
 use crate::worker::WorkerMsg;
 
 const LOG: &str = "sessiongate::proxy";
@@ -50,10 +51,15 @@ pub struct Context {
     pub gate: Option<Gate>,
     /// Every worker's inbox, for handing a connection to the worker that owns its session.
     pub peers: Vec<flume::Sender<WorkerMsg>>,
+    /// The server certificate for the TLS listener; `None` without `server.ssl`.
+    pub tls: Option<crate::tls::Terminator>,
 }
 
 /// A client stream whose socket can move to another worker.
 pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + 'static {
+    /// `X-Forwarded-Proto` for requests that arrive on this kind of stream.
+    const SCHEME: &'static str = "http";
+
     /// The socket, when no operation is in flight and nothing but the socket holds state.
     fn into_fd(self) -> Option<OwnedFd>;
 }
@@ -91,8 +97,10 @@ impl Timeouts {
 /// Why a connection ended; only used for logging.
 #[derive(Debug)]
 enum End {
-    /// Normal close: peer closed, idle timeout, `Connection: close`, shutdown.
+    /// Normal close: peer closed, `Connection: close`, shutdown.
     Quiet,
+    /// No request within the keep-alive idle timeout.
+    Idle,
     /// We answered an error and closed.
     Answered(HttpError),
     /// The peer or upstream failed mid-stream; nothing more can be said.
@@ -119,15 +127,22 @@ struct Conn {
     /// The request's credentials come from a session: strip its SESSION cookie and any
     /// Authorization the client sent.
     from_session: bool,
+    /// `X-Forwarded-Proto`: the client stream's scheme.
+    scheme: &'static str,
 }
 
-/// Serves one client connection to its end.
+/// Serves one client connection to its end; says why it ended.
+///
+/// After a broken exchange the connection is dropped without a graceful shutdown: a write
+/// cut short by its timeout leaves a TLS stream unable to write again (its record buffer
+/// went with the cancelled write), and a TLS client should see the missing close_notify as
+/// the truncation it is.
 pub async fn serve<S: ClientStream>(
     mut client: S,
     peer: SocketAddr,
     ctx: Rc<Context>,
     buffered: Vec<u8>,
-) {
+) -> CloseReason {
     let mut cbuf = buffered;
     cbuf.reserve(
         ctx.limits
@@ -146,39 +161,54 @@ pub async fn serve<S: ClientStream>(
         started: Instant::now(),
         extra: Vec::new(),
         from_session: false,
+        scheme: S::SCHEME,
     };
-    loop {
+    let closed = loop {
         match exchange(&mut client, &mut conn, &ctx).await {
             Ok(Next::KeepAlive) => continue,
-            Ok(Next::Close) => break,
+            Ok(Next::Close) => break CloseReason::ConnectionClose,
             Ok(Next::Upgraded(upstream)) => {
-                splice(client, upstream, conn, ctx.timeouts.idle).await;
-                return;
+                match upstream {
+                    UpstreamStream::Plain(u) => splice(client, u, conn, ctx.timeouts.idle).await,
+                    UpstreamStream::Tls(u) => splice(client, *u, conn, ctx.timeouts.idle).await,
+                }
+                return CloseReason::UpgradeEnded;
             }
             Ok(Next::HandOff(owner)) => {
                 hand_off(client, conn, &ctx, owner);
-                return;
+                return CloseReason::OwnerElsewhere;
             }
             Err(End::Answered(e)) => {
                 tracing::debug!(target: LOG, peer = %peer, status = e.status(), reason = %e, "refused");
                 log_access(&ctx, &conn, e.status());
-                let _ = with_timeout(ctx.timeouts.body, client.write_all(e.response())).await;
-                break;
+                let written = with_timeout(ctx.timeouts.body, client.write_all(e.response())).await;
+                if !matches!(written, Ok((Ok(_), _))) {
+                    return CloseReason::Error("client write failed");
+                }
+                break CloseReason::Refused(e.status());
             }
             Err(End::Broken(why)) => {
                 tracing::debug!(target: LOG, peer = %peer, why, "connection broken");
-                break;
+                return CloseReason::Error(why);
             }
-            Err(End::Quiet) => break,
+            Err(End::Quiet) => break CloseReason::PeerClosed,
+            Err(End::Idle) => break CloseReason::IdleTimeout,
         }
-    }
+    };
     let _ = client.shutdown().await;
+    match closed {
+        // A stop ends idle connections and answers the last request with `close`.
+        CloseReason::PeerClosed | CloseReason::ConnectionClose if ctx.shutdown.is_triggered() => {
+            CloseReason::Shutdown
+        }
+        _ => closed,
+    }
 }
 
 enum Next {
     KeepAlive,
     Close,
-    Upgraded(TcpStream),
+    Upgraded(UpstreamStream),
     HandOff(u8),
 }
 
@@ -285,18 +315,10 @@ where
     let mut keep_alive = head.keep_alive && !ctx.shutdown.is_triggered();
 
     // The upstream request head, then whatever body bytes are already buffered.
-    c.obuf.clear();
-    write_upstream_head(
-        &mut c.obuf,
-        &c.cbuf,
-        &c.head,
-        c.peer,
-        ctx,
-        route,
-        upstream_id,
-        &c.extra,
-        c.from_session,
-    );
+    let mut out = std::mem::take(&mut c.obuf);
+    out.clear();
+    write_upstream_head(&mut out, c, ctx, route, upstream_id);
+    c.obuf = out;
     let head_len = c.head.head_len;
     let (mut body_left, mut decoder) = match framing {
         Framing::Length(n) => {
@@ -573,7 +595,7 @@ async fn read_head<S: AsyncReadRent>(
             None => return Err(End::Quiet),
             Some(Err(_elapsed)) => {
                 return Err(if idle {
-                    End::Quiet
+                    End::Idle
                 } else {
                     End::Answered(HttpError::RequestTimeout)
                 })
@@ -606,7 +628,7 @@ fn reserve_read(buf: &mut Vec<u8>, want: usize) {
 /// Streams the rest of the request body from the client to the upstream.
 async fn stream_request_body<S: AsyncReadRent>(
     client: &mut S,
-    upstream: &mut TcpStream,
+    upstream: &mut UpstreamStream,
     c: &mut Conn,
     ctx: &Context,
     body_left: &mut u64,
@@ -669,7 +691,7 @@ impl From<RespErr> for HttpError {
 /// Reads the upstream's response head into `c.rbuf` / `c.resp` (bytes already in `rbuf`
 /// count, e.g. after an interim response).
 async fn read_response_head(
-    upstream: &mut TcpStream,
+    upstream: &mut UpstreamStream,
     c: &mut Conn,
     ctx: &Context,
     is_head: bool,
@@ -769,7 +791,7 @@ fn write_response_head(
 /// Streams the response body (its first bytes are in `c.rbuf`), head already in `c.obuf`.
 async fn stream_response_body<S: AsyncWriteRent>(
     client: &mut S,
-    upstream: &mut TcpStream,
+    upstream: &mut UpstreamStream,
     c: &mut Conn,
     ctx: &Context,
     framing: Framing,
@@ -861,15 +883,13 @@ async fn stream_response_body<S: AsyncWriteRent>(
 /// upstream, end-to-end fields after the route's filters, X-Forwarded-*, and our framing.
 fn write_upstream_head(
     out: &mut Vec<u8>,
-    buf: &[u8],
-    h: &RequestHead,
-    peer: SocketAddr,
+    c: &Conn,
     ctx: &Context,
     route: &crate::route::Route,
     upstream_id: usize,
-    extra: &[u8],
-    from_session: bool,
 ) {
+    let (buf, h, peer, extra, from_session, scheme) =
+        (&c.cbuf, &c.head, c.peer, &c.extra, c.from_session, c.scheme);
     out.extend_from_slice(h.method(buf));
     out.push(b' ');
     route.rewrite_target(h.target(buf), out);
@@ -913,7 +933,7 @@ fn write_upstream_head(
         out.extend_from_slice(h.fields[i].value(buf));
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{}\r\nX-Forwarded-Proto: http\r\n", peer.ip());
+    let _ = write!(out, "{}\r\nX-Forwarded-Proto: {scheme}\r\n", peer.ip());
     if let Some(host) = h.host(buf).filter(|v| !v.is_empty()) {
         out.extend_from_slice(b"X-Forwarded-Host: ");
         out.extend_from_slice(host);
@@ -1001,9 +1021,10 @@ async fn with_timeout<F: std::future::Future>(dur: Duration, f: F) -> Result<F::
 }
 
 /// After a 101: bytes flow both ways until either side closes or idles out.
-async fn splice<S>(client: S, upstream: TcpStream, c: Conn, idle: Duration)
+async fn splice<S, U>(client: S, upstream: U, c: Conn, idle: Duration)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
+    U: AsyncReadRent + AsyncWriteRent + Split + 'static,
 {
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();

@@ -1,19 +1,22 @@
-//! Start-up and the process's life: resolve upstreams, bind one SO_REUSEPORT listener per
-//! worker (all before any thread starts, so a bad port fails the start), spawn the workers,
-//! announce readiness, then wait for signals.
+//! Start-up and the process's life: resolve upstreams, load the server certificate, bind one
+//! SO_REUSEPORT listener per worker and port (all before any thread starts, so a bad port or
+//! certificate fails the start), spawn the workers, announce readiness, then wait for
+//! signals. SIGHUP reloads the server certificate and reopens the audit log.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::audit;
 use crate::client;
-use crate::config::Config;
+use crate::config::{Config, SslConfig};
 use crate::gate::Shared;
 use crate::provider;
+use crate::tls;
 use crate::upstream::Upstream;
 use crate::worker::{self, WorkerMsg, WorkerSpec};
 
@@ -34,6 +37,16 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("sessiongate.http-port: cannot listen on {addr}: {source}")]
+    BindHttpPort {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// `server.ssl.*` names files the gateway cannot serve (a configuration error).
+    #[error(transparent)]
+    Certificate(#[from] tls::CertError),
+    #[error("{0}")]
+    Audit(String),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("{0}")]
@@ -107,10 +120,40 @@ pub fn run(config: Config) -> Result<(), StartError> {
             "sessiongate.workers: at most 255 (a session id names its worker in one byte)".into(),
         ));
     }
+    let server_tls = match &config.server.ssl {
+        Some(ssl) => {
+            let loaded = tls::load(ssl, SystemTime::now())?;
+            loaded.announce(ssl, SystemTime::now());
+            Some(loaded.config)
+        }
+        None => None,
+    };
+    if let Some(target) = &config.gateway.audit_log {
+        audit::init(target).map_err(StartError::Audit)?;
+    }
+    if let Some(warning) = tls::secure_cookie_warning(&config) {
+        tracing::warn!(target: LOG, "{warning}");
+    }
     let listeners = bind_listeners(addr, n)?;
     let bound = listeners[0]
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
+    let mut plain_listeners = Vec::new();
+    if let Some(port) = config.gateway.http_port {
+        plain_listeners =
+            bind_listeners(SocketAddr::new(addr.ip(), port), n).map_err(|e| match e {
+                StartError::Bind { addr, source } => StartError::BindHttpPort { addr, source },
+                e => e,
+            })?;
+    }
+    let plain_bound = match plain_listeners.first() {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|source| StartError::BindHttpPort { addr, source })?,
+        ),
+        None => None,
+    };
+    let mut plain_listeners = plain_listeners.into_iter();
 
     let tls_client =
         client::tls_config(config.gateway.ca_bundle.as_deref()).map_err(StartError::Tls)?;
@@ -151,6 +194,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             refresher: refresher.clone(),
             tls_client: tls_client.clone(),
             banner: banner.clone(),
+            server_tls: server_tls.clone(),
+            plain_listener: plain_listeners.next(),
         };
         let ready = ready_tx.clone();
         let t = std::thread::Builder::new()
@@ -170,14 +215,26 @@ pub fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(target: LOG, %bound, workers = n, "sessiongate started");
     // The ready line tests and scripts wait for; stdout, not the log, so it is never lost.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "sessiongate listening on http://{bound}");
+    let scheme = if server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let _ = writeln!(out, "sessiongate listening on {scheme}://{bound}");
+    if let Some(plain) = plain_bound {
+        let _ = writeln!(out, "sessiongate listening on http://{plain}");
+    }
     let _ = out.flush();
     drop(out);
 
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
-                tracing::info!(target: LOG, "SIGHUP received; configuration reload is not available in this version")
+                tracing::info!(target: LOG, "SIGHUP received: reloading the server certificate, reopening the audit log");
+                audit::reopen();
+                if let Some(ssl) = &config.server.ssl {
+                    reload_certificate(ssl, &inboxes);
+                }
             }
             _ => {
                 tracing::info!(target: LOG, signal = sig, "stopping: no new connections, draining open ones");
@@ -198,6 +255,24 @@ pub fn run(config: Config) -> Result<(), StartError> {
             let _ = t.join();
         }
     }
+    audit::flush(Duration::from_secs(1));
     tracing::info!(target: LOG, "stopped");
     Ok(())
+}
+
+/// Loads `server.ssl.*` again and, when the files pass every start-up check, gives the new
+/// configuration to every worker; otherwise the running one stays and the error says why.
+fn reload_certificate(ssl: &SslConfig, inboxes: &[flume::Sender<WorkerMsg>]) {
+    match tls::load(ssl, SystemTime::now()) {
+        Ok(loaded) => {
+            loaded.announce(ssl, SystemTime::now());
+            for inbox in inboxes {
+                let _ = inbox.send(WorkerMsg::ServerTls(loaded.config.clone()));
+            }
+            tracing::info!(target: LOG, "server certificate reloaded: new connections use it");
+        }
+        Err(e) => {
+            tracing::error!(target: LOG, error = %e, "certificate reload refused; the running certificate stays in use");
+        }
+    }
 }

@@ -52,6 +52,9 @@ pub enum WorkerMsg {
         sub: Option<String>,
         iat: u64,
     },
+    /// A reloaded server certificate (SIGHUP), already checked: for the connections
+    /// accepted from now on; open ones keep theirs.
+    ServerTls(Arc<rustls::ServerConfig>),
 }
 
 /// What the main thread hands a worker.
@@ -67,6 +70,10 @@ pub struct WorkerSpec {
     pub refresher: Option<RefreshRequester>,
     pub tls_client: Arc<rustls::ClientConfig>,
     pub banner: Option<Arc<str>>,
+    /// `server.ssl`: `listener` speaks TLS with this configuration.
+    pub server_tls: Option<Arc<rustls::ServerConfig>>,
+    /// `sessiongate.http-port`: a plain HTTP listener beside `listener`.
+    pub plain_listener: Option<StdListener>,
 }
 
 /// Which driver a worker ended up on (io_uring setups can be refused by the kernel).
@@ -163,6 +170,14 @@ async fn serve(
             return;
         }
     };
+    let plain_listener = match spec.plain_listener.map(monoio::net::TcpListener::from_std) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            let _ = ready.send(Err(format!("worker {}: http-port listener: {e}", spec.id)));
+            return;
+        }
+    };
     let g = &cfg.gateway;
     let router = Router::new(&cfg.routes);
     let pools = Pools::new(
@@ -170,6 +185,7 @@ async fn serve(
         g.upstream_pool_size,
         g.upstream_idle_timeout,
         g.upstream_connect_timeout,
+        spec.tls_client.clone(),
     );
     // Every route's upstream was resolved at start, so the lookup cannot miss.
     let route_upstream = router
@@ -203,6 +219,7 @@ async fn serve(
             )
         }),
         peers: spec.peers,
+        tls: spec.server_tls.map(crate::tls::Terminator::new),
     });
     let open = Rc::new(Cell::new(0usize));
     monoio::spawn(inbox(spec.inbox, ctx.clone(), open.clone()));
@@ -214,31 +231,10 @@ async fn serve(
     let _ = ready.send(Ok(in_use));
     tracing::debug!(target: LOG, worker = spec.id, driver = ?in_use, "worker started");
 
-    loop {
-        let accepted = monoio::select! {
-            a = listener.accept() => Some(a),
-            _ = ctx.shutdown.wait() => None,
-        };
-        match accepted {
-            None => break,
-            Some(Ok((stream, peer))) => {
-                let _ = stream.set_nodelay(true);
-                open.set(open.get() + 1);
-                let guard = Open(open.clone());
-                let ctx = ctx.clone();
-                monoio::spawn(async move {
-                    proxy::serve(stream, peer, ctx, Vec::new()).await;
-                    drop(guard);
-                });
-            }
-            Some(Err(e)) => {
-                // EMFILE and friends: back off briefly instead of spinning on the error.
-                tracing::warn!(target: LOG, worker = spec.id, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+    if let Some(l) = plain_listener {
+        monoio::spawn(accept(l, ctx.clone(), open.clone(), false));
     }
-    drop(listener);
+    accept(listener, ctx.clone(), open.clone(), ctx.tls.is_some()).await;
     let deadline = Instant::now() + cfg.gateway.shutdown_grace;
     while open.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
@@ -254,6 +250,43 @@ async fn serve(
         }
         if g.dispatcher.pending() > 0 {
             tracing::error!(target: "sessiongate::dispatcher", worker = spec.id, pending = g.dispatcher.pending(), "grace period over with outgoing calls undelivered: lost");
+        }
+    }
+}
+
+/// Accepts on one listener until shutdown; `tls`: its connections start with a handshake.
+async fn accept(
+    listener: monoio::net::TcpListener,
+    ctx: Rc<Context>,
+    open: Rc<Cell<usize>>,
+    tls: bool,
+) {
+    loop {
+        let accepted = monoio::select! {
+            a = listener.accept() => Some(a),
+            _ = ctx.shutdown.wait() => None,
+        };
+        match accepted {
+            None => break,
+            Some(Ok((stream, peer))) => {
+                let _ = stream.set_nodelay(true);
+                open.set(open.get() + 1);
+                let guard = Open(open.clone());
+                let ctx = ctx.clone();
+                monoio::spawn(async move {
+                    if tls {
+                        crate::tls::serve(stream, peer, ctx).await;
+                    } else {
+                        proxy::serve(stream, peer, ctx, Vec::new()).await;
+                    }
+                    drop(guard);
+                });
+            }
+            Some(Err(e)) => {
+                // EMFILE and friends: back off briefly instead of spinning on the error.
+                tracing::warn!(target: LOG, worker = ctx.worker, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }
@@ -278,6 +311,11 @@ async fn inbox(rx: flume::Receiver<WorkerMsg>, ctx: Rc<Context>, open: Rc<Cell<u
             WorkerMsg::EndSessions { sid, sub, iat } => {
                 if let Some(g) = &ctx.gate {
                     g.end_matching(sid.as_deref(), sub.as_deref(), iat);
+                }
+            }
+            WorkerMsg::ServerTls(config) => {
+                if let Some(t) = &ctx.tls {
+                    t.set(config);
                 }
             }
             WorkerMsg::HandOff { fd, peer, buffered } => {

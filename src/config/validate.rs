@@ -77,8 +77,18 @@ fn config(root: &Node) -> Result<Config> {
     let top = Section::open(Some(root), "")?;
     let spring = top.open_section("spring")?;
     let sessiongate = top.section("sessiongate", SESSIONGATE_KEYS)?;
+    let server = server(&top.section("server", &["address", "port", "ssl"])?)?;
+    if let Some(p) = sessiongate.port("http-port")? {
+        // Both listeners use SO_REUSEPORT: on one port they would share connections.
+        if p != 0 && p == server.port {
+            return Err(ConfigError::invalid(
+                &sessiongate.key("http-port"),
+                format!("must differ from server.port ({p})"),
+            ));
+        }
+    }
     Ok(Config {
-        server: server(&top.section("server", &["address", "port", "ssl"])?)?,
+        server,
         management: management(&top.section("management", &["server"])?, &sessiongate)?,
         cg: cg(&top.section("cg", CG_KEYS)?)?,
         oauth2: oauth2(&spring.open_section("security")?.open_section("oauth2")?)?,
@@ -1516,6 +1526,17 @@ mod tests {
         ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn http_port_differs_from_server_port() {
+        fails(
+            "server.port: 8443\nsessiongate.http-port: 8443\n",
+            "sessiongate.http-port",
+            "must differ from server.port",
+        );
+        let c = load("server.port: 8443\nsessiongate.http-port: 8080\n");
+        assert_eq!(c.gateway.http_port, Some(8080));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! 5. The claims ([`Validation::validate`]): `iss`, `aud`, `azp`, `exp`, `nbf`, `iat`.
 //!
 //! Time is passed in as `now` (seconds since the epoch); nothing here reads a clock.
+#![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod claims;

@@ -84,29 +84,41 @@ impl SessionId {
         Self(bytes)
     }
 
-    /// 64 of the random bits: the whole hash of an id (see the `Hash` impl).
+    /// 32 of the random bits: all an id's hash is made of (see the `Hash` impl).
     #[inline]
-    pub(crate) fn hash_bits(&self) -> u64 {
+    pub(crate) fn tag(&self) -> u32 {
         let b = &self.0;
-        u64::from_le_bytes([b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8]])
+        u32::from_le_bytes([b[1], b[2], b[3], b[4]])
     }
 }
 
-/// Hashing an id takes 8 of its random bytes as they are.
+/// Spreads a 32-bit tag over the 64 bits hashbrown reads: it takes the bucket from the
+/// low bits and a 7-bit filter from the top 7. Multiplying by an odd constant keeps the
+/// low bits a bijection of the tag's low bits (uniform, since the tag is) and mixes every
+/// tag bit into the top ones. Being a function of 32 stored bits is the point: an index
+/// can keep the tag beside its handle (4 bytes) and rehash from it when it grows, without
+/// reading the records.
+#[inline]
+pub(crate) fn widen(tag: u32) -> u64 {
+    u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Hashing an id takes 4 of its random bytes as they are (then [`widen`]s them).
 ///
 /// Why that is safe against HashDoS: collision flooding needs the attacker to choose the
 /// keys that get *inserted*. Only the gateway inserts ids, and it draws them from the OS
 /// CSPRNG, so the keys in the table are uniformly random whatever clients do. A client can
-/// only make us *look up* ids of its choosing; a lookup probes one group of the table for
-/// its 64-bit hash, and the attacker cannot know which hashes the stored ids have, so
-/// it cannot aim at a crowded group (there are none: the stored hashes are uniform). A
-/// keyed hash (SipHash) would cost ~20 ns per request for no protection gained.
+/// only make us *look up* ids of its choosing; each lookup probes one group of the table,
+/// and since the stored tags are uniform there is no crowded group to aim at. A keyed hash
+/// (SipHash) would cost ~20 ns per request for no protection gained. 32 bits are plenty:
+/// they address 2^32 buckets, and two live ids sharing a tag (~1 pair per 2^32/n lookups
+/// at n sessions) only costs the second one a full-id comparison.
 ///
 /// Equal ids have equal hashes (the bytes are part of the id), as `Hash` requires.
 impl Hash for SessionId {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash_bits());
+        state.write_u32(self.tag());
     }
 }
 
@@ -130,16 +142,15 @@ pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     #[inline]
-    fn write_u64(&mut self, v: u64) {
-        self.0 = self.0.rotate_left(26) ^ v;
+    fn write_u32(&mut self, v: u32) {
+        self.0 = self.0.rotate_left(26) ^ widen(v);
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
+        for chunk in bytes.chunks(4) {
+            let mut word = [0u8; 4];
             word[..chunk.len()].copy_from_slice(chunk);
-            let v = u64::from_le_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            self.write_u64(v);
+            self.write_u32(u32::from_le_bytes(word));
         }
     }
 
@@ -247,11 +258,18 @@ mod tests {
     }
 
     #[test]
-    fn hash_is_eight_random_bytes() {
-        let mut b = [0u8; ID_LEN];
+    fn hash_is_four_random_bytes_widened() {
+        let mut b = [0xEEu8; ID_LEN];
         b[0] = 5; // the owner byte is not hashed
-        b[1..9].copy_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+        b[1..5].copy_from_slice(&0x0102_0304u32.to_le_bytes());
         let id = SessionId::from_bytes(b);
-        assert_eq!(IdHashBuilder.hash_one(id), 0x0102_0304_0506_0708);
+        assert_eq!(id.tag(), 0x0102_0304);
+        assert_eq!(IdHashBuilder.hash_one(id), widen(0x0102_0304));
+        b[0] = 6;
+        b[9] = 0;
+        assert_eq!(
+            IdHashBuilder.hash_one(SessionId::from_bytes(b)),
+            widen(0x0102_0304)
+        );
     }
 }

@@ -25,15 +25,24 @@
 //! after its deadline (at most one `tick_ms` late, never early); between its deadline and
 //! that tick, `touch` already treats it as gone, so a request cannot revive it.
 //!
+//! A mass expiry (many sessions due in one tick) can be swept in slices with
+//! [`SessionTable::expire_at_most`], so one worker never stalls for the whole batch.
+//!
 //! # Memory
-//! Per session, besides the strings (tokens, subject, sid): the [`Session`] record with two
-//! group links in a chunked slab (160 bytes), a 12-byte `{hash, handle}` entry in the id
-//! index and, per distinct sid and subject, one in each group index, plus 8 bytes of wheel
-//! links. `benches/session_table.rs` measures the total with a counting allocator. Why
-//! not `HashMap<SessionId, Session>`: hashbrown keeps buckets between 7/16 and 7/8 full,
-//! so storing a ~160-byte record in the bucket costs up to 2.3× that; here the buckets hold
-//! 12 bytes and the record is stored once, at a stable handle the wheel and the group
-//! lists can point at.
+//! Per session, besides the strings (tokens, subject, sid): one 160-byte record in a
+//! chunked slab ([`Session`], 136 bytes, plus its wheel link and two group links), one
+//! 8-byte `{tag, handle}` entry in the id index and, per distinct sid and subject, one in
+//! each group index (hashbrown keeps its tables 44-88% full, so an entry costs 9-21 bytes
+//! with its control byte). About 218 bytes at 1M sessions, the worst point of the tables'
+//! growth; `benches/session_table.rs` measures it with a counting allocator.
+//!
+//! Why not `HashMap<SessionId, Session>`: storing the ~150-byte record inside the buckets
+//! costs up to 2.3× its size in a half-full table (~350 bytes per session at 1M), and
+//! buckets move when the table grows, so the wheel would have to hold 17-byte ids and
+//! search for them. Here the buckets hold 8 bytes and the record is stored once, at a
+//! stable handle that the wheel and the group lists link through. The price is one more
+//! dependent memory access per lookup (control bytes, entry, record instead of control
+//! bytes, bucket).
 //!
 //! # Later: a shared store
 //! [`SessionStore`] is the boundary the request path and the sweeper use. DESIGN §11

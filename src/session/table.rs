@@ -2,15 +2,16 @@
 //! provider's `sid` and by subject, and a timer wheel for expiry.
 //!
 //! Layout, per session (see the module docs of [`crate::session`] for the why):
-//! - the record ([`Session`] plus two pairs of group links) lives in a slab of fixed-size
-//!   chunks, addressed by a `u32` handle that never changes while the session lives;
-//! - the id index is a `hashbrown::HashTable` of 12-byte `{hash, handle}` entries: the
+//! - the record ([`Session`], its wheel link and two group links: 160 bytes) lives in a
+//!   slab of fixed-size chunks, addressed by a `u32` handle that never changes while the
+//!   session lives;
+//! - the id index is a `hashbrown::HashTable` of 8-byte `{tag, handle}` entries: the
 //!   record is stored once, not beside a copy of its key, and growing the index rehashes
-//!   from the stored hash without touching the records;
+//!   from the stored tag without touching the records;
 //! - each group index (sid, subject) holds one entry per distinct key pointing at the first
 //!   record of the group; the group is a doubly linked list through the records, so
 //!   removing a session from a group of any size is O(1);
-//! - the wheel holds the handle, once.
+//! - the wheel's list for a tick is threaded through the records' wheel links.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -18,8 +19,8 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use super::id::{IdHashBuilder, SessionId};
-use super::wheel::{Handle, Wheel, MAX_HANDLE};
+use super::id::{widen, IdHashBuilder, SessionId};
+use super::wheel::{self, Handle, LinkStore, Wheel, MAX_HANDLE};
 
 /// "No expiry" for the token expiry fields.
 pub const NEVER: u64 = u64::MAX;
@@ -175,22 +176,28 @@ const NIL: u32 = u32::MAX;
 /// worker, and briefly need twice the memory), and the slack is at most one chunk.
 const CHUNK: usize = 1024;
 
-/// A session's place in one group list (`NIL`-terminated; `prev == NIL` marks the head).
+/// A session's place in one group list (`NIL`-terminated).
 #[derive(Clone, Copy, Debug)]
-struct Link {
+struct GroupLink {
+    /// The previous handle; for the head, `HEAD | tag` with the group key's 31-bit tag,
+    /// so taking the head out finds its index entry without reading or hashing the key.
     prev: u32,
     next: u32,
 }
 
-const LONE: Link = Link {
+/// Marks `GroupLink::prev` of a group's head (handles are below 2^31).
+const HEAD: u32 = 1 << 31;
+
+const LONE: GroupLink = GroupLink {
     prev: NIL,
     next: NIL,
 };
 
 struct Record {
     session: Session,
-    by_sid: Link,
-    by_subject: Link,
+    wheel: wheel::Link,
+    by_sid: GroupLink,
+    by_subject: GroupLink,
 }
 
 #[derive(Default)]
@@ -250,29 +257,34 @@ impl Slab {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Hash entries.
+/// The wheel's lists run through the records.
+impl LinkStore for Slab {
+    #[inline]
+    fn link(&self, h: Handle) -> wheel::Link {
+        self.get(h).wheel
+    }
 
-/// An index entry: a 64-bit hash kept beside the handle (as two `u32`s, so the entry is
-/// 12 bytes with 4-byte alignment), so rehashing on growth never reads the records.
+    #[inline]
+    fn link_mut(&mut self, h: Handle) -> &mut wheel::Link {
+        &mut self.get_mut(h).wheel
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hash indexes.
+
+/// An index entry, 8 bytes: the handle and the tag its hash is [`widen`]ed from (32 bits
+/// of an id, 31 of a group key's SipHash), so rehashing on growth never reads the records.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    hash: [u32; 2],
+    tag: u32,
     handle: Handle,
 }
 
 impl Entry {
     #[inline]
-    fn new(hash: u64, handle: Handle) -> Self {
-        Entry {
-            hash: [hash as u32, (hash >> 32) as u32],
-            handle,
-        }
-    }
-
-    #[inline]
     fn hash(&self) -> u64 {
-        u64::from(self.hash[0]) | (u64::from(self.hash[1]) << 32)
+        widen(self.tag)
     }
 }
 
@@ -291,14 +303,14 @@ impl Group {
         }
     }
 
-    fn link(self, r: &Record) -> Link {
+    fn link(self, r: &Record) -> GroupLink {
         match self {
             Group::Sid => r.by_sid,
             Group::Subject => r.by_subject,
         }
     }
 
-    fn link_mut(self, r: &mut Record) -> &mut Link {
+    fn link_mut(self, r: &mut Record) -> &mut GroupLink {
         match self {
             Group::Sid => &mut r.by_sid,
             Group::Subject => &mut r.by_subject,
@@ -306,8 +318,7 @@ impl Group {
     }
 }
 
-/// Everything but the wheel, so the wheel's callback can remove records while the wheel
-/// itself is borrowed.
+/// Everything but the wheel, so records can be removed while the wheel hands them out.
 struct Store {
     slab: Slab,
     ids: HashTable<Entry>,
@@ -320,15 +331,21 @@ struct Store {
 impl Store {
     #[inline]
     fn find(&self, id: &SessionId) -> Option<Handle> {
-        let hash = IdHashBuilder.hash_one(id);
+        let tag = id.tag();
         let slab = &self.slab;
-        // The stored hash is compared first: a control-byte false match (1 in 128) then
-        // costs no read of the record.
+        // `IdHashBuilder` hashes an id as `widen(tag)`, the same as `Entry::hash`. The
+        // stored tag is compared first: a control-byte false match (1 in 128) then costs
+        // no read of the record.
         self.ids
-            .find(hash, |e| {
-                e.hash() == hash && slab.get(e.handle).session.id == *id
+            .find(IdHashBuilder.hash_one(id), |e| {
+                e.tag == tag && slab.get(e.handle).session.id == *id
             })
             .map(|e| e.handle)
+    }
+
+    /// The 31-bit tag of a group key: part of a keyed SipHash of the string.
+    fn key_tag(&self, key: &str) -> u32 {
+        self.key_hasher.hash_one(key) as u32 & !HEAD
     }
 
     fn groups(&self, g: Group) -> &HashTable<Entry> {
@@ -340,11 +357,11 @@ impl Store {
 
     /// The first handle of the group keyed `key`, or `NIL`.
     fn group_head(&self, g: Group, key: &str) -> Handle {
-        let hash = self.key_hasher.hash_one(key);
+        let tag = self.key_tag(key);
         let slab = &self.slab;
         self.groups(g)
-            .find(hash, |e| {
-                e.hash() == hash && g.key(&slab.get(e.handle).session) == Some(key)
+            .find(widen(tag), |e| {
+                e.tag == tag && g.key(&slab.get(e.handle).session) == Some(key)
             })
             .map_or(NIL, |e| e.handle)
     }
@@ -355,23 +372,23 @@ impl Store {
         let Some(key) = g.key(&slab.get(h).session) else {
             return;
         };
-        let hash = self.key_hasher.hash_one(key);
+        let tag = self.key_tag(key);
         let table = match g {
             Group::Sid => &mut self.by_sid,
             Group::Subject => &mut self.by_subject,
         };
-        let found = table.find_mut(hash, |e| {
-            e.hash() == hash && g.key(&slab.get(e.handle).session) == Some(key)
+        let found = table.find_mut(widen(tag), |e| {
+            e.tag == tag && g.key(&slab.get(e.handle).session) == Some(key)
         });
         let old_head = match found {
             Some(e) => std::mem::replace(&mut e.handle, h),
             None => {
-                table.insert_unique(hash, Entry::new(hash, h), Entry::hash);
+                table.insert_unique(widen(tag), Entry { tag, handle: h }, Entry::hash);
                 NIL
             }
         };
-        *g.link_mut(self.slab.get_mut(h)) = Link {
-            prev: NIL,
+        *g.link_mut(self.slab.get_mut(h)) = GroupLink {
+            prev: HEAD | tag,
             next: old_head,
         };
         if old_head != NIL {
@@ -381,19 +398,18 @@ impl Store {
 
     /// Takes the record `h` out of its group.
     fn leave(&mut self, g: Group, h: Handle) {
-        let slab = &self.slab;
-        let Some(key) = g.key(&slab.get(h).session) else {
+        let record = self.slab.get(h);
+        if g.key(&record.session).is_none() {
             return;
-        };
-        let Link { prev, next } = g.link(slab.get(h));
-        if prev == NIL {
-            // The head: the index entry points here.
-            let hash = self.key_hasher.hash_one(key);
+        }
+        let GroupLink { prev, next } = g.link(record);
+        if prev & HEAD != 0 {
+            // The head: the index entry points here. The tag in `prev` finds it.
             let table = match g {
                 Group::Sid => &mut self.by_sid,
                 Group::Subject => &mut self.by_subject,
             };
-            let Ok(mut entry) = table.find_entry(hash, |e| e.handle == h) else {
+            let Ok(mut entry) = table.find_entry(widen(prev & !HEAD), |e| e.handle == h) else {
                 unreachable!("group head {h} missing from its index");
             };
             if next == NIL {
@@ -405,32 +421,35 @@ impl Store {
             g.link_mut(self.slab.get_mut(prev)).next = next;
         }
         if next != NIL {
+            // The new head inherits `HEAD | tag`, or its new predecessor.
             g.link_mut(self.slab.get_mut(next)).prev = prev;
         }
         *g.link_mut(self.slab.get_mut(h)) = LONE;
     }
 
-    /// Adds a record whose id is not in the table yet.
+    /// Adds a record whose id is not in the table yet (not to the wheel).
     fn add(&mut self, session: Session) -> Handle {
-        let hash = IdHashBuilder.hash_one(session.id);
+        let tag = session.id.tag();
         let h = self.slab.insert(Record {
             session,
+            wheel: wheel::Link::UNSCHEDULED,
             by_sid: LONE,
             by_subject: LONE,
         });
         self.ids
-            .insert_unique(hash, Entry::new(hash, h), Entry::hash);
+            .insert_unique(widen(tag), Entry { tag, handle: h }, Entry::hash);
         self.join(Group::Sid, h);
         self.join(Group::Subject, h);
         h
     }
 
-    /// Removes the record `h` from every index and the slab (not from the wheel).
+    /// Removes the record `h`, which is not in the wheel, from every index and the slab.
     fn remove(&mut self, h: Handle) -> Session {
+        debug_assert!(!self.slab.get(h).wheel.is_scheduled());
         self.leave(Group::Sid, h);
         self.leave(Group::Subject, h);
-        let hash = IdHashBuilder.hash_one(self.slab.get(h).session.id);
-        match self.ids.find_entry(hash, |e| e.handle == h) {
+        let tag = self.slab.get(h).session.id.tag();
+        match self.ids.find_entry(widen(tag), |e| e.handle == h) {
             Ok(entry) => {
                 entry.remove();
             }
@@ -470,8 +489,6 @@ impl SessionTable {
     pub fn with_capacity(config: TableConfig, capacity: usize) -> Self {
         assert!(config.tick_ms > 0, "session table tick must be positive");
         let span_ticks = config.span_ms().div_ceil(config.tick_ms);
-        let mut wheel = Wheel::new(span_ticks);
-        wheel.reserve(capacity);
         SessionTable {
             config,
             store: Store {
@@ -481,7 +498,7 @@ impl SessionTable {
                 by_subject: HashTable::with_capacity(capacity),
                 key_hasher: RandomState::new(),
             },
-            wheel,
+            wheel: Wheel::new(span_ticks),
         }
     }
 
@@ -499,15 +516,14 @@ impl SessionTable {
     }
 
     /// Adds a session and schedules its expiry from its own `created_ms` and
-    /// `last_access_ms` (a deadline already past is swept at the next tick). A session
-    /// with the same id is replaced and returned (ids are random: this means the caller
-    /// inserted the same session twice).
+    /// `last_access_ms` (a deadline already past is swept by the next `expire`). A
+    /// session with the same id is replaced and returned (ids are random: this means the
+    /// caller inserted the same session twice).
     pub fn insert(&mut self, session: Session) -> Option<Session> {
         let old = self.remove(&session.id);
-        let deadline = self.config.deadline(&session);
+        let tick = self.config.tick_at_or_after(self.config.deadline(&session));
         let h = self.store.add(session);
-        self.wheel
-            .schedule(h, self.config.tick_at_or_after(deadline));
+        self.wheel.schedule(&mut self.store.slab, h, tick);
         old
     }
 
@@ -525,7 +541,7 @@ impl SessionTable {
 
     /// The request path: looks the session up and records a use at `now` (last access,
     /// the fresh-token flag). O(1); the session's wheel entry stays where it is and is
-    /// re-slotted when its old tick fires.
+    /// re-slotted when its old tick comes.
     ///
     /// A session whose deadline has been reached is `None` here even before the wheel
     /// sweeps it (at most one tick later, when [`SessionTable::expire`] hands it out for
@@ -546,7 +562,7 @@ impl SessionTable {
     /// Removes a session (logout), from the indexes and the wheel too.
     pub fn remove(&mut self, id: &SessionId) -> Option<Session> {
         let h = self.store.find(id)?;
-        self.wheel.cancel(h);
+        self.wheel.cancel(&mut self.store.slab, h);
         Some(self.store.remove(h))
     }
 
@@ -574,21 +590,32 @@ impl SessionTable {
     /// in the fired slots that were used since are re-slotted at their new deadline.
     /// Costs O(slots fired + sessions in them), never O(all sessions).
     pub fn expire(&mut self, now: u64, out: &mut Vec<Session>) {
-        let tick = now / self.config.tick_ms;
-        let Self {
-            config,
-            store,
-            wheel,
-        } = self;
-        wheel.advance(tick, |h| {
-            let due = config.tick_at_or_after(config.deadline(&store.slab.get(h).session));
+        self.expire_at_most(now, out, usize::MAX);
+    }
+
+    /// [`SessionTable::expire`] with a work budget: handles at most `max` sessions
+    /// (expired or re-slotted) and returns whether more are due, so a worker facing a
+    /// mass expiry can sweep in slices between requests. The next call (with the same or
+    /// a later `now`) continues where this one stopped; until then, `touch` already
+    /// refuses the sessions that are due.
+    pub fn expire_at_most(&mut self, now: u64, out: &mut Vec<Session>, max: usize) -> bool {
+        let config = &self.config;
+        self.wheel.advance_to(now / config.tick_ms);
+        // Not `now`'s tick: after an earlier call with a later `now`, the wheel is there.
+        let tick = self.wheel.target();
+        for _ in 0..max {
+            let Some(h) = self.wheel.pop_due(&mut self.store.slab) else {
+                return false;
+            };
+            let session = &self.store.slab.get(h).session;
+            let due = config.tick_at_or_after(config.deadline(session));
             if due <= tick {
-                out.push(store.remove(h));
-                None
+                out.push(self.store.remove(h));
             } else {
-                Some(due)
+                self.wheel.schedule(&mut self.store.slab, h, due);
             }
-        });
+        }
+        self.wheel.has_due()
     }
 
     /// Every session, in no particular order (admin listing). O(capacity).
@@ -608,7 +635,7 @@ impl fmt::Debug for SessionTable {
             .field("config", &self.config)
             .field("len", &self.len())
             .field("wheel_slots", &self.wheel.slots())
-            .field("wheel_tick", &self.wheel.current())
+            .field("wheel_tick", &self.wheel.target())
             .finish_non_exhaustive()
     }
 }
@@ -668,7 +695,7 @@ mod tests {
     fn sweep_to(t: &mut SessionTable, to_ms: u64) -> Vec<(u64, SessionId)> {
         let mut got = Vec::new();
         let mut out = Vec::new();
-        let from = (t.wheel.current() + 1) * TICK;
+        let from = (t.wheel.target() + 1) * TICK;
         for now in (from..=to_ms).step_by(TICK as usize) {
             t.expire(now, &mut out);
             got.extend(out.drain(..).map(|s| (now, s.id)));
@@ -770,17 +797,17 @@ mod tests {
         t.insert(session(1, "a", None, 0)); // deadline 1_000: tick 10
         let h = t.store.find(&id(1)).unwrap();
         let slots = t.wheel.slots(); // 16: tick 16 is slot 0
-        assert_eq!(t.wheel.slot_of(h), Some(10));
+        assert_eq!(t.wheel.slot_of(&t.store.slab, h), Some(10));
         t.touch(&id(1), 550).unwrap(); // real deadline 1_550: tick 16
                                        // Touch did not move the entry.
-        assert_eq!(t.wheel.slot_of(h), Some(10));
+        assert_eq!(t.wheel.slot_of(&t.store.slab, h), Some(10));
         assert!(sweep_to(&mut t, 900).is_empty());
         // When tick 10 fires the session is re-slotted at its new deadline, not expired.
         assert!(sweep_to(&mut t, 1_000).is_empty());
-        assert_eq!(t.wheel.slot_of(h), Some(16 % slots));
+        assert_eq!(t.wheel.slot_of(&t.store.slab, h), Some(16 % slots));
         assert!(sweep_to(&mut t, 1_500).is_empty());
         assert_eq!(sweep_to(&mut t, 1_600), vec![(1_600, id(1))]);
-        assert_eq!(t.wheel.slot_of(h), None);
+        assert!(t.wheel.is_empty());
     }
 
     #[test]
@@ -954,6 +981,9 @@ mod tests {
         let mut out = Vec::new();
         let deadline = |m: &(u64, u64, bool)| (m.1 + IDLE).min(m.0 + MAX);
         let subjects = ["alice", "bob", "carol", "dave", "eve"];
+        // Sessions by the tick they are due at (entries go stale when a touch moves it).
+        let mut by_due: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+        let mut removed_mid_sweep = 0;
 
         for now in (0..=60_000u64).step_by(TICK as usize) {
             // Events at times in (now - TICK, now], then the sweep at `now`.
@@ -963,6 +993,10 @@ mod tests {
                 let sid = format!("sid-{}", n % 1_000);
                 t.insert(session(n, sub, Some(&sid), at));
                 model[n as usize] = (at, at, false);
+                by_due
+                    .entry(deadline(&model[n as usize]).div_ceil(TICK) * TICK)
+                    .or_default()
+                    .push(n);
                 present[n as usize] = true;
                 ci += 1;
             }
@@ -973,6 +1007,8 @@ mod tests {
                 assert_eq!(t.touch(&id(n), at).is_some(), alive, "session {n} at {at}");
                 if alive {
                     m.1 = m.1.max(at);
+                    let due = deadline(m).div_ceil(TICK) * TICK;
+                    by_due.entry(due).or_default().push(n);
                 }
                 ui += 1;
             }
@@ -985,20 +1021,40 @@ mod tests {
                 }
                 check_consistent(&t);
             }
-            t.expire(now, &mut out);
-            for s in out.drain(..) {
-                let n = u64::from_le_bytes(s.id.as_bytes()[9..17].try_into().unwrap());
-                let m = model[n as usize];
-                assert!(
-                    present[n as usize],
-                    "session {n} expired twice or after removal"
-                );
-                assert!(!m.2);
-                assert_eq!((s.created_ms(), s.last_access_ms()), (m.0, m.1));
-                let due = deadline(&m).div_ceil(TICK) * TICK;
-                assert_eq!(now, due, "session {n}: deadline {}", deadline(&m));
-                expired_at[n as usize] = Some(now);
-                present[n as usize] = false;
+            // Sweep in slices of random size; between slices, log some sessions out
+            // (some of them sitting in the list being drained).
+            loop {
+                let budget = 1 + rng.below(40) as usize;
+                let more = t.expire_at_most(now, &mut out, budget);
+                for s in out.drain(..) {
+                    let n = u64::from_le_bytes(s.id.as_bytes()[9..17].try_into().unwrap());
+                    let m = model[n as usize];
+                    assert!(
+                        present[n as usize],
+                        "session {n} expired twice or after removal"
+                    );
+                    assert!(!m.2);
+                    assert_eq!((s.created_ms(), s.last_access_ms()), (m.0, m.1));
+                    let due = deadline(&m).div_ceil(TICK) * TICK;
+                    assert_eq!(now, due, "session {n}: deadline {}", deadline(&m));
+                    expired_at[n as usize] = Some(now);
+                    present[n as usize] = false;
+                }
+                if !more {
+                    break;
+                }
+                // One that is due now, maybe not handed out yet, and one at random.
+                let due_now = by_due.get_mut(&now).and_then(|v| v.pop());
+                for n in due_now.into_iter().chain([rng.below(N)]) {
+                    let was = present[n as usize];
+                    assert_eq!(t.remove(&id(n)).is_some(), was);
+                    removed_mid_sweep += usize::from(was);
+                    present[n as usize] = false;
+                    model[n as usize].2 |= was;
+                }
+            }
+            if now % 5_000 == 0 {
+                check_consistent(&t);
             }
         }
         assert!(t.is_empty());
@@ -1008,6 +1064,7 @@ mod tests {
         let removed = model.iter().filter(|m| m.2).count();
         let expired = expired_at.iter().filter(|e| e.is_some()).count();
         assert!(removed > 0);
+        assert!(removed_mid_sweep > 100, "{removed_mid_sweep}");
         assert_eq!(expired + removed, N as usize);
     }
 }

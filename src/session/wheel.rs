@@ -1,31 +1,34 @@
 //! A hashed timer wheel over compact handles (DESIGN §5; Varghese & Lauck, scheme 6).
 //!
 //! Time is counted in ticks. The wheel has a power-of-two number of slots; a handle due at
-//! tick `t` sits in slot `t mod slots`, on a doubly linked list threaded through a `Vec`
-//! indexed by handle (8 bytes per handle, no allocation per entry). The wheel does not know
-//! what a handle's real deadline is: when a slot's tick comes it hands every handle in it to
-//! the caller, who answers "done" (the handle leaves the wheel) or "later, at tick `t`" (the
-//! handle is re-slotted). That is what lets a session's deadline move on every request with
-//! no work at all: touching a session only writes its `last_access`, and the one entry it
-//! has here is checked when the *old* deadline's slot fires.
+//! tick `t` sits in slot `t mod slots`, on a doubly linked list. The links live wherever
+//! the caller keeps its records ([`LinkStore`]): the session table keeps them inside each
+//! session's record, so walking a due list reads exactly the records the caller is about
+//! to look at anyway, and the wheel allocates nothing per entry.
+//!
+//! The wheel does not know a handle's real deadline. When a slot's tick comes, its handles
+//! are handed out one by one ([`Wheel::pop_due`]); the caller either drops a handle (done)
+//! or schedules it again at its new deadline. That is what lets a session's deadline move
+//! on every request at no cost: touching a session only writes its `last_access`, and the
+//! one entry it has here is looked at when the *old* deadline's tick comes.
 //!
 //! Costs:
 //! - `schedule`, `cancel`: O(1). Cancel unlinks at once, so the wheel never holds stale
 //!   entries: its size is exactly the number of scheduled handles.
-//! - `advance` to a tick whose slot is empty: reading one slot head. Over `k` ticks: `k`
-//!   slot heads, but never more than one revolution (`slots`), however long the pause.
-//! - Per handle visited: O(1). A handle is visited at its slot's tick; one whose deadline
-//!   moved is re-slotted once per firing, so an active session costs one visit per idle
-//!   timeout, never a scan of all entries.
+//! - `advance_to`: O(1). `pop_due` reads one slot head per tick passed, but never more
+//!   than one revolution (`slots`) per advance, however long the pause, plus O(1) per
+//!   handle handed out. An active session is handed out once per idle timeout.
+//! - Draining is resumable: a caller may stop popping at any point (a work budget per
+//!   call) and continue on the next call; the rest of the slot stays pending.
 //!
 //! Deadlines beyond one revolution need no overflow list: such a handle is put in its
-//! deadline's slot anyway and is simply offered to the caller once per revolution before
-//! it is due (a round counter kept implicitly by the caller's deadline). The table sizes
-//! the wheel to cover its longest deadline, so this only happens when the configured span
-//! exceeds [`MAX_SLOTS`] ticks.
+//! deadline's slot anyway and is handed out once per revolution before it is due (the
+//! caller re-schedules it, a round counter kept implicitly by the real deadline). The
+//! table sizes the wheel to cover its longest deadline, so this only happens when the
+//! configured span exceeds [`MAX_SLOTS`] ticks.
 //!
-//! Guarantee: a handle scheduled for tick `t` is offered to the caller at the first
-//! `advance` whose tick is `>= t` (or earlier, once per revolution, if `t` is beyond the
+//! Guarantee: a handle scheduled for tick `t` is handed out by the first drain after an
+//! `advance_to(n)` with `n >= t` (or earlier, once per revolution, if `t` is beyond the
 //! span) — never later.
 
 /// A caller's name for one entry. The table uses slab indexes: dense, reused after free.
@@ -42,21 +45,64 @@ pub const MAX_SLOTS: usize = 1 << 18;
 pub const MIN_SLOTS: usize = 16;
 
 const NIL: u32 = u32::MAX;
-/// In `Link::prev`: this entry is first in its list; the low bits are the slot index.
+/// In `Link::prev`: first in the list being drained.
+const PENDING: u32 = u32::MAX - 1;
+/// In `Link::prev`: first in a slot's list; the low bits are the slot index.
 const SLOT_FLAG: u32 = 1 << 31;
 
-#[derive(Clone, Copy, Debug)]
-struct Link {
-    /// Previous handle, `SLOT_FLAG | slot` for a list head, or `NIL` when not scheduled.
+/// One handle's place in the wheel: 8 bytes the caller stores per handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Previous handle, `SLOT_FLAG | slot` or `PENDING` for a list head, `NIL` when not
+    /// scheduled.
     prev: u32,
     /// Next handle or `NIL`.
     next: u32,
 }
 
-const UNSCHEDULED: Link = Link {
-    prev: NIL,
-    next: NIL,
-};
+impl Link {
+    /// Not in the wheel: the state a new record's link must start in.
+    pub const UNSCHEDULED: Link = Link {
+        prev: NIL,
+        next: NIL,
+    };
+
+    /// Whether the handle owning this link is in the wheel.
+    pub fn is_scheduled(&self) -> bool {
+        self.prev != NIL
+    }
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link::UNSCHEDULED
+    }
+}
+
+/// Where the caller keeps each handle's [`Link`]. Every handle passed to the wheel must
+/// have one, and it must stay put while the handle is scheduled.
+pub trait LinkStore {
+    fn link(&self, h: Handle) -> Link;
+    fn link_mut(&mut self, h: Handle) -> &mut Link;
+}
+
+impl LinkStore for [Link] {
+    fn link(&self, h: Handle) -> Link {
+        self[h as usize]
+    }
+    fn link_mut(&mut self, h: Handle) -> &mut Link {
+        &mut self[h as usize]
+    }
+}
+
+impl LinkStore for Vec<Link> {
+    fn link(&self, h: Handle) -> Link {
+        self[h as usize]
+    }
+    fn link_mut(&mut self, h: Handle) -> &mut Link {
+        &mut self[h as usize]
+    }
+}
 
 /// The wheel. Single-threaded, owned by one worker's session table.
 #[derive(Debug)]
@@ -64,24 +110,27 @@ pub struct Wheel {
     /// First handle in each slot's list, or `NIL`.
     heads: Box<[u32]>,
     mask: u64,
-    /// Per handle: its place in a slot list.
-    links: Vec<Link>,
-    /// The last tick processed; nothing can be scheduled at or before it.
-    current: u64,
+    /// The tick to process up to (the largest passed to `advance_to`).
+    target: u64,
+    /// The next tick whose slot is still to be detached; every earlier tick is done.
+    next_tick: u64,
+    /// The rest of the slot being drained, or `NIL`.
+    pending: u32,
     len: usize,
 }
 
 impl Wheel {
     /// A wheel whose one revolution covers `span_ticks` ticks ahead of now (rounded up to a
-    /// power of two, within [`MIN_SLOTS`]..=[`MAX_SLOTS`]), starting at tick 0.
+    /// power of two, within [`MIN_SLOTS`]..=[`MAX_SLOTS`]), at tick 0.
     pub fn new(span_ticks: u64) -> Self {
         let want = span_ticks.saturating_add(1).min(MAX_SLOTS as u64) as usize;
         let slots = want.next_power_of_two().clamp(MIN_SLOTS, MAX_SLOTS);
         Wheel {
             heads: vec![NIL; slots].into_boxed_slice(),
             mask: slots as u64 - 1,
-            links: Vec::new(),
-            current: 0,
+            target: 0,
+            next_tick: 1,
+            pending: NIL,
             len: 0,
         }
     }
@@ -91,12 +140,12 @@ impl Wheel {
         self.heads.len()
     }
 
-    /// The last tick processed by [`Wheel::advance`].
-    pub fn current(&self) -> u64 {
-        self.current
+    /// The tick the wheel is advancing (or has advanced) to.
+    pub fn target(&self) -> u64 {
+        self.target
     }
 
-    /// Handles scheduled.
+    /// Handles scheduled, including any not yet handed out from a due slot.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -105,121 +154,115 @@ impl Wheel {
         self.len == 0
     }
 
-    /// Makes room for handles `0..handles` without reallocating later.
-    pub fn reserve(&mut self, handles: usize) {
-        self.links.reserve(handles.saturating_sub(self.links.len()));
+    /// Whether [`Wheel::pop_due`] has more to hand out before reaching the target.
+    pub fn has_due(&self) -> bool {
+        self.pending != NIL || self.next_tick <= self.target
     }
 
-    /// Whether `h` is in the wheel.
-    pub fn is_scheduled(&self, h: Handle) -> bool {
-        self.links.get(h as usize).is_some_and(|l| l.prev != NIL)
-    }
-
-    /// Puts `h` in the slot of `tick`, or of the next tick if `tick` has already been
-    /// processed (a deadline in the past is due at the next `advance`). A handle already
+    /// Puts `h` in the slot of `tick`, or of the earliest tick not yet processed if `tick`
+    /// has been (a deadline in the past is handed out by the next drain). A handle already
     /// scheduled is moved.
     ///
     /// # Panics
     /// If `h > MAX_HANDLE`.
-    pub fn schedule(&mut self, h: Handle, tick: u64) {
+    pub fn schedule<L: LinkStore + ?Sized>(&mut self, links: &mut L, h: Handle, tick: u64) {
         assert!(h <= MAX_HANDLE, "wheel handle {h} out of range");
-        let i = h as usize;
-        if i >= self.links.len() {
-            self.links.resize(i + 1, UNSCHEDULED);
-        } else if self.links[i].prev != NIL {
-            self.unlink(h);
+        if links.link(h).is_scheduled() {
+            self.unlink(links, h);
         }
-        self.link(h, tick);
+        let slot = (tick.max(self.next_tick) & self.mask) as usize;
+        let old = self.heads[slot];
+        *links.link_mut(h) = Link {
+            prev: SLOT_FLAG | slot as u32,
+            next: old,
+        };
+        if old != NIL {
+            links.link_mut(old).prev = h;
+        }
+        self.heads[slot] = h;
+        self.len += 1;
     }
 
     /// Takes `h` out of the wheel. Returns whether it was scheduled.
-    pub fn cancel(&mut self, h: Handle) -> bool {
-        if self.is_scheduled(h) {
-            self.unlink(h);
+    pub fn cancel<L: LinkStore + ?Sized>(&mut self, links: &mut L, h: Handle) -> bool {
+        if links.link(h).is_scheduled() {
+            self.unlink(links, h);
             true
         } else {
             false
         }
     }
 
-    /// Processes every tick after the current one up to `now_tick`: each handle in a slot
-    /// whose tick came is taken out of the wheel and passed to `due`, which answers `None`
-    /// (done: it stays out) or `Some(tick)` (re-slot it there; a tick not after `now_tick`
-    /// means the next tick). After a pause longer than a revolution each slot is visited
-    /// once. Returns the number of handles visited.
-    ///
-    /// A handle re-slotted into a slot that this same call has yet to visit is offered
-    /// again when that slot is reached; it is then re-slotted into the slot being
-    /// processed, which is not visited again, so a handle is seen at most twice per call.
-    pub fn advance(&mut self, now_tick: u64, mut due: impl FnMut(Handle) -> Option<u64>) -> usize {
-        if now_tick <= self.current {
-            return 0;
+    /// Moves the wheel's target to `now_tick` (never back). O(1): the work happens in
+    /// [`Wheel::pop_due`]. After a pause longer than a revolution, only the last
+    /// revolution's ticks are walked: they cover every slot once.
+    pub fn advance_to(&mut self, now_tick: u64) {
+        if now_tick <= self.target {
+            return;
         }
-        let from = self.current;
-        let ticks = (now_tick - from).min(self.heads.len() as u64);
-        // Re-slotting during the walk must land after `now_tick`.
-        self.current = now_tick;
-        let mut visited = 0;
-        for step in 1..=ticks {
-            let slot = ((from + step) & self.mask) as usize;
-            // Detach the whole list first: entries re-slotted here go on a fresh list.
-            let mut h = std::mem::replace(&mut self.heads[slot], NIL);
-            while h != NIL {
-                let next = self.links[h as usize].next;
-                self.links[h as usize] = UNSCHEDULED;
-                self.len -= 1;
-                visited += 1;
-                if let Some(tick) = due(h) {
-                    self.link(h, tick);
+        self.target = now_tick;
+        let slots = self.heads.len() as u64;
+        if now_tick - self.next_tick >= slots {
+            self.next_tick = now_tick - slots + 1;
+        }
+    }
+
+    /// The next handle in a slot whose tick has come, taken out of the wheel; `None` when
+    /// every slot up to the target is done. The caller schedules it again if its real
+    /// deadline is later than the target. A handle scheduled again into a slot this
+    /// drain has yet to reach is handed out once more there (then it lands in the slot
+    /// being drained, which is not revisited), so at most twice per advance.
+    pub fn pop_due<L: LinkStore + ?Sized>(&mut self, links: &mut L) -> Option<Handle> {
+        loop {
+            if self.pending != NIL {
+                let h = self.pending;
+                let next = links.link(h).next;
+                *links.link_mut(h) = Link::UNSCHEDULED;
+                if next != NIL {
+                    links.link_mut(next).prev = PENDING;
                 }
-                h = next;
+                self.pending = next;
+                self.len -= 1;
+                return Some(h);
+            }
+            if self.next_tick > self.target {
+                return None;
+            }
+            let slot = (self.next_tick & self.mask) as usize;
+            self.next_tick += 1;
+            let first = std::mem::replace(&mut self.heads[slot], NIL);
+            if first != NIL {
+                links.link_mut(first).prev = PENDING;
+                self.pending = first;
             }
         }
-        visited
     }
 
-    /// Links an unscheduled `h` at the head of `tick`'s slot.
-    fn link(&mut self, h: Handle, tick: u64) {
-        let tick = tick.max(self.current + 1);
-        let slot = (tick & self.mask) as usize;
-        let old = self.heads[slot];
-        self.links[h as usize] = Link {
-            prev: SLOT_FLAG | slot as u32,
-            next: old,
-        };
-        if old != NIL {
-            self.links[old as usize].prev = h;
-        }
-        self.heads[slot] = h;
-        self.len += 1;
-    }
-
-    /// The slot `h` sits in, if scheduled (tests check where an entry is).
+    /// The slot `h` sits in (`None`: not scheduled or being drained); tests check where
+    /// an entry is.
     #[cfg(test)]
-    pub(crate) fn slot_of(&self, h: Handle) -> Option<usize> {
-        let prev = self.links.get(h as usize)?.prev;
-        if prev == NIL {
-            return None;
+    pub(crate) fn slot_of<L: LinkStore + ?Sized>(&self, links: &L, h: Handle) -> Option<usize> {
+        let mut prev = links.link(h).prev;
+        while prev != NIL && prev != PENDING && prev & SLOT_FLAG == 0 {
+            prev = links.link(prev).prev;
         }
-        let mut prev = prev;
-        while prev & SLOT_FLAG == 0 {
-            prev = self.links[prev as usize].prev;
-        }
-        Some((prev & !SLOT_FLAG) as usize)
+        (prev != NIL && prev != PENDING).then_some((prev & !SLOT_FLAG) as usize)
     }
 
     /// Unlinks a scheduled `h`.
-    fn unlink(&mut self, h: Handle) {
-        let Link { prev, next } = self.links[h as usize];
-        if prev & SLOT_FLAG != 0 {
+    fn unlink<L: LinkStore + ?Sized>(&mut self, links: &mut L, h: Handle) {
+        let Link { prev, next } = links.link(h);
+        if prev == PENDING {
+            self.pending = next;
+        } else if prev & SLOT_FLAG != 0 {
             self.heads[(prev & !SLOT_FLAG) as usize] = next;
         } else {
-            self.links[prev as usize].next = next;
+            links.link_mut(prev).next = next;
         }
         if next != NIL {
-            self.links[next as usize].prev = prev;
+            links.link_mut(next).prev = prev;
         }
-        self.links[h as usize] = UNSCHEDULED;
+        *links.link_mut(h) = Link::UNSCHEDULED;
         self.len -= 1;
     }
 }
@@ -228,19 +271,30 @@ impl Wheel {
 mod tests {
     use super::*;
 
-    /// Advances tick by tick, collecting what is offered; `deadline` is each handle's
-    /// real deadline tick.
-    fn run(w: &mut Wheel, to: u64, deadline: &[u64], fired: &mut Vec<(u64, Handle)>) {
-        for t in w.current() + 1..=to {
-            w.advance(t, |h| {
-                if deadline[h as usize] <= t {
-                    fired.push((t, h));
-                    None
-                } else {
-                    Some(deadline[h as usize])
-                }
-            });
+    fn links(n: usize) -> Vec<Link> {
+        vec![Link::UNSCHEDULED; n]
+    }
+
+    /// Advances to `tick` and drains: handles whose `deadline` has come are collected,
+    /// the others scheduled again at their deadline.
+    fn drain(
+        w: &mut Wheel,
+        l: &mut Vec<Link>,
+        tick: u64,
+        deadline: &[u64],
+        fired: &mut Vec<(u64, Handle)>,
+    ) -> usize {
+        w.advance_to(tick);
+        let mut offered = 0;
+        while let Some(h) = w.pop_due(l) {
+            offered += 1;
+            if deadline[h as usize] <= tick {
+                fired.push((tick, h));
+            } else {
+                w.schedule(l, h, deadline[h as usize]);
+            }
         }
+        offered
     }
 
     #[test]
@@ -255,116 +309,153 @@ mod tests {
     #[test]
     fn fires_at_the_deadline_tick_not_before() {
         let mut w = Wheel::new(100);
+        let mut l = links(4);
         let deadline = [5, 7, 7, 1];
         for (h, d) in deadline.iter().enumerate() {
-            w.schedule(h as Handle, *d);
+            w.schedule(&mut l, h as Handle, *d);
         }
         assert_eq!(w.len(), 4);
         let mut fired = Vec::new();
-        run(&mut w, 10, &deadline, &mut fired);
+        for t in 1..=10 {
+            drain(&mut w, &mut l, t, &deadline, &mut fired);
+        }
         fired.sort();
         assert_eq!(fired, vec![(1, 3), (5, 0), (7, 1), (7, 2)]);
         assert!(w.is_empty());
     }
 
     #[test]
-    fn past_deadline_fires_next_tick() {
+    fn past_deadline_is_handed_out_next() {
         let mut w = Wheel::new(100);
-        w.advance(10, |_| unreachable!());
-        w.schedule(0, 3);
-        let mut seen = Vec::new();
-        w.advance(11, |h| {
-            seen.push(h);
-            None
-        });
-        assert_eq!(seen, vec![0]);
+        let mut l = links(1);
+        w.advance_to(10);
+        assert_eq!(w.pop_due(&mut l), None);
+        w.schedule(&mut l, 0, 3);
+        assert_eq!(w.pop_due(&mut l), None);
+        w.advance_to(11);
+        assert_eq!(w.pop_due(&mut l), Some(0));
+        assert_eq!(w.pop_due(&mut l), None);
     }
 
     #[test]
     fn cancel_unlinks_anywhere_in_a_list() {
         let mut w = Wheel::new(100);
+        let mut l = links(5);
         for h in 0..5 {
-            w.schedule(h, 4);
+            w.schedule(&mut l, h, 4);
         }
-        assert!(w.cancel(2)); // middle
-        assert!(w.cancel(4)); // head (pushed last)
-        assert!(w.cancel(0)); // tail
-        assert!(!w.cancel(0));
-        assert!(!w.cancel(99));
+        assert!(w.cancel(&mut l, 2)); // middle
+        assert!(w.cancel(&mut l, 4)); // head (pushed last)
+        assert!(w.cancel(&mut l, 0)); // tail
+        assert!(!w.cancel(&mut l, 0));
         assert_eq!(w.len(), 2);
-        let mut seen = Vec::new();
-        w.advance(4, |h| {
-            seen.push(h);
-            None
-        });
+        w.advance_to(4);
+        let mut seen = vec![w.pop_due(&mut l).unwrap(), w.pop_due(&mut l).unwrap()];
+        assert_eq!(w.pop_due(&mut l), None);
         seen.sort();
         assert_eq!(seen, vec![1, 3]);
     }
 
     #[test]
+    fn cancel_while_a_slot_is_being_drained() {
+        let mut w = Wheel::new(100);
+        let mut l = links(4);
+        for h in 0..4 {
+            w.schedule(&mut l, h, 2);
+        }
+        w.advance_to(2);
+        let first = w.pop_due(&mut l).unwrap(); // 3: the list is 3, 2, 1, 0
+        assert_eq!(first, 3);
+        assert!(w.cancel(&mut l, 2)); // the head of what is pending
+        assert!(w.cancel(&mut l, 0)); // its tail
+        assert!(!w.cancel(&mut l, 3)); // already handed out
+        assert_eq!(w.pop_due(&mut l), Some(1));
+        assert_eq!(w.pop_due(&mut l), None);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn draining_can_stop_and_resume() {
+        let mut w = Wheel::new(100);
+        let mut l = links(6);
+        for h in 0..6 {
+            w.schedule(&mut l, h, 1 + u64::from(h % 2));
+        }
+        w.advance_to(2);
+        let mut got = vec![w.pop_due(&mut l).unwrap(), w.pop_due(&mut l).unwrap()];
+        assert!(w.has_due());
+        // A later call, after new work was scheduled and the clock moved on.
+        w.schedule(&mut l, 0, 9);
+        w.advance_to(3);
+        while let Some(h) = w.pop_due(&mut l) {
+            got.push(h);
+        }
+        assert!(!w.has_due());
+        got.sort();
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
     fn schedule_twice_moves() {
         let mut w = Wheel::new(100);
-        w.schedule(0, 3);
-        w.schedule(0, 6);
+        let mut l = links(1);
+        w.schedule(&mut l, 0, 3);
+        w.schedule(&mut l, 0, 6);
         assert_eq!(w.len(), 1);
-        let mut seen = Vec::new();
+        assert_eq!(w.slot_of(&l, 0), Some(6));
+        let mut fired = Vec::new();
         for t in 1..=6 {
-            w.advance(t, |h| {
-                seen.push((t, h));
-                None
-            });
+            drain(&mut w, &mut l, t, &[6], &mut fired);
         }
-        assert_eq!(seen, vec![(6, 0)]);
+        assert_eq!(fired, vec![(6, 0)]);
     }
 
     #[test]
     fn reslotting_moves_to_the_new_deadline() {
         let mut w = Wheel::new(100);
-        w.schedule(0, 5);
-        let mut deadline = vec![5u64];
+        let mut l = links(1);
+        w.schedule(&mut l, 0, 5);
         let mut fired = Vec::new();
-        run(&mut w, 4, &deadline, &mut fired);
-        deadline[0] = 12; // "touched": the real deadline moved, the entry did not
-        let mut offered = Vec::new();
-        for t in 5..=12 {
-            w.advance(t, |h| {
-                offered.push(t);
-                (deadline[h as usize] > t).then_some(deadline[h as usize])
-            });
-        }
+        let deadline = [12u64]; // "touched": the real deadline moved, the entry did not
+        let offered: Vec<u64> = (1..=12)
+            .filter(|&t| drain(&mut w, &mut l, t, &deadline, &mut fired) > 0)
+            .collect();
         assert_eq!(offered, vec![5, 12]);
+        assert_eq!(fired, vec![(12, 0)]);
         assert!(w.is_empty());
     }
 
     #[test]
     fn long_pause_visits_each_slot_once() {
         let mut w = Wheel::new(15); // 16 slots
+        let mut l = links(16);
         for h in 0..16u32 {
-            w.schedule(h, 1 + u64::from(h));
+            w.schedule(&mut l, h, 1 + u64::from(h));
         }
-        let mut n = 0;
-        let visited = w.advance(1_000_000, |_| {
-            n += 1;
-            None
-        });
-        assert_eq!((n, visited), (16, 16));
+        let deadline = [0u64; 16];
+        let mut fired = Vec::new();
+        let offered = drain(&mut w, &mut l, 1_000_000, &deadline, &mut fired);
+        assert_eq!((offered, fired.len()), (16, 16));
         assert!(w.is_empty());
-        assert_eq!(w.current(), 1_000_000);
+        // The walk covered one revolution, not a million ticks.
+        assert_eq!(w.next_tick, 1_000_001);
     }
 
     #[test]
     fn long_pause_with_reslotting_is_bounded() {
         let mut w = Wheel::new(15);
+        let mut l = links(16);
         for h in 0..16u32 {
-            w.schedule(h, 1 + u64::from(h));
+            w.schedule(&mut l, h, 1 + u64::from(h));
         }
-        // Every entry wants to live until 2_000_000: each is re-slotted, and offered at
-        // most twice in this call.
+        // Every entry lives on: each is re-slotted, and handed out at most twice.
         let mut offers = [0u32; 16];
-        w.advance(1_000_000, |h| {
+        w.advance_to(1_000_000);
+        while let Some(h) = w.pop_due(&mut l) {
             offers[h as usize] += 1;
-            Some(2_000_000)
-        });
+            w.schedule(&mut l, h, 2_000_000 + u64::from(h));
+        }
         assert!(offers.iter().all(|&c| (1..=2).contains(&c)), "{offers:?}");
         assert_eq!(w.len(), 16);
     }
@@ -372,16 +463,14 @@ mod tests {
     #[test]
     fn beyond_the_span_is_offered_early_then_fires_on_time() {
         let mut w = Wheel::new(15); // 16 slots
-        w.schedule(0, 40);
-        let deadline = [40u64];
-        let mut offered = Vec::new();
-        for t in 1..=40 {
-            w.advance(t, |h| {
-                offered.push(t);
-                (deadline[h as usize] > t).then_some(deadline[h as usize])
-            });
-        }
+        let mut l = links(1);
+        w.schedule(&mut l, 0, 40);
+        let mut fired = Vec::new();
+        let offered: Vec<u64> = (1..=40)
+            .filter(|&t| drain(&mut w, &mut l, t, &[40], &mut fired) > 0)
+            .collect();
         // Once per revolution before the deadline (slot 40 mod 16 = 8), then at 40.
         assert_eq!(offered, vec![8, 24, 40]);
+        assert_eq!(fired, vec![(40, 0)]);
     }
 }

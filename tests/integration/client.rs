@@ -2,7 +2,7 @@
 //! (interim 1xx responses, then the final one with its body by Content-Length, chunked or
 //! close). Every socket has read and write timeouts, so a test fails instead of hanging.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -118,37 +118,12 @@ impl Client {
     }
 
     pub fn try_read_response(&mut self, method: &str, keep: bool) -> io::Result<Response> {
-        let mut interim = Vec::new();
-        loop {
-            let head = self.read_head()?;
-            let status = status_of(&head)?;
-            if (100..200).contains(&status) && status != 101 {
-                interim.push(head);
-                continue;
-            }
-            let framing = wire::response_framing(method, status, &head)?;
-            let body = wire::read_body(&mut self.wire, framing, keep)?;
-            return Ok(Response {
-                status,
-                head,
-                body: body.data,
-                body_len: body.len,
-                chunked: body.chunked,
-                trailers: body.trailers,
-                interim,
-            });
-        }
+        read_response(&mut self.wire, method, keep)
     }
 
     /// Reads exactly one head (interim or final) without a body.
     pub fn read_head(&mut self) -> io::Result<Head> {
-        match self.wire.read_head()? {
-            Some(raw) => Head::parse(raw),
-            None => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "gateway closed the connection without a response",
-            )),
-        }
+        read_head(&mut self.wire)
     }
 
     /// Reads exactly `n` raw bytes (after an upgrade).
@@ -201,6 +176,45 @@ impl Client {
                 Err(e) => return Err(format!("read error while waiting for close: {e}")),
             }
         }
+    }
+}
+
+/// Reads one response (interim 1xx heads, then the final one and its body) from any stream;
+/// `keep`: keep the body bytes, else only count them.
+pub fn read_response<R: Read>(
+    wire: &mut Wire<R>,
+    method: &str,
+    keep: bool,
+) -> io::Result<Response> {
+    let mut interim = Vec::new();
+    loop {
+        let head = read_head(wire)?;
+        let status = status_of(&head)?;
+        if (100..200).contains(&status) && status != 101 {
+            interim.push(head);
+            continue;
+        }
+        let framing = wire::response_framing(method, status, &head)?;
+        let body = wire::read_body(wire, framing, keep)?;
+        return Ok(Response {
+            status,
+            head,
+            body: body.data,
+            body_len: body.len,
+            chunked: body.chunked,
+            trailers: body.trailers,
+            interim,
+        });
+    }
+}
+
+fn read_head<R: Read>(wire: &mut Wire<R>) -> io::Result<Head> {
+    match wire.read_head()? {
+        Some(raw) => Head::parse(raw),
+        None => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "gateway closed the connection without a response",
+        )),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The gateway under test as a child process, its config, and a CLI runner.
 //!
 //! `Gateway::with(yaml).workers(2).set("max-body-bytes", 1024).start()` writes a temporary
-//! config, starts `sessiongate run --config FILE`, waits (bounded) for the
-//! `sessiongate listening on http://ADDR` line and exposes the address. The builder owns the
+//! config, starts `sessiongate run --config FILE`, waits (bounded) for the first
+//! `sessiongate listening on http://ADDR` (or `https://ADDR`) line and exposes the address;
+//! [`Gateway::listening`] finds the others (a TLS gateway's `sessiongate.http-port`). The builder owns the
 //! `sessiongate:` section; the yaml passed in holds `server`, `spring` and `logging`.
 //! Dropping a `Gateway` stops the process (SIGTERM, then SIGKILL) and always reaps it; when a
 //! test fails, the process's stderr is printed to help find out why.
@@ -21,7 +22,7 @@ use crate::backend::Backend;
 use crate::client::{Client, Response};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
-const READY_PREFIX: &str = "sessiongate listening on http://";
+const READY_PREFIX: &str = "sessiongate listening on ";
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Exit code for a bad configuration (EX_USAGE, as in linkerd2-proxy).
@@ -258,6 +259,24 @@ impl Gateway {
         self.stdout.lock().unwrap().clone()
     }
 
+    /// The address of the `sessiongate listening on SCHEME://ADDR` line (`http`, `https`),
+    /// waiting briefly for it: the ready lines are printed together, but read one by one.
+    pub fn listening(&self, scheme: &str) -> Option<SocketAddr> {
+        let prefix = format!("{READY_PREFIX}{scheme}://");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let found = self.stdout_lines().iter().find_map(|l| {
+                l.trim()
+                    .strip_prefix(&prefix)
+                    .and_then(|a| a.trim_end_matches('/').parse().ok())
+            });
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Waits (bounded) until a stderr line satisfies `pred`; returns it.
     pub fn wait_for_log_line(
         &self,
@@ -458,6 +477,7 @@ fn watch_stdout(out: ChildStdout) -> (Arc<Mutex<Vec<String>>>, mpsc::Receiver<So
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
             if let Some(rest) = line.trim().strip_prefix(READY_PREFIX) {
+                let rest = rest.split_once("://").map_or(rest, |(_, a)| a);
                 let addr = rest.trim_end_matches('/').parse::<SocketAddr>();
                 if let (Some(t), Ok(addr)) = (tx.as_ref(), addr) {
                     let _ = t.send(addr);

@@ -32,6 +32,11 @@ impl<R: Read> Wire<R> {
         &self.inner
     }
 
+    /// The stream itself, e.g. to write requests on a TLS stream that cannot be cloned.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     fn buffered(&self) -> &[u8] {
         &self.buf[self.pos..]
     }

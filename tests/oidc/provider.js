@@ -78,10 +78,17 @@ function namedKey(dir, name) {
   }
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = { ...privateKey.export({ format: 'jwk' }), kid: name, alg: 'RS256', use: 'sig' };
-  // Written aside and renamed, so two processes racing on one name never read half a file.
-  const tmp = `${file}.${process.pid}.tmp`;
+  // Written aside, then hard-linked into place, which fails if the name exists: when
+  // several providers race on a new name, the first one wins and all use its key.
+  const tmp = `${file}.${process.pid}.${crypto.randomUUID()}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(jwk));
-  fs.renameSync(tmp, file);
+  try {
+    fs.linkSync(tmp, file);
+  } catch (e) {
+    if (e.code !== 'EEXIST') throw e;
+  } finally {
+    fs.unlinkSync(tmp);
+  }
   return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::client::{Client, Response};
 use crate::oidc::browser::unix_now;
-use crate::oidc::provider::{bearer, jwt_header, jwt_payload, random_token};
+use crate::oidc::provider::{bearer, jwt_header, jwt_payload};
 use crate::oidc::stack::{sets_no_session, Stack, APP_PATH};
 
 /// `GET target` as an API client: JSON wanted, this bearer token, no cookie.
@@ -32,6 +32,12 @@ fn api_client_with_provider_access_token_needs_no_session() {
         .verify(&tokens.access_token)
         .expect("the provider's own token verifies");
     assert_eq!(claims["aud"], "gateway", "provider setup: {claims}");
+    let id_token = tokens.id_token.as_deref().expect("an ID token");
+    assert_eq!(s.provider.jwks().verify(id_token).unwrap()["sub"], "robot");
+    assert!(
+        tokens.refresh_token.is_some(),
+        "provider setup: refresh token issued"
+    );
 
     for n in 0..2 {
         let target = format!("/api/orders/{n}");
@@ -97,7 +103,7 @@ fn api_client_with_bad_tokens_gets_401() {
         base64_url(br#"{"alg":"none","typ":"JWT"}"#),
         base64_url(valid.to_string().as_bytes())
     );
-    let rogue = format!("rogue-{}", random_token(6));
+    let rogue = "rogue"; // a key the provider never publishes
     let cases: Vec<(&str, String)> = vec![
         (
             "expired",
@@ -129,11 +135,11 @@ fn api_client_with_bad_tokens_gets_401() {
         ),
         (
             "signed by an unpublished key claiming the published kid",
-            p.sign(&rogue, json!({"kid": "k1"}), valid.clone()),
+            p.sign(rogue, json!({"kid": "k1"}), valid.clone()),
         ),
         (
             "signed by an unknown key",
-            p.sign(&rogue, json!({}), valid.clone()),
+            p.sign(rogue, json!({}), valid.clone()),
         ),
         ("payload changed after signing", tampered),
         ("alg none", alg_none),
@@ -158,19 +164,17 @@ fn api_client_with_bad_tokens_gets_401() {
 /// new logins, whose ID tokens carry the new kid, and API tokens signed with it pass.
 #[test]
 fn signing_key_rotation_is_picked_up() {
-    let old = format!("rot-old-{}", random_token(6));
-    let new = format!("rot-new-{}", random_token(6));
-    let mut s = Stack::builder()
-        .provider(|o| o.keys(&[old.as_str()]))
-        .start();
+    // Names no other test uses; each key is generated once and kept (see provider.rs).
+    let (old, new) = ("rotation-old", "rotation-new");
+    let mut s = Stack::builder().provider(|o| o.keys(&[old])).start();
     let (mut b, first) = s.login("alice");
     assert_eq!(first.response.status, 200, "{}", first.response.text());
     let token = s.bearer_at_backend(APP_PATH);
-    assert_eq!(jwt_header(&token)["kid"], old.as_str());
+    assert_eq!(jwt_header(&token)["kid"], old);
 
-    s.provider.restart_with_keys(&[new.as_str(), old.as_str()]);
+    s.provider.restart_with_keys(&[new, old]);
     let kids = s.provider.jwks();
-    assert_eq!(kids.kids(), [new.as_str(), old.as_str()], "provider setup");
+    assert_eq!(kids.kids(), [new, old], "provider setup");
 
     // A new user logs in: the ID token the gateway must verify is signed with the new key.
     let (_, second) = s.login("bob");
@@ -188,11 +192,11 @@ fn signing_key_rotation_is_picked_up() {
         .find_map(|r| bearer(r.header("authorization")))
         .unwrap();
     assert_eq!(jwt_payload(&token)["sub"], "bob");
-    assert_eq!(jwt_header(&token)["kid"], new.as_str());
+    assert_eq!(jwt_header(&token)["kid"], new);
 
     // An API client's token signed with the new key.
     let api = s.provider.tokens_for("robot").access_token;
-    assert_eq!(jwt_header(&api)["kid"], new.as_str());
+    assert_eq!(jwt_header(&api)["kid"], new);
     let r = api_get(&s, "/api/rotated", &api);
     assert_eq!(r.status, 200, "API token with the new kid: {}", r.text());
 

@@ -543,15 +543,6 @@ pub struct Login {
     pub authorize_url: Url,
 }
 
-/// A request's kind, which decides the `Sec-Fetch-*` and `Accept` headers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// A top-level navigation (typing a URL, following a link or a redirect, a form POST).
-    Navigate,
-    /// `fetch()`/XHR from a page: `Accept: application/json`, `Sec-Fetch-Mode: cors`.
-    Fetch,
-}
-
 pub struct Browser {
     cookies: Vec<StoredCookie>,
     conns: HashMap<SocketAddr, Client>,
@@ -583,11 +574,6 @@ impl Browser {
             keep_alive: false,
             ..Browser::new()
         }
-    }
-
-    /// Closes the pooled connections; the next requests open new ones.
-    pub fn close_connections(&mut self) {
-        self.conns.clear();
     }
 
     // --- cookie jar ---------------------------------------------------------------------
@@ -712,8 +698,8 @@ impl Browser {
         let result = try_exchange(&mut conn, method, bytes);
         let (response, conn) = match result {
             Ok(r) => (r, conn),
-            Err(e) if reused => {
-                let _ = e;
+            // The server closed the idle connection before reading the request: retry once.
+            Err(_) if reused => {
                 let mut fresh = Client::connect(addr);
                 let r = try_exchange(&mut fresh, method, bytes)
                     .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
@@ -745,18 +731,15 @@ impl Browser {
         self.request("GET", url, &fetch_headers(), b"")
     }
 
-    /// Sends a request of the given mode and follows redirects (303, and 301/302 after a
-    /// POST, become GET). Returns the final response and its URL.
-    pub fn go(&mut self, mode: Mode, method: &str, url: &Url, body: &[u8]) -> (Response, Url) {
+    /// A navigation (GET, or a form POST with `body`) that follows redirects (303, and
+    /// 301/302 after a POST, become GET). Returns the final response and its URL.
+    pub fn go(&mut self, method: &str, url: &Url, body: &[u8]) -> (Response, Url) {
         let mut url = url.clone();
         let mut method = method.to_string();
         let mut body = body.to_vec();
         let mut site = "none";
         for _ in 0..=MAX_REDIRECTS {
-            let mut headers = match mode {
-                Mode::Navigate => navigation_headers(site),
-                Mode::Fetch => fetch_headers(),
-            };
+            let mut headers = navigation_headers(site);
             if method == "POST" {
                 headers.push(("Content-Type", "application/x-www-form-urlencoded"));
             }
@@ -787,7 +770,7 @@ impl Browser {
 
     /// Navigates to `url` and follows redirects.
     pub fn navigate_follow(&mut self, url: &Url) -> (Response, Url) {
-        self.go(Mode::Navigate, "GET", url, b"")
+        self.go("GET", url, b"")
     }
 
     /// Submits a form found on the page at `page` (navigation; redirects followed).
@@ -795,7 +778,7 @@ impl Browser {
         let action = form.action_url(page);
         let body = encode_form(&form.fields);
         if form.method == "POST" {
-            self.go(Mode::Navigate, "POST", &action, body.as_bytes())
+            self.go("POST", &action, body.as_bytes())
         } else {
             let target = if body.is_empty() {
                 action

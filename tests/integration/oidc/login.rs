@@ -90,6 +90,11 @@ fn login_sets_session_cookie_and_returns_to_original_url() {
         s.url(APP_PATH),
         "the callback must send the user back to the original URL"
     );
+    assert_eq!(
+        login.callback_url.param("state"),
+        login.authorize_url.param("state"),
+        "the provider echoes the state"
+    );
     let c = &login.session_cookie;
     assert_eq!(c.attr("path"), Some("/"), "SESSION cookie: {c:?}");
     assert!(c.has("httponly"), "SESSION cookie must be HttpOnly: {c:?}");

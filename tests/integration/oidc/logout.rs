@@ -112,6 +112,17 @@ fn logout_ends_the_session_at_gateway_backend_and_provider() {
     );
     let r = b.navigate(&landing);
     s.assert_login_redirect(&r, "post-logout landing page without session");
+    // Followed through, that login asks for credentials again: the provider session ended.
+    let (page, at) = b.navigate_follow(&landing);
+    assert_eq!(page.status, 200, "{at}: {}", page.text());
+    assert!(
+        at.origin() == s.provider.issuer()
+            && parse_forms(&page.text())
+                .iter()
+                .any(|f| f.inputs.iter().any(|i| i == "login")),
+        "expected the provider's login form at {at}:\n{}",
+        page.text()
+    );
 }
 
 /// The provider ends the user's session on its own (the user logged out in another

@@ -82,18 +82,8 @@ impl ProviderOpts {
         self
     }
 
-    pub fn id_token_ttl(mut self, secs: u64) -> Self {
-        self.id_token_ttl = secs;
-        self
-    }
-
     pub fn refresh_token_ttl(mut self, secs: u64) -> Self {
         self.refresh_token_ttl = secs;
-        self
-    }
-
-    pub fn session_ttl(mut self, secs: u64) -> Self {
-        self.session_ttl = secs;
         self
     }
 
@@ -182,10 +172,6 @@ impl Provider {
         self.child = child;
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -197,10 +183,6 @@ impl Provider {
 
     pub fn url(&self, target: &str) -> Url {
         Url::parse(&format!("{}{target}", self.issuer()))
-    }
-
-    pub fn opts(&self) -> &ProviderOpts {
-        &self.opts
     }
 
     /// Every stdout line so far (across restarts).
@@ -480,7 +462,6 @@ pub struct TokenSet {
     pub access_token: String,
     pub id_token: Option<String>,
     pub refresh_token: Option<String>,
-    pub expires_in: Option<u64>,
 }
 
 impl TokenSet {
@@ -492,7 +473,6 @@ impl TokenSet {
                 .to_string(),
             id_token: v["id_token"].as_str().map(str::to_string),
             refresh_token: v["refresh_token"].as_str().map(str::to_string),
-            expires_in: v["expires_in"].as_u64(),
         }
     }
 }

@@ -35,7 +35,6 @@ const PROVIDER_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct StackBuilder {
     port: u16,
     provider: ProviderOpts,
-    backend: Option<Backend>,
     cg: Vec<(String, String)>,
     registration: Vec<(String, String)>,
     knobs: Vec<(String, String)>,
@@ -46,12 +45,6 @@ impl StackBuilder {
     /// Changes the provider's options (TTLs, keys, auth method).
     pub fn provider(mut self, f: impl FnOnce(ProviderOpts) -> ProviderOpts) -> Self {
         self.provider = f(self.provider);
-        self
-    }
-
-    /// Uses this backend instead of `Backend::recording()`.
-    pub fn backend(mut self, backend: Backend) -> Self {
-        self.backend = Some(backend);
         self
     }
 
@@ -132,7 +125,7 @@ impl StackBuilder {
     /// Starts provider, backend and gateway (in that order).
     pub fn start(mut self) -> Stack {
         let provider = Provider::start(self.provider.clone());
-        let backend = self.backend.take().unwrap_or_else(Backend::recording);
+        let backend = Backend::recording();
         if !self.cg.iter().any(|(k, _)| k == "censhareLogoutUrl") {
             let url = quote(&format!("{}{BACKEND_LOGOUT_PATH}", backend.uri()));
             self.cg.push(("censhareLogoutUrl".to_string(), url));
@@ -191,7 +184,6 @@ impl Stack {
         let b = StackBuilder {
             port,
             provider: ProviderOpts::for_gateway(port),
-            backend: None,
             cg: Vec::new(),
             registration: Vec::new(),
             knobs: Vec::new(),
@@ -323,8 +315,8 @@ impl Stack {
             .backend
             .requests()
             .into_iter()
-            .filter(|r| r.target == target)
-            .last()
+            .rev()
+            .find(|r| r.target == target)
             .unwrap_or(req);
         bearer(last.header("authorization")).unwrap_or_else(|| {
             panic!(

@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# perf/tls.sh — sessiongate terminating TLS, compared in the same run with nginx doing the same
+# job (TLS termination + keep-alive reverse proxy) in front of the same backend.
+#
+# Two measurements per target, interleaved over ROUNDS rounds:
+#   handshakes  full TLS handshakes per second: PARALLEL `openssl s_time -new` clients (a
+#               new session for every connection, so never a resumption), each connection
+#               one `GET /` answered by the backend through the proxy, then closed.
+#               (wrk with `Connection: close` is not used here: it reuses its SSL object
+#               with SSL_clear, which resumes the session, so it would time resumptions.)
+#   keepalive   HTTPS requests per second over kept-alive connections:
+#               `wrk -t1 -c64 -d${DURATION}s --latency`.
+# Both also report the proxy's CPU time per handshake / per request (`us/op`, from
+# /proc/PID/stat of the proxy process and its children): on 2 cores the load side may be
+# the bottleneck, and then only this figure tells the proxies apart.
+#
+# Same certificate (ECDSA P-256, made here with openssl), same protocol, cipher suite and
+# key-exchange group on both sides, forced on the client through an OpenSSL configuration
+# (OPENSSL_CONF) that wrk and s_time both read, and on nginx in its own configuration:
+#   TLS 1.3: TLS_AES_128_GCM_SHA256, group X25519      (PROTO=1.3, the default)
+#   TLS 1.2: ECDHE-ECDSA-AES128-GCM-SHA256, X25519      (PROTO=1.2)
+# sessiongate (rustls, ring) offers its defaults; the client's pinning decides. Before the
+# measurement, one connection to each target prints the negotiated protocol and cipher.
+#
+# Layout (2-core machine): the proxy under test on CPU 0 (PROXY_CPU), load generators and
+# the backend (nginx, `return 200 "hello\n"`) on CPU 1 (LOAD_CPUS). One worker each.
+#
+# Environment:
+#   ROUNDS=3 DURATION=10 PARALLEL=4 PROTO=1.3 PROXY_CPU=0 LOAD_CPUS=1
+#   SKIP_BUILD=1 / SESSIONGATE_BIN=path   use an existing binary
+#   TARGETS="sessiongate nginx"
+#
+# Needs nginx, wrk, openssl and curl; installs them with apt-get when missing (root).
+# Everything started here is stopped on exit (trap). Files go to perf/.run-tls/.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="$ROOT/perf/.run-tls"
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+PARALLEL="${PARALLEL:-4}"
+PROTO="${PROTO:-1.3}"
+PROXY_CPU="${PROXY_CPU:-0}"
+LOAD_CPUS="${LOAD_CPUS:-1}"
+TARGETS="${TARGETS:-sessiongate nginx}"
+
+log() { printf '[perf-tls] %s\n' "$*" >&2; }
+die() { printf '[perf-tls] error: %s\n' "$*" >&2; exit 1; }
+
+case "$PROTO" in
+1.3) MINMAX="TLSv1.3"; SUITE="TLS_AES_128_GCM_SHA256" ;;
+1.2) MINMAX="TLSv1.2"; SUITE="ECDHE-ECDSA-AES128-GCM-SHA256" ;;
+*) die "PROTO must be 1.3 or 1.2" ;;
+esac
+
+# --- tools -------------------------------------------------------------------------------
+missing=()
+for tool in nginx wrk openssl curl; do
+    command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    log "missing: ${missing[*]}; installing with apt-get"
+    SUDO=""
+    if [[ $EUID -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "not root and no sudo: install ${missing[*]}"
+        SUDO="sudo"
+    fi
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y nginx wrk openssl curl
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+NCPU="$(nproc)"
+if [[ "$NCPU" -ge 2 ]] && command -v taskset >/dev/null 2>&1; then
+    pin_proxy=(taskset -c "$PROXY_CPU")
+    pin_load=(taskset -c "$LOAD_CPUS")
+else
+    pin_proxy=()
+    pin_load=()
+    log "warning: $NCPU CPU(s) or no taskset: no pinning, numbers are indicative only"
+fi
+
+# --- build -------------------------------------------------------------------------------
+if [[ -n "${SESSIONGATE_BIN:-}" ]]; then
+    SG_BIN="$SESSIONGATE_BIN"
+else
+    SG_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sessiongate"
+    if [[ "${SKIP_BUILD:-0}" != 1 && " $TARGETS " == *" sessiongate "* ]]; then
+        log "cargo build --release"
+        (cd "$ROOT" && cargo build --release)
+    fi
+fi
+[[ " $TARGETS " != *" sessiongate "* || -x "$SG_BIN" ]] || die "no sessiongate binary at $SG_BIN"
+
+# --- processes and cleanup ---------------------------------------------------------------
+rm -rf "$RUN"
+mkdir -p "$RUN"
+PIDS=()
+cleanup() {
+    local rc=$? pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# --- certificate and client TLS settings -------------------------------------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>/dev/null
+cat >"$RUN/openssl-client.cnf" <<EOF
+openssl_conf = perf_conf
+[perf_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = pinned
+[pinned]
+MinProtocol = $MINMAX
+MaxProtocol = $MINMAX
+Ciphersuites = TLS_AES_128_GCM_SHA256
+CipherString = ECDHE-ECDSA-AES128-GCM-SHA256
+Groups = X25519
+EOF
+export OPENSSL_CONF="$RUN/openssl-client.cnf"
+
+BACKEND_PORT="$(free_port)"
+SG_PORT="$(free_port)"
+NGINX_PORT="$(free_port)"
+NGINX_USER=""
+[[ $EUID -eq 0 ]] && NGINX_USER="user root;"
+
+nginx_conf() {
+    local dir=$1 body=$2
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<EOF
+$NGINX_USER
+daemon off;
+master_process on;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; multi_accept on; }
+http {
+    access_log off;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+$body
+}
+EOF
+}
+
+nginx_conf "$RUN/backend" "
+    server {
+        listen 127.0.0.1:$BACKEND_PORT reuseport backlog=4096;
+        location / { default_type text/plain; return 200 \"hello\n\"; }
+    }"
+
+# nginx as TLS-terminating proxy: same certificate, protocol, suite and group; session
+# tickets and cache at their defaults (s_time -new never resumes anyway).
+nginx_conf "$RUN/nginx" "
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT ssl reuseport backlog=4096;
+        ssl_certificate $RUN/tls.crt;
+        ssl_certificate_key $RUN/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+        ssl_ecdh_curve X25519;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+
+cat >"$RUN/sessiongate.yml" <<EOF
+server:
+  address: 127.0.0.1
+  port: $SG_PORT
+  ssl:
+    certificate: $RUN/tls.crt
+    certificate-private-key: $RUN/tls.key
+spring:
+  cloud:
+    gateway:
+      routes:
+        - id: backend
+          uri: http://127.0.0.1:$BACKEND_PORT
+          predicates: [Path=/**]
+sessiongate: {workers: 1, access-log: false}
+logging: {level: {root: WARN}}
+EOF
+
+wait_hello() {
+    local name=$1 url=$2 pid=$3
+    for _ in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited early; see $RUN/$name.*"
+        [[ "$(curl -ksS --max-time 2 "$url" 2>/dev/null)" == hello ]] && return 0
+        sleep 0.1
+    done
+    die "$name did not answer hello at $url; see $RUN/$name.*"
+}
+
+"${pin_load[@]}" "$NGINX" -p "$RUN/backend" -c "$RUN/backend/nginx.conf" \
+    >"$RUN/backend.out" 2>"$RUN/backend.err" &
+PIDS+=($!)
+wait_hello backend "http://127.0.0.1:$BACKEND_PORT/" "${PIDS[-1]}"
+
+declare -A PORT_OF=([sessiongate]=$SG_PORT [nginx]=$NGINX_PORT)
+declare -A PID_OF
+for target in $TARGETS; do
+    case "$target" in
+    sessiongate)
+        "$SG_BIN" check --config "$RUN/sessiongate.yml" >"$RUN/sessiongate.check" 2>&1 \
+            || die "sessiongate check refused the config: $(cat "$RUN/sessiongate.check")"
+        "${pin_proxy[@]}" "$SG_BIN" run --config "$RUN/sessiongate.yml" \
+            >"$RUN/sessiongate.out" 2>"$RUN/sessiongate.err" &
+        ;;
+    nginx)
+        "${pin_proxy[@]}" "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" \
+            >"$RUN/nginx.out" 2>"$RUN/nginx.err" &
+        ;;
+    *) die "unknown target '$target' (known: sessiongate nginx)" ;;
+    esac
+    PIDS+=($!)
+    PID_OF[$target]=${PIDS[-1]}
+    wait_hello "$target" "https://127.0.0.1:${PORT_OF[$target]}/" "${PIDS[-1]}"
+    # What a pinned client negotiates with this target.
+    negotiated="$(openssl s_client -connect "127.0.0.1:${PORT_OF[$target]}" -servername localhost \
+        </dev/null 2>/dev/null | awk '/^New, / { print $2, $NF } /Server Temp Key/ { sub(/.*Key: /, ""); print }' | tr '\n' ' ')"
+    log "$target on :${PORT_OF[$target]} negotiates: $negotiated"
+    echo "$negotiated" >"$RUN/$target.negotiated"
+done
+
+# utime+stime (clock ticks) of a process and its direct children (nginx master + worker).
+proc_ticks() {
+    local root=$1 sum=0 f line rest fields pid
+    for f in /proc/[0-9]*/stat; do
+        { line="$(<"$f")"; } 2>/dev/null || continue
+        rest="${line##*) }"
+        read -r -a fields <<<"$rest"
+        pid="${f#/proc/}"
+        pid="${pid%/stat}"
+        if [[ "$pid" == "$root" || "${fields[1]}" == "$root" ]]; then
+            sum=$((sum + fields[11] + fields[12]))
+        fi
+    done
+    echo "$sum"
+}
+CLK_TCK="$(getconf CLK_TCK)"
+
+# handshakes TARGET ROUND -> "conns_per_s us_per_conn"
+handshakes() {
+    local target=$1 round=$2 port=${PORT_OF[$1]} i t0 t1 total=0 n
+    t0="$(proc_ticks "${PID_OF[$target]}")"
+    for i in $(seq "$PARALLEL"); do
+        "${pin_load[@]}" openssl s_time -connect "127.0.0.1:$port" -new -www / \
+            -time "$DURATION" >"$RUN/s_time-$target-$round-$i.txt" 2>&1 &
+    done
+    wait # the s_time clients: this runs in a subshell whose only children they are
+    t1="$(proc_ticks "${PID_OF[$target]}")"
+    for i in $(seq "$PARALLEL"); do
+        n="$(awk '/connections in [0-9.]+ real seconds/ { print $1; exit }' "$RUN/s_time-$target-$round-$i.txt")"
+        [[ -n "$n" ]] || die "s_time gave no count; see $RUN/s_time-$target-$round-$i.txt"
+        total=$((total + n))
+    done
+    awk -v n="$total" -v d="$DURATION" -v ticks="$((t1 - t0))" -v hz="$CLK_TCK" \
+        'BEGIN { printf "%.0f %.1f\n", n / d, (n > 0 ? ticks / hz * 1e6 / n : 0) }'
+}
+
+# keepalive TARGET ROUND -> "req_per_s p99_ms us_per_req errors"
+keepalive() {
+    local target=$1 round=$2 port=${PORT_OF[$1]} t0 t1 out
+    out="$RUN/wrk-$target-$round.txt"
+    t0="$(proc_ticks "${PID_OF[$target]}")"
+    "${pin_load[@]}" wrk -t1 -c64 -d"${DURATION}s" --latency "https://127.0.0.1:$port/" >"$out" 2>&1
+    t1="$(proc_ticks "${PID_OF[$target]}")"
+    awk -v ticks="$((t1 - t0))" -v hz="$CLK_TCK" '
+        /^Requests\/sec:/ { rps = $2 }
+        /requests in/ { reqs = $1 }
+        /^ +99%/ { p99 = $2 }
+        /Non-2xx or 3xx responses:/ { err += $NF }
+        /Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) err += $i + 0 }
+        END {
+            v = p99 + 0
+            if (p99 ~ /us$/) v = v / 1000; else if (p99 ~ /ms$/) v = v; else if (p99 ~ /s$/) v = v * 1000
+            printf "%.0f %.2f %.1f %d\n", rps, v, (reqs > 0 ? ticks / hz * 1e6 / reqs : 0), err
+        }' "$out"
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+
+declare -A HS_RATE HS_US KA_RATE KA_P99 KA_US KA_ERR
+for target in $TARGETS; do
+    HS_RATE[$target]=""; HS_US[$target]=""; KA_RATE[$target]=""; KA_P99[$target]=""; KA_US[$target]=""; KA_ERR[$target]=0
+done
+log "warm-up"
+for target in $TARGETS; do
+    "${pin_load[@]}" wrk -t1 -c16 -d2s "https://127.0.0.1:${PORT_OF[$target]}/" >/dev/null 2>&1 || true
+done
+for round in $(seq "$ROUNDS"); do
+    for target in $TARGETS; do
+        read -r rate us < <(handshakes "$target" "$round")
+        HS_RATE[$target]+="$rate "
+        HS_US[$target]+="$us "
+        log "round $round $target handshakes: $rate/s, $us us/handshake"
+        read -r rps p99 us err < <(keepalive "$target" "$round")
+        KA_RATE[$target]+="$rps "
+        KA_P99[$target]+="$p99 "
+        KA_US[$target]+="$us "
+        KA_ERR[$target]=$((KA_ERR[$target] + err))
+        log "round $round $target keep-alive: $rps req/s, p99 $p99 ms, $us us/req, errors $err"
+    done
+done
+
+med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
+printf '\nTLS %s (%s), %s rounds x %ss, %s s_time clients, wrk -t1 -c64\n' "$PROTO" "$SUITE" "$ROUNDS" "$DURATION" "$PARALLEL"
+printf '| %-11s | %12s | %12s | %10s | %8s | %9s | %6s | %-22s | %-22s |\n' \
+    target "handshakes/s" "us/handshake" "req/s" "p99 ms" "us/req" errors "handshakes/s per round" "req/s per round"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------- --------------: --------------: ------------: ----------: -----------: --------: ------------------------ ------------------------
+for target in $TARGETS; do
+    printf '| %-11s | %12s | %12s | %10s | %8s | %9s | %6s | %-22s | %-22s |\n' "$target" \
+        "$(med "${HS_RATE[$target]}")" "$(med "${HS_US[$target]}")" \
+        "$(med "${KA_RATE[$target]}")" "$(med "${KA_P99[$target]}")" "$(med "${KA_US[$target]}")" \
+        "${KA_ERR[$target]}" "${HS_RATE[$target]% }" "${KA_RATE[$target]% }"
+done
+if [[ " $TARGETS " == *" sessiongate "* && " $TARGETS " == *" nginx "* ]]; then
+    awk -v a="$(med "${HS_RATE[sessiongate]}")" -v b="$(med "${HS_RATE[nginx]}")" \
+        -v c="$(med "${HS_US[sessiongate]}")" -v d="$(med "${HS_US[nginx]}")" \
+        -v e="$(med "${KA_RATE[sessiongate]}")" -v f="$(med "${KA_RATE[nginx]}")" \
+        -v g="$(med "${KA_US[sessiongate]}")" -v h="$(med "${KA_US[nginx]}")" \
+        'BEGIN { printf "\nsessiongate/nginx: handshakes/s %.2f, us/handshake %.2f; keep-alive req/s %.2f, us/req %.2f\n", a / b, c / d, e / f, g / h }'
+fi
+printf 'negotiated:'
+for target in $TARGETS; do printf ' %s: %s;' "$target" "$(cat "$RUN/$target.negotiated")"; done
+printf '\nmachine: %s CPUs, %s, kernel %s; %s; %s; wrk %s\n' "$NCPU" \
+    "$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')" "$(uname -r)" \
+    "$("$NGINX" -v 2>&1)" "$(openssl version)" "$(wrk -v 2>&1 | awk 'NR == 1 { print $2 }')"
