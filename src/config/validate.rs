@@ -1947,7 +1947,9 @@ sessiongate:
         let quickstart = load_file(&shipped("application.yml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(quickstart.server.port, 8080);
         assert!(quickstart.routes.iter().any(|r| r.id == "demo"));
-        assert!(quickstart.oauth2.registrations.is_empty());
+        // The quickstart logs users in at the demo provider that quickstart/run.sh starts.
+        assert_eq!(quickstart.oauth2.registrations[0].id, "demo");
+        assert_eq!(quickstart.oauth2.registrations[0].provider, "demo");
         let yaml = std::fs::read_to_string(shipped("examples/censhare-cloud-gateway.yml")).unwrap();
         let censhare = load_str_with(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
