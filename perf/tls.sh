@@ -31,7 +31,9 @@
 #   TARGETS="sessiongate nginx"
 #
 # Needs nginx, wrk, openssl and curl; installs them with apt-get when missing (root).
-# Everything started here is stopped on exit (trap). Files go to perf/.run-tls/.
+# Everything started here is stopped on exit (trap). Files go to perf/.run-tls/ (git-ignored).
+# `other%` is CPU time of programs outside the benchmark in % of one core (maximum over the
+# rounds); above a few % the run is void (a warning is printed).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -257,50 +259,94 @@ for target in $TARGETS; do
     echo "$negotiated" >"$RUN/$target.negotiated"
 done
 
-# utime+stime (clock ticks) of a process and its direct children (nginx master + worker).
-proc_ticks() {
-    local root=$1 sum=0 f line rest fields pid
+# A process and its direct children (nginx master + worker).
+tree_of() {
+    local root=$1 f line rest fields pid
+    echo "$root"
     for f in /proc/[0-9]*/stat; do
         { line="$(<"$f")"; } 2>/dev/null || continue
         rest="${line##*) }"
         read -r -a fields <<<"$rest"
         pid="${f#/proc/}"
-        pid="${pid%/stat}"
-        if [[ "$pid" == "$root" || "${fields[1]}" == "$root" ]]; then
-            sum=$((sum + fields[11] + fields[12]))
-        fi
+        [[ "${fields[1]}" == "$root" ]] && echo "${pid%/stat}"
+    done
+    return 0
+}
+# utime+stime (clock ticks) of these processes.
+proc_ticks() {
+    local sum=0 pid line rest fields
+    for pid in "$@"; do
+        { line="$(<"/proc/$pid/stat")"; } 2>/dev/null || continue
+        rest="${line##*) }"
+        read -r -a fields <<<"$rest"
+        sum=$((sum + fields[11] + fields[12]))
     done
     echo "$sum"
 }
+# CPU used by programs outside the benchmark (as in proxy.sh): "pid ticks" of every user
+# process but ours, reaped children included, and the difference between two snapshots.
+others_snap() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v ex=" $EXCLUDE $BASHPID " '{
+        pid = $1; sub(/^.*\) /, "")
+        if (pid == 2 || $2 == 2 || index(ex, " " pid " ")) next
+        print pid, $12 + $13 + $14 + $15
+    }'
+}
+others_ticks() {
+    awk 'NR == FNR { t0[$1] = $2; next }
+         { seen[$1] = 1; d += $2 - ($1 in t0 ? t0[$1] : 0) }
+         END { for (p in t0) if (!(p in seen)) d -= t0[p]; print (d > 0 ? d : 0) }' \
+        <(echo "$1") <(echo "$2")
+}
 CLK_TCK="$(getconf CLK_TCK)"
+declare -A TREE_OF
+EXCLUDE="$$ $(tree_of "${PIDS[0]}" | tr '\n' ' ')"
+for target in $TARGETS; do
+    TREE_OF[$target]="$(tree_of "${PID_OF[$target]}" | tr '\n' ' ')"
+    EXCLUDE+=" ${TREE_OF[$target]}"
+done
+# other% (of one core over DURATION) between two snapshots
+other_pct() {
+    awk -v t="$(others_ticks "$1" "$2")" -v hz="$CLK_TCK" -v d="$DURATION" \
+        'BEGIN { printf "%.1f", t / hz / d * 100 }'
+}
 
-# handshakes TARGET ROUND -> "conns_per_s us_per_conn"
+# handshakes TARGET ROUND -> "conns_per_s us_per_conn other%"
 handshakes() {
-    local target=$1 round=$2 port=${PORT_OF[$1]} i t0 t1 total=0 n
-    t0="$(proc_ticks "${PID_OF[$target]}")"
+    local target=$1 round=$2 port=${PORT_OF[$1]} i t0 t1 o0 o1 total=0 n
+    # shellcheck disable=SC2086 # pid lists
+    t0="$(proc_ticks ${TREE_OF[$target]})"
+    o0="$(others_snap)"
     for i in $(seq "$PARALLEL"); do
         "${pin_load[@]}" openssl s_time -connect "127.0.0.1:$port" -new -www / \
             -time "$DURATION" >"$RUN/s_time-$target-$round-$i.txt" 2>&1 &
     done
     wait # the s_time clients: this runs in a subshell whose only children they are
-    t1="$(proc_ticks "${PID_OF[$target]}")"
+    o1="$(others_snap)"
+    # shellcheck disable=SC2086 # pid lists
+    t1="$(proc_ticks ${TREE_OF[$target]})"
     for i in $(seq "$PARALLEL"); do
         n="$(awk '/connections in [0-9.]+ real seconds/ { print $1; exit }' "$RUN/s_time-$target-$round-$i.txt")"
         [[ -n "$n" ]] || die "s_time gave no count; see $RUN/s_time-$target-$round-$i.txt"
         total=$((total + n))
     done
     awk -v n="$total" -v d="$DURATION" -v ticks="$((t1 - t0))" -v hz="$CLK_TCK" \
-        'BEGIN { printf "%.0f %.1f\n", n / d, (n > 0 ? ticks / hz * 1e6 / n : 0) }'
+        -v o="$(other_pct "$o0" "$o1")" \
+        'BEGIN { printf "%.0f %.1f %s\n", n / d, (n > 0 ? ticks / hz * 1e6 / n : 0), o }'
 }
 
-# keepalive TARGET ROUND -> "req_per_s p99_ms us_per_req errors"
+# keepalive TARGET ROUND -> "req_per_s p99_ms us_per_req errors other%"
 keepalive() {
-    local target=$1 round=$2 port=${PORT_OF[$1]} t0 t1 out
+    local target=$1 round=$2 port=${PORT_OF[$1]} t0 t1 o0 o1 out
     out="$RUN/wrk-$target-$round.txt"
-    t0="$(proc_ticks "${PID_OF[$target]}")"
+    # shellcheck disable=SC2086 # pid lists
+    t0="$(proc_ticks ${TREE_OF[$target]})"
+    o0="$(others_snap)"
     "${pin_load[@]}" wrk -t1 -c64 -d"${DURATION}s" --latency "https://127.0.0.1:$port/" >"$out" 2>&1
-    t1="$(proc_ticks "${PID_OF[$target]}")"
-    awk -v ticks="$((t1 - t0))" -v hz="$CLK_TCK" '
+    o1="$(others_snap)"
+    # shellcheck disable=SC2086 # pid lists
+    t1="$(proc_ticks ${TREE_OF[$target]})"
+    awk -v ticks="$((t1 - t0))" -v hz="$CLK_TCK" -v o="$(other_pct "$o0" "$o1")" '
         /^Requests\/sec:/ { rps = $2 }
         /requests in/ { reqs = $1 }
         /^ +99%/ { p99 = $2 }
@@ -309,13 +355,19 @@ keepalive() {
         END {
             v = p99 + 0
             if (p99 ~ /us$/) v = v / 1000; else if (p99 ~ /ms$/) v = v; else if (p99 ~ /s$/) v = v * 1000
-            printf "%.0f %.2f %.1f %d\n", rps, v, (reqs > 0 ? ticks / hz * 1e6 / reqs : 0), err
+            printf "%.0f %.2f %.1f %d %s\n", rps, v, (reqs > 0 ? ticks / hz * 1e6 / reqs : 0), err, o
         }' "$out"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
-declare -A HS_RATE HS_US KA_RATE KA_P99 KA_US KA_ERR
+declare -A HS_RATE HS_US KA_RATE KA_P99 KA_US KA_ERR OTHER_MAX
+NOISY=0
+note_other() {
+    local o=$1 target=$2
+    if awk -v o="$o" 'BEGIN { exit !(o > 5) }'; then NOISY=1; fi
+    OTHER_MAX[$target]="$(awk -v a="${OTHER_MAX[$target]:-0}" -v b="$o" 'BEGIN { print (b > a ? b : a) }')"
+}
 for target in $TARGETS; do
     HS_RATE[$target]=""; HS_US[$target]=""; KA_RATE[$target]=""; KA_P99[$target]=""; KA_US[$target]=""; KA_ERR[$target]=0
 done
@@ -325,30 +377,35 @@ for target in $TARGETS; do
 done
 for round in $(seq "$ROUNDS"); do
     for target in $TARGETS; do
-        read -r rate us < <(handshakes "$target" "$round")
+        read -r rate us other < <(handshakes "$target" "$round")
         HS_RATE[$target]+="$rate "
         HS_US[$target]+="$us "
-        log "round $round $target handshakes: $rate/s, $us us/handshake"
-        read -r rps p99 us err < <(keepalive "$target" "$round")
+        note_other "$other" "$target"
+        log "round $round $target handshakes: $rate/s, $us us/handshake, other $other%"
+        read -r rps p99 us err other < <(keepalive "$target" "$round")
         KA_RATE[$target]+="$rps "
         KA_P99[$target]+="$p99 "
         KA_US[$target]+="$us "
         KA_ERR[$target]=$((KA_ERR[$target] + err))
-        log "round $round $target keep-alive: $rps req/s, p99 $p99 ms, $us us/req, errors $err"
+        note_other "$other" "$target"
+        log "round $round $target keep-alive: $rps req/s, p99 $p99 ms, $us us/req, errors $err, other $other%"
     done
 done
 
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 printf '\nTLS %s (%s), %s rounds x %ss, %s s_time clients, wrk -t1 -c64\n' "$PROTO" "$SUITE" "$ROUNDS" "$DURATION" "$PARALLEL"
-printf '| %-11s | %12s | %12s | %10s | %8s | %9s | %6s | %-22s | %-22s |\n' \
-    target "handshakes/s" "us/handshake" "req/s" "p99 ms" "us/req" errors "handshakes/s per round" "req/s per round"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------- --------------: --------------: ------------: ----------: -----------: --------: ------------------------ ------------------------
+printf '| %-11s | %12s | %12s | %10s | %8s | %9s | %6s | %6s | %-22s | %-22s |\n' \
+    target "handshakes/s" "us/handshake" "req/s" "p99 ms" "us/req" errors "other%" "handshakes/s per round" "req/s per round"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------- -------------: -------------: -----------: ---------: ----------: -------: -------: ------------------------ ------------------------
 for target in $TARGETS; do
-    printf '| %-11s | %12s | %12s | %10s | %8s | %9s | %6s | %-22s | %-22s |\n' "$target" \
+    printf '| %-11s | %12s | %12s | %10s | %8s | %9s | %6s | %6s | %-22s | %-22s |\n' "$target" \
         "$(med "${HS_RATE[$target]}")" "$(med "${HS_US[$target]}")" \
         "$(med "${KA_RATE[$target]}")" "$(med "${KA_P99[$target]}")" "$(med "${KA_US[$target]}")" \
-        "${KA_ERR[$target]}" "${HS_RATE[$target]% }" "${KA_RATE[$target]% }"
+        "${KA_ERR[$target]}" "${OTHER_MAX[$target]}" "${HS_RATE[$target]% }" "${KA_RATE[$target]% }"
 done
+if ((NOISY)); then
+    log "warning: programs outside the benchmark used more than 5% of a core in some round (other%: the maximum over the rounds); repeat on a quiet machine"
+fi
 if [[ " $TARGETS " == *" sessiongate "* && " $TARGETS " == *" nginx "* ]]; then
     awk -v a="$(med "${HS_RATE[sessiongate]}")" -v b="$(med "${HS_RATE[nginx]}")" \
         -v c="$(med "${HS_US[sessiongate]}")" -v d="$(med "${HS_US[nginx]}")" \

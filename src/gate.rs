@@ -96,6 +96,11 @@ pub struct Gate {
     /// overtakes a login still wins).
     tombstones: RefCell<HashMap<String, (u64, Instant)>>,
     max_logout_age_secs: u64,
+    /// Open WebSockets per session and the signal that closes them when the session ends
+    /// (peers check auth only at upgrade time, so a revoked user would keep a live socket).
+    ws: RefCell<HashMap<SessionId, (u16, crate::shutdown::Shutdown)>>,
+    /// `sessiongate.keep-alive-after-disconnect-sec`.
+    pub keep_alive_after_disconnect: Option<Duration>,
 }
 
 /// Why a session ends; decides the calls made for it.
@@ -124,7 +129,7 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 pub enum Outcome {
     /// Go upstream. `bearer` was written into the extra headers; strip SESSION and the
     /// client's Authorization when a session supplied the token.
-    Forward { from_session: bool },
+    Forward { session: Option<SessionId> },
     /// Answer with these bytes (a complete response without body framing decisions left).
     Reply(Reply),
     /// The session (or pending login) lives on another worker.
@@ -347,6 +352,8 @@ impl Gate {
             replay: RefCell::new(ReplayGuard::default()),
             tombstones: RefCell::new(HashMap::new()),
             max_logout_age_secs: 300,
+            ws: RefCell::new(HashMap::new()),
+            keep_alive_after_disconnect: g.keep_alive_after_disconnect,
         })
     }
 
@@ -423,9 +430,7 @@ impl Gate {
                 return Outcome::Reply(unauthorized("invalid_token", "malformed bearer token"));
             };
             return match self.verify(&p, token) {
-                Ok(_) => Outcome::Forward {
-                    from_session: false,
-                },
+                Ok(_) => Outcome::Forward { session: None },
                 Err(e) => {
                     tracing::debug!(target: LOG, error = %e, "bearer token refused");
                     Outcome::Reply(unauthorized("invalid_token", e.label()))
@@ -458,27 +463,31 @@ impl Gate {
             let due = refresh_due(s, now);
             if due && !s.refresh_token.is_empty() && s.try_begin_refresh() {
                 Some(s.refresh_token.to_string())
+            } else if s.access_expires_ms > now || !s.refreshing {
+                // The common case: one lookup, the token copied straight into the head.
+                push_bearer(extra, &s.access_token);
+                return Some(Outcome::Forward { session: Some(*id) });
             } else {
                 None
             }
         };
-        if let Some(rt) = refresh {
-            self.refresh(id, &rt).await;
+        match refresh {
+            Some(rt) => self.refresh(id, &rt).await,
+            None => {
+                // Expired while another request refreshes it: wait for that refresh rather
+                // than send a token the backend would refuse.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while self.table.borrow().get(id).is_some_and(|s| s.refreshing)
+                    && Instant::now() < deadline
+                {
+                    monoio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
         }
         let table = self.table.borrow();
         let s = table.get(id)?;
-        if s.access_expires_ms <= now && s.refreshing {
-            // Expired and another request is refreshing: the backend would refuse it anyway.
-            return Some(Outcome::Reply(Reply::json(
-                503,
-                "Service Unavailable",
-                "{\"error\":\"token_refresh_in_progress\"}".into(),
-            )));
-        }
-        extra.extend_from_slice(b"Authorization: Bearer ");
-        extra.extend_from_slice(s.access_token.as_bytes());
-        extra.extend_from_slice(b"\r\n");
-        Some(Outcome::Forward { from_session: true })
+        push_bearer(extra, &s.access_token);
+        Some(Outcome::Forward { session: Some(*id) })
     }
 
     /// Refreshes a session's tokens; a refused grant ends the session, a network error
@@ -513,6 +522,7 @@ impl Gate {
                 tracing::info!(target: LOG, session = %id.encode().as_str(), why, "refresh refused; session ended");
                 if self.table.borrow_mut().remove(id).is_some() {
                     self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+                    self.close_websockets(id);
                 }
             }
             Err(RefreshFailure::Transient(why)) => {
@@ -798,6 +808,61 @@ impl Gate {
         true
     }
 
+    /// A WebSocket of session `id` opened: the returned signal fires when the session ends.
+    pub fn ws_opened(&self, id: &SessionId) -> crate::shutdown::Shutdown {
+        let mut ws = self.ws.borrow_mut();
+        let e = ws
+            .entry(*id)
+            .or_insert_with(|| (0, crate::shutdown::Shutdown::new()));
+        e.0 = e.0.saturating_add(1);
+        e.1.clone()
+    }
+
+    /// A WebSocket of session `id` closed; `true` when it was the session's last one.
+    pub fn ws_closed(&self, id: &SessionId) -> bool {
+        let mut ws = self.ws.borrow_mut();
+        match ws.get_mut(id) {
+            Some(e) if e.0 > 1 => {
+                e.0 -= 1;
+                false
+            }
+            Some(_) => {
+                ws.remove(id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Traffic on a session's WebSocket counts as use of the session.
+    pub fn touch(&self, id: &SessionId) {
+        let now = self.now_ms();
+        self.table.borrow_mut().touch(id, now);
+    }
+
+    fn close_websockets(&self, id: &SessionId) {
+        if let Some((_, signal)) = self.ws.borrow_mut().remove(id) {
+            signal.trigger();
+        }
+    }
+
+    /// `keep-alive-after-disconnect`: after the grace, a session whose last WebSocket closed
+    /// at `closed_at` ends unless a request (or a new socket) came since.
+    pub fn end_if_abandoned(&self, id: &SessionId, closed_at: u64) {
+        if self.ws.borrow().contains_key(id) {
+            return;
+        }
+        let idle = self
+            .table
+            .borrow()
+            .get(id)
+            .is_some_and(|s| s.last_access_ms() <= closed_at);
+        if idle {
+            tracing::info!(target: LOG, session = %id.encode().as_str(), "no connection came back after the last WebSocket closed; session ended");
+            self.end_session(id, EndReason::Expired);
+        }
+    }
+
     /// Ends the sessions of one user (admin API): returns how many ended.
     pub fn end_subject(&self, sub: &str, reason: EndReason) -> usize {
         let ids: Vec<SessionId> = self.table.borrow().ids_by_subject(sub).collect();
@@ -994,6 +1059,7 @@ impl Gate {
             .sessions
             .fetch_sub(scratch.len() as u64, Ordering::Relaxed);
         for s in scratch.iter() {
+            self.close_websockets(s.id());
             tracing::info!(target: LOG, subject = %s.subject().escape_debug(), "session expired");
             crate::audit::session_ended(s.subject(), s.sid(), self.worker, EndReason::Expired);
         }
@@ -1020,6 +1086,12 @@ fn refresh_due(s: &Session, now: u64) -> bool {
         .saturating_sub(s.last_access_ms().min(now));
     let leeway = REFRESH_LEEWAY_MS.min(life / 3).max(1000);
     now + leeway >= s.access_expires_ms
+}
+
+fn push_bearer(extra: &mut Vec<u8>, token: &str) {
+    extra.extend_from_slice(b"Authorization: Bearer ");
+    extra.extend_from_slice(token.as_bytes());
+    extra.extend_from_slice(b"\r\n");
 }
 
 fn not_ready() -> Reply {

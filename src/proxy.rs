@@ -25,6 +25,7 @@ use crate::http::error::HttpError;
 use crate::http::head::{self, Framing, Limits, RequestHead};
 use crate::http::response::{parse_response, ResponseHead};
 use crate::route::Router;
+use crate::session::SessionId;
 use crate::shutdown::Shutdown;
 use crate::upstream::{Pools, UpstreamStream};
 use crate::worker::WorkerMsg;
@@ -127,6 +128,8 @@ struct Conn {
     /// The request's credentials come from a session: strip its SESSION cookie and any
     /// Authorization the client sent.
     from_session: bool,
+    /// The session the current request belongs to.
+    session: Option<SessionId>,
     /// `X-Forwarded-Proto`: the client stream's scheme.
     scheme: &'static str,
 }
@@ -161,6 +164,7 @@ pub async fn serve<S: ClientStream>(
         started: Instant::now(),
         extra: Vec::new(),
         from_session: false,
+        session: None,
         scheme: S::SCHEME,
     };
     let closed = loop {
@@ -168,10 +172,7 @@ pub async fn serve<S: ClientStream>(
             Ok(Next::KeepAlive) => continue,
             Ok(Next::Close) => break CloseReason::ConnectionClose,
             Ok(Next::Upgraded(upstream)) => {
-                match upstream {
-                    UpstreamStream::Plain(u) => splice(client, u, conn, ctx.timeouts.idle).await,
-                    UpstreamStream::Tls(u) => splice(client, *u, conn, ctx.timeouts.idle).await,
-                }
+                websocket(client, upstream, conn, &ctx).await;
                 return CloseReason::UpgradeEnded;
             }
             Ok(Next::HandOff(owner)) => {
@@ -251,6 +252,7 @@ where
     }
     c.extra.clear();
     c.from_session = false;
+    c.session = None;
     let route = ctx
         .router
         .find(head.method(buf), head.host(buf), head.path(buf));
@@ -267,8 +269,9 @@ where
             return Ok(if keep { Next::KeepAlive } else { Next::Close });
         } else {
             match gate.check(head, buf, &mut c.extra).await {
-                Outcome::Forward { from_session } => {
-                    c.from_session = from_session;
+                Outcome::Forward { session } => {
+                    c.from_session = session.is_some();
+                    c.session = session;
                     None
                 }
                 Outcome::HandOff(owner) => return Ok(Next::HandOff(owner)),
@@ -1021,7 +1024,58 @@ async fn with_timeout<F: std::future::Future>(dur: Duration, f: F) -> Result<F::
 }
 
 /// After a 101: bytes flow both ways until either side closes or idles out.
-async fn splice<S, U>(client: S, upstream: U, c: Conn, idle: Duration)
+/// Runs an upgraded connection. A WebSocket of a session is closed when the session ends,
+/// keeps the session alive while data flows, and (with keep-alive-after-disconnect) its
+/// closing starts the grace after which an abandoned session ends.
+async fn websocket<S: ClientStream>(
+    client: S,
+    upstream: UpstreamStream,
+    conn: Conn,
+    ctx: &Rc<Context>,
+) {
+    let idle = ctx.timeouts.idle;
+    let bound = conn.session.zip(ctx.gate.as_ref());
+    let Some((id, gate)) = bound else {
+        match upstream {
+            UpstreamStream::Plain(u) => splice(client, u, conn, idle, None).await,
+            UpstreamStream::Tls(u) => splice(client, *u, conn, idle, None).await,
+        }
+        return;
+    };
+    let ended = gate.ws_opened(&id);
+    let touch_ctx = ctx.clone();
+    let touch: Rc<dyn Fn()> = Rc::new(move || {
+        if let Some(g) = &touch_ctx.gate {
+            g.touch(&id);
+        }
+    });
+    let run = async {
+        match upstream {
+            UpstreamStream::Plain(u) => splice(client, u, conn, idle, Some(touch)).await,
+            UpstreamStream::Tls(u) => splice(client, *u, conn, idle, Some(touch)).await,
+        }
+    };
+    monoio::select! {
+        _ = run => {}
+        _ = ended.wait() => {
+            tracing::debug!(target: LOG, session = %id.encode().as_str(), "session ended: WebSocket closed");
+        }
+    }
+    if gate.ws_closed(&id) {
+        if let Some(grace) = gate.keep_alive_after_disconnect {
+            let closed_at = gate.now_ms();
+            let ctx = ctx.clone();
+            monoio::spawn(async move {
+                monoio::time::sleep(grace).await;
+                if let Some(g) = &ctx.gate {
+                    g.end_if_abandoned(&id, closed_at);
+                }
+            });
+        }
+    }
+}
+
+async fn splice<S, U>(client: S, upstream: U, c: Conn, idle: Duration, touch: Option<Rc<dyn Fn()>>)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
     U: AsyncReadRent + AsyncWriteRent + Split + 'static,
@@ -1029,6 +1083,7 @@ where
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let early = c.cbuf;
+    let touch_up = touch.clone();
     let up = async move {
         if !early.is_empty() {
             let (r, _) = uw.write_all(early).await;
@@ -1036,18 +1091,24 @@ where
                 return;
             }
         }
-        pump(&mut cr, &mut uw, idle).await;
+        pump(&mut cr, &mut uw, idle, touch_up.as_deref()).await;
         let _ = uw.shutdown().await;
     };
     let down = async move {
-        pump(&mut ur, &mut cw, idle).await;
+        pump(&mut ur, &mut cw, idle, touch.as_deref()).await;
         let _ = cw.shutdown().await;
     };
     monoio::join!(up, down);
 }
 
-async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(r: &mut R, w: &mut W, idle: Duration) {
+async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(
+    r: &mut R,
+    w: &mut W,
+    idle: Duration,
+    touch: Option<&dyn Fn()>,
+) {
     let mut buf = Vec::with_capacity(16 * 1024);
+    let mut touched = Instant::now();
     loop {
         buf.clear();
         let (res, b) = match monoio::time::timeout(idle, r.read(buf)).await {
@@ -1058,6 +1119,13 @@ async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(r: &mut R, w: &mut W, idle: D
         match res {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+        if let Some(t) = touch {
+            // At most once a second: a touch is cheap, but frames can be many.
+            if touched.elapsed() >= Duration::from_secs(1) {
+                touched = Instant::now();
+                t();
+            }
         }
         let (res, b) = w.write_all(buf).await;
         buf = b;
