@@ -400,7 +400,8 @@ proc_ticks() {
 # including reaped children, so a compiler that ran and exited during a round still counts
 # (through its parent).
 others_snap() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v ex=" $EXCLUDE " '{
+    # processes come and go while cat reads: a vanished one is not an error
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v ex=" $EXCLUDE " '{
         pid = $1; sub(/^.*\) /, "")
         if (pid == 2 || $2 == 2 || index(ex, " " pid " ")) next
         print pid, $12 + $13 + $14 + $15

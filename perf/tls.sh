@@ -10,9 +10,11 @@
 #               with SSL_clear, which resumes the session, so it would time resumptions.)
 #   keepalive   HTTPS requests per second over kept-alive connections:
 #               `wrk -t1 -c64 -d${DURATION}s --latency`.
-# Both also report the proxy's CPU time per handshake / per request (`us/op`, from
-# /proc/PID/stat of the proxy process and its children): on 2 cores the load side may be
-# the bottleneck, and then only this figure tells the proxies apart.
+# Both also report the proxy's CPU time per handshake / per request (`us/handshake`,
+# `us/req`, from /proc/PID/stat of the proxy process and its children) and the busy share
+# of its core (`hs cpu%`, `ka cpu%`): when that share is well below 100 % the load side
+# (one core for the clients and the backend) is the bottleneck, the rates measure the
+# clients, and only the CPU time per operation tells the proxies apart.
 #
 # Same certificate (ECDSA P-256, made here with openssl), same protocol, cipher suite and
 # key-exchange group on both sides, forced on the client through an OpenSSL configuration
@@ -285,8 +287,9 @@ proc_ticks() {
 }
 # CPU used by programs outside the benchmark (as in proxy.sh): "pid ticks" of every user
 # process but ours, reaped children included, and the difference between two snapshots.
+# $1: the shell that runs (and reaps) the load generators.
 others_snap() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v ex=" $EXCLUDE $BASHPID " '{
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v ex=" $EXCLUDE $1 " '{
         pid = $1; sub(/^.*\) /, "")
         if (pid == 2 || $2 == 2 || index(ex, " " pid " ")) next
         print pid, $12 + $13 + $14 + $15
@@ -311,18 +314,18 @@ other_pct() {
         'BEGIN { printf "%.1f", t / hz / d * 100 }'
 }
 
-# handshakes TARGET ROUND -> "conns_per_s us_per_conn other%"
+# handshakes TARGET ROUND -> "conns_per_s us_per_conn other% proxy_cpu%"
 handshakes() {
-    local target=$1 round=$2 port=${PORT_OF[$1]} i t0 t1 o0 o1 total=0 n
+    local target=$1 round=$2 port=${PORT_OF[$1]} i t0 t1 o0 o1 total=0 n me=$BASHPID
     # shellcheck disable=SC2086 # pid lists
     t0="$(proc_ticks ${TREE_OF[$target]})"
-    o0="$(others_snap)"
+    o0="$(others_snap "$me")"
     for i in $(seq "$PARALLEL"); do
         "${pin_load[@]}" openssl s_time -connect "127.0.0.1:$port" -new -www / \
             -time "$DURATION" >"$RUN/s_time-$target-$round-$i.txt" 2>&1 &
     done
     wait # the s_time clients: this runs in a subshell whose only children they are
-    o1="$(others_snap)"
+    o1="$(others_snap "$me")"
     # shellcheck disable=SC2086 # pid lists
     t1="$(proc_ticks ${TREE_OF[$target]})"
     for i in $(seq "$PARALLEL"); do
@@ -332,21 +335,21 @@ handshakes() {
     done
     awk -v n="$total" -v d="$DURATION" -v ticks="$((t1 - t0))" -v hz="$CLK_TCK" \
         -v o="$(other_pct "$o0" "$o1")" \
-        'BEGIN { printf "%.0f %.1f %s\n", n / d, (n > 0 ? ticks / hz * 1e6 / n : 0), o }'
+        'BEGIN { printf "%.0f %.1f %s %.0f\n", n / d, (n > 0 ? ticks / hz * 1e6 / n : 0), o, ticks / hz / d * 100 }'
 }
 
-# keepalive TARGET ROUND -> "req_per_s p99_ms us_per_req errors other%"
+# keepalive TARGET ROUND -> "req_per_s p99_ms us_per_req errors other% proxy_cpu%"
 keepalive() {
-    local target=$1 round=$2 port=${PORT_OF[$1]} t0 t1 o0 o1 out
+    local target=$1 round=$2 port=${PORT_OF[$1]} t0 t1 o0 o1 out me=$BASHPID
     out="$RUN/wrk-$target-$round.txt"
     # shellcheck disable=SC2086 # pid lists
     t0="$(proc_ticks ${TREE_OF[$target]})"
-    o0="$(others_snap)"
+    o0="$(others_snap "$me")"
     "${pin_load[@]}" wrk -t1 -c64 -d"${DURATION}s" --latency "https://127.0.0.1:$port/" >"$out" 2>&1
-    o1="$(others_snap)"
+    o1="$(others_snap "$me")"
     # shellcheck disable=SC2086 # pid lists
     t1="$(proc_ticks ${TREE_OF[$target]})"
-    awk -v ticks="$((t1 - t0))" -v hz="$CLK_TCK" -v o="$(other_pct "$o0" "$o1")" '
+    awk -v ticks="$((t1 - t0))" -v hz="$CLK_TCK" -v o="$(other_pct "$o0" "$o1")" -v d="$DURATION" '
         /^Requests\/sec:/ { rps = $2 }
         /requests in/ { reqs = $1 }
         /^ +99%/ { p99 = $2 }
@@ -355,13 +358,13 @@ keepalive() {
         END {
             v = p99 + 0
             if (p99 ~ /us$/) v = v / 1000; else if (p99 ~ /ms$/) v = v; else if (p99 ~ /s$/) v = v * 1000
-            printf "%.0f %.2f %.1f %d %s\n", rps, v, (reqs > 0 ? ticks / hz * 1e6 / reqs : 0), err, o
+            printf "%.0f %.2f %.1f %d %s %.0f\n", rps, v, (reqs > 0 ? ticks / hz * 1e6 / reqs : 0), err, o, ticks / hz / d * 100
         }' "$out"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
-declare -A HS_RATE HS_US KA_RATE KA_P99 KA_US KA_ERR OTHER_MAX
+declare -A HS_RATE HS_US HS_CPU KA_RATE KA_P99 KA_US KA_CPU KA_ERR OTHER_MAX
 NOISY=0
 note_other() {
     local o=$1 target=$2
@@ -369,7 +372,8 @@ note_other() {
     OTHER_MAX[$target]="$(awk -v a="${OTHER_MAX[$target]:-0}" -v b="$o" 'BEGIN { print (b > a ? b : a) }')"
 }
 for target in $TARGETS; do
-    HS_RATE[$target]=""; HS_US[$target]=""; KA_RATE[$target]=""; KA_P99[$target]=""; KA_US[$target]=""; KA_ERR[$target]=0
+    HS_RATE[$target]=""; HS_US[$target]=""; HS_CPU[$target]=""
+    KA_RATE[$target]=""; KA_P99[$target]=""; KA_US[$target]=""; KA_CPU[$target]=""; KA_ERR[$target]=0
 done
 log "warm-up"
 for target in $TARGETS; do
@@ -377,31 +381,34 @@ for target in $TARGETS; do
 done
 for round in $(seq "$ROUNDS"); do
     for target in $TARGETS; do
-        read -r rate us other < <(handshakes "$target" "$round")
+        read -r rate us other pcpu < <(handshakes "$target" "$round")
         HS_RATE[$target]+="$rate "
         HS_US[$target]+="$us "
+        HS_CPU[$target]+="$pcpu "
         note_other "$other" "$target"
-        log "round $round $target handshakes: $rate/s, $us us/handshake, other $other%"
-        read -r rps p99 us err other < <(keepalive "$target" "$round")
+        log "round $round $target handshakes: $rate/s, $us us/handshake, proxy cpu $pcpu%, other $other%"
+        read -r rps p99 us err other pcpu < <(keepalive "$target" "$round")
         KA_RATE[$target]+="$rps "
         KA_P99[$target]+="$p99 "
         KA_US[$target]+="$us "
+        KA_CPU[$target]+="$pcpu "
         KA_ERR[$target]=$((KA_ERR[$target] + err))
         note_other "$other" "$target"
-        log "round $round $target keep-alive: $rps req/s, p99 $p99 ms, $us us/req, errors $err, other $other%"
+        log "round $round $target keep-alive: $rps req/s, p99 $p99 ms, $us us/req, proxy cpu $pcpu%, errors $err, other $other%"
     done
 done
 
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 printf '\nTLS %s (%s), %s rounds x %ss, %s s_time clients, wrk -t1 -c64\n' "$PROTO" "$SUITE" "$ROUNDS" "$DURATION" "$PARALLEL"
-printf '| %-11s | %12s | %12s | %10s | %8s | %9s | %6s | %6s | %-22s | %-22s |\n' \
-    target "handshakes/s" "us/handshake" "req/s" "p99 ms" "us/req" errors "other%" "handshakes/s per round" "req/s per round"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------- -------------: -------------: -----------: ---------: ----------: -------: -------: ------------------------ ------------------------
+printf '| %-11s | %12s | %12s | %8s | %10s | %8s | %9s | %8s | %6s | %6s | %-18s | %-18s |\n' \
+    target "handshakes/s" "us/handshake" "hs cpu%" "req/s" "p99 ms" "us/req" "ka cpu%" errors "other%" "handshakes/s, rounds" "req/s, rounds"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------- -------------: -------------: ---------: -----------: ---------: ----------: ---------: -------: -------: -------------------- --------------------
 for target in $TARGETS; do
-    printf '| %-11s | %12s | %12s | %10s | %8s | %9s | %6s | %6s | %-22s | %-22s |\n' "$target" \
-        "$(med "${HS_RATE[$target]}")" "$(med "${HS_US[$target]}")" \
+    printf '| %-11s | %12s | %12s | %8s | %10s | %8s | %9s | %8s | %6s | %6s | %-18s | %-18s |\n' "$target" \
+        "$(med "${HS_RATE[$target]}")" "$(med "${HS_US[$target]}")" "$(med "${HS_CPU[$target]}")" \
         "$(med "${KA_RATE[$target]}")" "$(med "${KA_P99[$target]}")" "$(med "${KA_US[$target]}")" \
-        "${KA_ERR[$target]}" "${OTHER_MAX[$target]}" "${HS_RATE[$target]% }" "${KA_RATE[$target]% }"
+        "$(med "${KA_CPU[$target]}")" "${KA_ERR[$target]}" "${OTHER_MAX[$target]}" \
+        "${HS_RATE[$target]% }" "${KA_RATE[$target]% }"
 done
 if ((NOISY)); then
     log "warning: programs outside the benchmark used more than 5% of a core in some round (other%: the maximum over the rounds); repeat on a quiet machine"

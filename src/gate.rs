@@ -124,6 +124,9 @@ impl EndReason {
 }
 
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+/// How long a request with an unknown `kid` waits for the refetched keys (the provider
+/// thread refetches at most every 5 s).
+const KID_WAIT: Duration = Duration::from_secs(7);
 
 /// What the gate decided for one request.
 pub enum Outcome {
@@ -387,13 +390,30 @@ impl Gate {
         if let Some(c) = self.cache.borrow_mut().get(token, now) {
             return Ok(c);
         }
-        let claims = jwt::verify(token, &p.jwks, &self.validation(p), now);
-        if let Err(JwtError::UnknownKid) = claims {
-            self.refresher.request();
-        }
-        let claims = Rc::new(claims?);
+        let claims = Rc::new(jwt::verify(token, &p.jwks, &self.validation(p), now)?);
         self.cache.borrow_mut().insert(token, claims.clone(), now);
         Ok(claims)
+    }
+
+    /// Verifies like [`Gate::verify`]; on an unknown `kid` (the provider rotated its keys)
+    /// asks for a JWKS refetch and waits, bounded, for the new keys before deciding.
+    async fn verify_fresh(&self, token: &str) -> Result<Rc<jwt::Claims>, JwtError> {
+        let Some(p) = self.provider() else {
+            return Err(JwtError::UnknownKid);
+        };
+        match self.verify(&p, token) {
+            Err(JwtError::UnknownKid) => {}
+            other => return other,
+        }
+        self.refresher.request();
+        let deadline = Instant::now() + KID_WAIT;
+        while Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(25)).await;
+            if let Some(newer) = self.provider().filter(|n| n.generation != p.generation) {
+                return self.verify(&newer, token);
+            }
+        }
+        Err(JwtError::UnknownKid)
     }
 
     /// Decides what to do with a request. `extra` receives header lines to add upstream.
@@ -423,13 +443,13 @@ impl Gate {
         }
 
         if let Some(token) = bearer(head, buf) {
-            let Some(p) = self.provider() else {
+            if self.provider().is_none() {
                 return Outcome::Reply(not_ready());
-            };
+            }
             let Ok(token) = std::str::from_utf8(token) else {
                 return Outcome::Reply(unauthorized("invalid_token", "malformed bearer token"));
             };
-            return match self.verify(&p, token) {
+            return match self.verify_fresh(token).await {
                 Ok(_) => Outcome::Forward { session: None },
                 Err(e) => {
                     tracing::debug!(target: LOG, error = %e, "bearer token refused");
@@ -648,7 +668,7 @@ impl Gate {
         let Some(id_token) = tokens.id_token.as_deref() else {
             return Outcome::Reply(bad_callback("The identity provider sent no ID token."));
         };
-        let claims = match self.verify(&p, id_token) {
+        let claims = match self.verify_fresh(id_token).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(target: LOG, error = %e, "ID token refused");
@@ -1062,6 +1082,7 @@ impl Gate {
             self.close_websockets(s.id());
             tracing::info!(target: LOG, subject = %s.subject().escape_debug(), "session expired");
             crate::audit::session_ended(s.subject(), s.sid(), self.worker, EndReason::Expired);
+            self.end_effects(s, EndReason::Expired);
         }
     }
 }
@@ -1069,10 +1090,32 @@ impl Gate {
 /// When the access token expires, from `expires_in` (RFC 6749 §5.1); without it the token
 /// is used until the provider's other limits end the session.
 fn access_expiry(t: &oidc::TokenResponse, now: u64) -> u64 {
-    t.expires_in
+    let by_expires_in = t
+        .expires_in
         .filter(|&e| e > 0)
         .map(|e| now.saturating_add(e.saturating_mul(1000)))
-        .unwrap_or(crate::session::table::NEVER)
+        .unwrap_or(crate::session::table::NEVER);
+    // A JWT access token's own `exp` is what the backend checks; `expires_in` counts from
+    // when the provider answered, up to a second later. The earlier of the two wins. (The
+    // token came straight from the token endpoint, so reading it unverified is safe.)
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let by_exp = jwt_exp(&t.access_token)
+        .map(|exp| now.saturating_add(exp.saturating_mul(1000).saturating_sub(unix_ms)));
+    by_exp.map_or(by_expires_in, |e| e.min(by_expires_in))
+}
+
+/// The `exp` claim of a JWT, read without verification.
+fn jwt_exp(token: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("exp")?.as_u64()
 }
 
 /// The access token is due for refresh: within the leeway of its expiry, the leeway capped at
