@@ -13,8 +13,11 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::client::HttpClient;
 use crate::config::HttpUrl;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// The censhare `LogoutSignalSender` maps onto this target.
@@ -84,14 +87,6 @@ enum Attempt {
     Refused(u16),
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Stats {
-    pub sent: u64,
-    pub retries: u64,
-    pub failed: u64,
-    pub dropped: u64,
-}
-
 pub struct Dispatcher {
     queue: RefCell<VecDeque<Call>>,
     capacity: usize,
@@ -99,13 +94,18 @@ pub struct Dispatcher {
     client: Rc<HttpClient>,
     in_flight: Cell<usize>,
     wake: Notify,
-    stats: Cell<Stats>,
     /// Set at shutdown: retries skip their delays so the queue drains within the grace.
     hurry: Cell<bool>,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
-    pub fn new(client: Rc<HttpClient>, policy: RetryPolicy, capacity: usize) -> Rc<Dispatcher> {
+    pub fn new(
+        client: Rc<HttpClient>,
+        policy: RetryPolicy,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Rc<Dispatcher> {
         Rc::new(Dispatcher {
             queue: RefCell::new(VecDeque::new()),
             capacity,
@@ -113,19 +113,9 @@ impl Dispatcher {
             client,
             in_flight: Cell::new(0),
             wake: Notify::default(),
-            stats: Cell::new(Stats::default()),
             hurry: Cell::new(false),
+            metrics,
         })
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.stats.get()
-    }
-
-    fn bump(&self, f: impl FnOnce(&mut Stats)) {
-        let mut s = self.stats.get();
-        f(&mut s);
-        self.stats.set(s);
     }
 
     /// Calls queued or executing.
@@ -139,10 +129,10 @@ impl Dispatcher {
         if q.len() >= self.capacity {
             if let Some(i) = q.iter().position(|c| c.kind == CallKind::FreshToken) {
                 let old = q.remove(i).expect("index in range");
-                self.bump(|s| s.dropped += 1);
+                Metrics::inc(&self.metrics.calls_dropped);
                 tracing::debug!(target: LOG, session = %old.session, url = %old.url.original, "queue full: oldest fresh-token call dropped");
             } else if call.kind == CallKind::FreshToken {
-                self.bump(|s| s.dropped += 1);
+                Metrics::inc(&self.metrics.calls_dropped);
                 tracing::debug!(target: LOG, session = %call.session, "queue full of logout calls: fresh-token call dropped");
                 return;
             } else {
@@ -190,24 +180,24 @@ impl Dispatcher {
             let outcome = self.attempt(&call).await;
             match outcome {
                 Attempt::Done(status) => {
-                    self.bump(|s| s.sent += 1);
+                    Metrics::inc(&self.metrics.calls_sent);
                     tracing::trace!(target: LOG, kind = call.kind.label(), url = %call.url.original, attempt, status, "call delivered");
                     return;
                 }
                 Attempt::Refused(status) => {
-                    self.bump(|s| s.failed += 1);
+                    Metrics::inc(&self.metrics.calls_failed);
                     tracing::error!(target: LOG, kind = call.kind.label(), subject = %call.subject, session = %call.session, url = %call.url.original, status, "call refused; not retried: lost");
                     return;
                 }
                 Attempt::Retry(why) if attempt > self.policy.max_retries => {
-                    self.bump(|s| s.failed += 1);
+                    Metrics::inc(&self.metrics.calls_failed);
                     tracing::error!(target: LOG, kind = call.kind.label(), subject = %call.subject, session = %call.session, url = %call.url.original, attempts = attempt, why, "call failed after all retries: lost");
                     return;
                 }
                 Attempt::Retry(why) => {
                     let delay = self.policy.delay(attempt);
                     tracing::trace!(target: LOG, kind = call.kind.label(), url = %call.url.original, attempt, why, retry_in = ?delay, "call failed; will retry");
-                    self.bump(|s| s.retries += 1);
+                    Metrics::inc(&self.metrics.call_retries);
                     let until = Instant::now() + delay;
                     while Instant::now() < until && !self.hurry.get() {
                         let step = until

@@ -26,6 +26,7 @@ use crate::dispatcher::{Call, CallKind, Dispatcher, RetryPolicy};
 use crate::http::head::RequestHead;
 use crate::http::name_is;
 use crate::jwt::{self, JwtError, Validation, VerifyCache};
+use crate::metrics::Metrics;
 use crate::oidc::{self, ProviderState, RefreshFailure};
 use crate::provider::RefreshRequester;
 use crate::session::table::{Session, SessionTable, TableConfig};
@@ -51,6 +52,8 @@ const DISPATCH_QUEUE: usize = 100_000;
 #[derive(Debug, Default)]
 pub struct Shared {
     pub sessions: AtomicU64,
+    /// Some worker has the provider's metadata and keys (readiness).
+    pub provider_ready: std::sync::atomic::AtomicBool,
 }
 
 struct PendingLogin {
@@ -101,6 +104,7 @@ pub struct Gate {
     ws: RefCell<HashMap<SessionId, (u16, crate::shutdown::Shutdown)>>,
     /// `sessiongate.keep-alive-after-disconnect-sec`.
     pub keep_alive_after_disconnect: Option<Duration>,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a session ends; decides the calls made for it.
@@ -110,15 +114,27 @@ pub enum EndReason {
     User,
     Backchannel,
     Admin,
+    /// The provider refused the refresh token (`invalid_grant`).
+    RefreshRefused,
 }
 
 impl EndReason {
+    /// The `reason` label of `sessiongate_sessions_ended_total`.
+    pub fn metric(self) -> &'static str {
+        match self {
+            EndReason::Backchannel => "backchannel",
+            EndReason::RefreshRefused => "refresh_refused",
+            other => other.label(),
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             EndReason::Expired => "expired",
             EndReason::User => "user",
             EndReason::Backchannel => "back-channel",
             EndReason::Admin => "admin",
+            EndReason::RefreshRefused => "refresh refused",
         }
     }
 }
@@ -295,17 +311,27 @@ fn set_cookie(value: &str, secure: bool, max_age: Option<u64>) -> String {
     c
 }
 
+/// What a worker hands its gate besides the config.
+pub struct GateDeps {
+    pub shared: Arc<Shared>,
+    pub refresher: RefreshRequester,
+    pub tls_client: Arc<rustls::ClientConfig>,
+    pub banner: Option<Rc<str>>,
+    pub peers: Vec<flume::Sender<WorkerMsg>>,
+    pub metrics: Arc<Metrics>,
+}
+
 impl Gate {
     /// Builds the worker's gate when login is configured (`None`: proxy-only mode).
-    pub fn new(
-        config: &Config,
-        worker: u8,
-        shared: Arc<Shared>,
-        refresher: RefreshRequester,
-        tls_client: Arc<rustls::ClientConfig>,
-        banner: Option<Rc<str>>,
-        peers: Vec<flume::Sender<WorkerMsg>>,
-    ) -> Option<Gate> {
+    pub fn new(config: &Config, worker: u8, deps: GateDeps) -> Option<Gate> {
+        let GateDeps {
+            shared,
+            refresher,
+            tls_client,
+            banner,
+            peers,
+            metrics,
+        } = deps;
         let reg = config.oauth2.registrations.first()?.clone();
         let cg = &config.cg;
         let g = &config.gateway;
@@ -326,6 +352,7 @@ impl Gate {
                 min_delay: cg.min_retry_delay,
             },
             DISPATCH_QUEUE,
+            metrics.clone(),
         );
         Some(Gate {
             worker,
@@ -357,6 +384,7 @@ impl Gate {
             max_logout_age_secs: 300,
             ws: RefCell::new(HashMap::new()),
             keep_alive_after_disconnect: g.keep_alive_after_disconnect,
+            metrics,
         })
     }
 
@@ -367,6 +395,49 @@ impl Gate {
 
     pub fn set_provider(&self, state: Arc<ProviderState>) {
         *self.provider.borrow_mut() = Some(state);
+        self.shared.provider_ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Answers the management listener about this worker's sessions.
+    pub fn admin(&self, query: crate::admin::AdminQuery) -> crate::admin::AdminAnswer {
+        use crate::admin::{AdminAnswer, AdminQuery, SessionInfo};
+        let now = self.now_ms();
+        let epoch_unix_ms = (SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0))
+        .saturating_sub(now);
+        let idle = self.table.borrow().config().idle_timeout_ms / 1000;
+        let info = |s: &Session| SessionInfo {
+            id: s.id().encode().as_str().to_string(),
+            subject: s.subject().to_string(),
+            sid: s.sid().map(str::to_string),
+            worker: self.worker,
+            creation_time_ms: epoch_unix_ms + s.created_ms(),
+            last_accessed_time_ms: epoch_unix_ms + s.last_access_ms(),
+            max_inactive_secs: idle,
+        };
+        match query {
+            AdminQuery::BySubject(sub) => {
+                let table = self.table.borrow();
+                let ids: Vec<SessionId> = table.ids_by_subject(&sub).collect();
+                AdminAnswer::Sessions(
+                    ids.iter()
+                        .filter_map(|id| table.get(id))
+                        .map(info)
+                        .collect(),
+                )
+            }
+            AdminQuery::Get(id) => {
+                AdminAnswer::Sessions(self.table.borrow().get(&id).map(info).into_iter().collect())
+            }
+            AdminQuery::End(id) => AdminAnswer::Ended(usize::from(
+                self.end_session(&id, EndReason::Admin).is_some(),
+            )),
+            AdminQuery::EndSubject(sub) => {
+                AdminAnswer::Ended(self.end_subject(&sub, EndReason::Admin))
+            }
+        }
     }
 
     fn provider(&self) -> Option<Arc<ProviderState>> {
@@ -388,9 +459,15 @@ impl Gate {
             self.cache_generation.set(p.generation);
         }
         if let Some(c) = self.cache.borrow_mut().get(token, now) {
+            Metrics::inc(&self.metrics.jwt_cache_hits);
             return Ok(c);
         }
-        let claims = Rc::new(jwt::verify(token, &p.jwks, &self.validation(p), now)?);
+        Metrics::inc(&self.metrics.jwt_verifications);
+        let claims = jwt::verify(token, &p.jwks, &self.validation(p), now);
+        if claims.is_err() {
+            Metrics::inc(&self.metrics.jwt_failures);
+        }
+        let claims = Rc::new(claims?);
         self.cache.borrow_mut().insert(token, claims.clone(), now);
         Ok(claims)
     }
@@ -535,15 +612,13 @@ impl Gate {
                     if let Some(i) = t.id_token {
                         s.id_token = i.into_boxed_str();
                     }
+                    Metrics::inc(&self.metrics.refreshes);
                     tracing::debug!(target: LOG, session = %id.encode().as_str(), "access token refreshed");
                 }
             }
             Err(RefreshFailure::InvalidGrant(why)) => {
                 tracing::info!(target: LOG, session = %id.encode().as_str(), why, "refresh refused; session ended");
-                if self.table.borrow_mut().remove(id).is_some() {
-                    self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
-                    self.close_websockets(id);
-                }
+                self.end_session(id, EndReason::RefreshRefused);
             }
             Err(RefreshFailure::Transient(why)) => {
                 tracing::warn!(target: LOG, session = %id.encode().as_str(), why, "refresh failed; will retry");
@@ -580,6 +655,7 @@ impl Gate {
         let nonce = oidc::random_token(&self.rng, 24);
         let verifier = oidc::random_token(&self.rng, 32);
         let redirect_uri = self.redirect_uri(head, buf);
+        Metrics::inc(&self.metrics.logins_started);
         let location = oidc::authorization_url(
             &p.meta,
             &self.reg,
@@ -693,6 +769,7 @@ impl Gate {
         // One limit for the whole gateway: reserve a place first, give it back on failure.
         if self.shared.sessions.fetch_add(1, Ordering::Relaxed) >= self.max_sessions {
             self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+            Metrics::inc(&self.metrics.sessions_rejected);
             tracing::warn!(target: LOG, max = self.max_sessions, "maxSessions reached; login refused");
             crate::audit::session_rejected(sub, self.worker, self.max_sessions);
             let mut r = Reply::page(
@@ -732,6 +809,7 @@ impl Gate {
             .into_boxed_str();
         s.id_token = id_token.into();
         self.table.borrow_mut().insert(s);
+        Metrics::inc(&self.metrics.sessions_created);
         tracing::info!(target: LOG, subject = %sub.escape_debug(), sid = ?claims.sid(), worker = self.worker, "session created");
         crate::audit::session_created(sub, claims.sid(), self.worker);
         let mut r = Reply::redirect(pending.return_to);
@@ -749,14 +827,10 @@ impl Gate {
                 return Outcome::HandOff(id.owner());
             }
         }
-        let ended = id.and_then(|id| self.table.borrow_mut().remove(&id));
+        let ended = id.and_then(|id| self.end_session(&id, EndReason::User));
         let p = self.provider();
         let mut location = self.post_logout.clone().unwrap_or_else(|| "/".into());
         if let Some(s) = &ended {
-            self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
-            tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), "user logout");
-            crate::audit::session_ended(s.subject(), s.sid(), self.worker, EndReason::User);
-            self.end_effects(s, EndReason::User);
             if let Some(p) = &p {
                 if let Some(u) = oidc::end_session_url(
                     &p.meta,
@@ -796,9 +870,10 @@ impl Gate {
                 });
             }
         }
-        // Offline grants outlive logins by design: leave them alone.
+        // Offline grants outlive logins by design: leave them alone. A refused refresh token
+        // is already dead at the provider.
         let offline = self.reg.scope.iter().any(|sc| sc == "offline_access");
-        if s.refresh_token.is_empty() || offline {
+        if s.refresh_token.is_empty() || offline || reason == EndReason::RefreshRefused {
             return;
         }
         let Some(p) = self.provider() else { return };
@@ -817,15 +892,21 @@ impl Gate {
     }
 
     /// Removes one session, counts it, and makes the calls its end requires.
-    fn end_session(&self, id: &SessionId, reason: EndReason) -> bool {
-        let Some(s) = self.table.borrow_mut().remove(id) else {
-            return false;
-        };
+    fn end_session(&self, id: &SessionId, reason: EndReason) -> Option<Session> {
+        let s = self.table.borrow_mut().remove(id)?;
+        self.after_end(&s, reason);
+        Some(s)
+    }
+
+    /// Everything that follows a session leaving the table, whatever removed it: the global
+    /// count, its WebSockets, metrics, log and audit, and the calls to end it elsewhere.
+    fn after_end(&self, s: &Session, reason: EndReason) {
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.close_websockets(s.id());
+        self.metrics.session_ended(reason.metric());
         tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), reason = reason.label(), "session ended");
         crate::audit::session_ended(s.subject(), s.sid(), self.worker, reason);
-        self.end_effects(&s, reason);
-        true
+        self.end_effects(s, reason);
     }
 
     /// A WebSocket of session `id` opened: the returned signal fires when the session ends.
@@ -886,7 +967,9 @@ impl Gate {
     /// Ends the sessions of one user (admin API): returns how many ended.
     pub fn end_subject(&self, sub: &str, reason: EndReason) -> usize {
         let ids: Vec<SessionId> = self.table.borrow().ids_by_subject(sub).collect();
-        ids.iter().filter(|id| self.end_session(id, reason)).count()
+        ids.iter()
+            .filter(|id| self.end_session(id, reason).is_some())
+            .count()
     }
 
     /// The `BackchannelLogout` route: validates the token here, then lets worker 0 check
@@ -894,11 +977,13 @@ impl Gate {
     pub async fn backchannel(&self, body: &[u8]) -> Reply {
         match self.backchannel_inner(body).await {
             Ok(()) => {
+                Metrics::inc(&self.metrics.backchannel_logouts);
                 let mut r = Reply::new(200, "OK");
                 r.headers.push(("Pragma", "no-cache".into()));
                 r
             }
             Err(e) => {
+                Metrics::inc(&self.metrics.backchannel_refused);
                 tracing::info!(target: backchannel::LOG, error = %e, "logout token refused");
                 let body =
                     serde_json::json!({"error": e.code(), "error_description": e.to_string()})
@@ -981,7 +1066,7 @@ impl Gate {
         };
         let n = ids
             .iter()
-            .filter(|id| self.end_session(id, EndReason::Backchannel))
+            .filter(|id| self.end_session(id, EndReason::Backchannel).is_some())
             .count();
         tracing::debug!(target: LOGOUT_LOG, worker = self.worker, sid = ?sid, sub = ?sub, ended = n, "back-channel logout applied");
     }
@@ -1075,14 +1160,8 @@ impl Gate {
         if scratch.is_empty() {
             return;
         }
-        self.shared
-            .sessions
-            .fetch_sub(scratch.len() as u64, Ordering::Relaxed);
         for s in scratch.iter() {
-            self.close_websockets(s.id());
-            tracing::info!(target: LOG, subject = %s.subject().escape_debug(), "session expired");
-            crate::audit::session_ended(s.subject(), s.sid(), self.worker, EndReason::Expired);
-            self.end_effects(s, EndReason::Expired);
+            self.after_end(s, EndReason::Expired);
         }
     }
 }

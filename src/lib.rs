@@ -29,6 +29,7 @@
 #![deny(unsafe_code)]
 
 pub mod audit;
+pub mod admin;
 pub mod backchannel;
 pub mod client;
 pub mod config;
@@ -38,6 +39,7 @@ pub mod gate;
 pub mod http;
 pub mod jwt;
 pub mod logging;
+pub mod metrics;
 pub mod oidc;
 pub mod provider;
 pub mod proxy;

@@ -48,6 +48,8 @@ pub struct Context {
     pub access_log: bool,
     pub shutdown: Shutdown,
     pub worker: usize,
+    /// This worker's counters (written only here; read by the management listener).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Session handling; `None` when no OAuth2 registration is configured (proxy only).
     pub gate: Option<Gate>,
     /// Every worker's inbox, for handing a connection to the worker that owns its session.
@@ -181,6 +183,15 @@ pub async fn serve<S: ClientStream>(
             }
             Err(End::Answered(e)) => {
                 tracing::debug!(target: LOG, peer = %peer, status = e.status(), reason = %e, "refused");
+                match e {
+                    HttpError::BadGateway(_) => {
+                        crate::metrics::Metrics::inc(&ctx.metrics.upstream_connect_errors)
+                    }
+                    HttpError::GatewayTimeout => {
+                        crate::metrics::Metrics::inc(&ctx.metrics.upstream_timeouts)
+                    }
+                    _ => {}
+                }
                 log_access(&ctx, &conn, e.status());
                 let written = with_timeout(ctx.timeouts.body, client.write_all(e.response())).await;
                 if !matches!(written, Ok((Ok(_), _))) {
@@ -222,6 +233,7 @@ fn hand_off<S: ClientStream>(client: S, conn: Conn, ctx: &Context, owner: u8) {
         return;
     };
     let Some(fd) = client.into_fd() else { return };
+    crate::metrics::Metrics::inc(&ctx.metrics.handoffs);
     let msg = WorkerMsg::HandOff {
         fd,
         peer: conn.peer,
@@ -991,6 +1003,7 @@ fn name_is_ci(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn log_access(ctx: &Context, c: &Conn, status: u16) {
+    ctx.metrics.response(status);
     if !ctx.access_log {
         return;
     }

@@ -15,6 +15,7 @@ use crate::audit;
 use crate::client;
 use crate::config::{Config, SslConfig};
 use crate::gate::Shared;
+use crate::metrics::Metrics;
 use crate::provider;
 use crate::tls;
 use crate::upstream::Upstream;
@@ -181,6 +182,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         None => None,
     };
     let shared = Arc::new(Shared::default());
+    let metrics: Vec<Arc<Metrics>> = (0..n).map(|_| Arc::new(Metrics::default())).collect();
     let mut threads = Vec::with_capacity(n);
     for ((id, listener), inbox) in listeners.into_iter().enumerate().zip(receivers) {
         let spec = WorkerSpec {
@@ -191,6 +193,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             inbox,
             peers: inboxes.clone(),
             shared: shared.clone(),
+            metrics: metrics[id].clone(),
             refresher: refresher.clone(),
             tls_client: tls_client.clone(),
             banner: banner.clone(),
@@ -223,6 +226,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _ = writeln!(out, "sessiongate listening on {scheme}://{bound}");
     if let Some(plain) = plain_bound {
         let _ = writeln!(out, "sessiongate listening on http://{plain}");
+    }
+    if let Some(port) = config.management.port {
+        let admin = crate::admin::Admin {
+            workers: inboxes.clone(),
+            metrics: metrics.clone(),
+            shared: shared.clone(),
+            token: config.management.token.clone(),
+            proxy_only: refresher.is_none(),
+        };
+        let addr = SocketAddr::new(config.management.address, port);
+        let bound =
+            crate::admin::spawn(addr, admin).map_err(|source| StartError::Bind { addr, source })?;
+        let _ = writeln!(out, "sessiongate management on http://{bound}");
     }
     let _ = out.flush();
     drop(out);

@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 
 use crate::backchannel::{LogoutError, LogoutToken};
 use crate::config::{Config, Driver};
-use crate::gate::{Gate, Shared};
+use crate::gate::{Gate, GateDeps, Shared};
 use crate::http::head::Limits;
 use crate::oidc::ProviderState;
 use crate::provider::RefreshRequester;
@@ -46,6 +46,11 @@ pub enum WorkerMsg {
         raw: String,
         reply: flume::Sender<Result<(), LogoutError>>,
     },
+    /// From the management listener: a question about this worker's sessions.
+    Admin {
+        query: crate::admin::AdminQuery,
+        reply: flume::Sender<crate::admin::AdminAnswer>,
+    },
     /// To every worker: end the sessions of a provider logout.
     EndSessions {
         sid: Option<String>,
@@ -67,6 +72,7 @@ pub struct WorkerSpec {
     /// Every worker's inbox, this one's included, indexed by worker id.
     pub peers: Vec<flume::Sender<WorkerMsg>>,
     pub shared: Arc<Shared>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub refresher: Option<RefreshRequester>,
     pub tls_client: Arc<rustls::ClientConfig>,
     pub banner: Option<Arc<str>>,
@@ -149,11 +155,14 @@ pub fn run(spec: WorkerSpec, ready: std::sync::mpsc::Sender<Result<DriverInUse, 
 }
 
 /// Decrements the worker's open-connection count when a connection task ends.
-struct Open(Rc<Cell<usize>>);
+struct Open(Rc<Cell<usize>>, Arc<crate::metrics::Metrics>);
 
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
+        self.1
+            .connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -208,16 +217,17 @@ async fn serve(
         shutdown: Shutdown::new(),
         worker: spec.id,
         gate: spec.refresher.and_then(|r| {
-            Gate::new(
-                cfg,
-                spec.id as u8,
-                spec.shared.clone(),
-                r,
-                spec.tls_client.clone(),
-                spec.banner.as_deref().map(Rc::from),
-                spec.peers.clone(),
-            )
+            let deps = GateDeps {
+                shared: spec.shared.clone(),
+                refresher: r,
+                tls_client: spec.tls_client.clone(),
+                banner: spec.banner.as_deref().map(Rc::from),
+                peers: spec.peers.clone(),
+                metrics: spec.metrics.clone(),
+            };
+            Gate::new(cfg, spec.id as u8, deps)
         }),
+        metrics: spec.metrics.clone(),
         peers: spec.peers,
         tls: spec.server_tls.map(crate::tls::Terminator::new),
     });
@@ -269,9 +279,11 @@ async fn accept(
         match accepted {
             None => break,
             Some(Ok((stream, peer))) => {
+                crate::metrics::Metrics::inc(&ctx.metrics.connections_accepted);
                 let _ = stream.set_nodelay(true);
                 open.set(open.get() + 1);
-                let guard = Open(open.clone());
+                let guard = Open(open.clone(), ctx.metrics.clone());
+                crate::metrics::Metrics::inc(&ctx.metrics.connections_open);
                 let ctx = ctx.clone();
                 monoio::spawn(async move {
                     if tls {
@@ -308,6 +320,13 @@ async fn inbox(rx: flume::Receiver<WorkerMsg>, ctx: Rc<Context>, open: Rc<Cell<u
                 };
                 let _ = reply.send(r);
             }
+            WorkerMsg::Admin { query, reply } => {
+                let answer = match &ctx.gate {
+                    Some(g) => g.admin(query),
+                    None => crate::admin::AdminAnswer::Sessions(Vec::new()),
+                };
+                let _ = reply.send(answer);
+            }
             WorkerMsg::EndSessions { sid, sub, iat } => {
                 if let Some(g) = &ctx.gate {
                     g.end_matching(sid.as_deref(), sub.as_deref(), iat);
@@ -327,7 +346,8 @@ async fn inbox(rx: flume::Receiver<WorkerMsg>, ctx: Rc<Context>, open: Rc<Cell<u
                     }
                 };
                 open.set(open.get() + 1);
-                let guard = Open(open.clone());
+                let guard = Open(open.clone(), ctx.metrics.clone());
+                crate::metrics::Metrics::inc(&ctx.metrics.connections_open);
                 let ctx = ctx.clone();
                 monoio::spawn(async move {
                     proxy::serve(stream, peer, ctx, buffered).await;

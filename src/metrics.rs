@@ -1,0 +1,219 @@
+//! Counters in the Prometheus text format (DESIGN §9).
+//!
+//! Each worker owns one [`Metrics`]; only that worker writes it, with relaxed atomic adds on
+//! its own cache lines, so the request path takes no lock and shares no line with another
+//! core. The management listener reads every worker's block and sums.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Why a session ended, as a metric label.
+pub const END_REASONS: [&str; 5] = ["expired", "user", "backchannel", "admin", "refresh_refused"];
+
+/// One worker's counters.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct Metrics {
+    pub connections_accepted: AtomicU64,
+    pub connections_open: AtomicU64,
+    pub handoffs: AtomicU64,
+    /// Responses by status class: 1xx..5xx.
+    pub responses: [AtomicU64; 5],
+    pub upstream_connect_errors: AtomicU64,
+    pub upstream_timeouts: AtomicU64,
+    pub sessions_created: AtomicU64,
+    pub sessions_rejected: AtomicU64,
+    pub sessions_ended: [AtomicU64; 5],
+    pub logins_started: AtomicU64,
+    pub jwt_verifications: AtomicU64,
+    pub jwt_cache_hits: AtomicU64,
+    pub jwt_failures: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub backchannel_logouts: AtomicU64,
+    pub backchannel_refused: AtomicU64,
+    pub calls_sent: AtomicU64,
+    pub call_retries: AtomicU64,
+    pub calls_failed: AtomicU64,
+    pub calls_dropped: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+}
+
+impl Metrics {
+    #[inline]
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub fn response(&self, status: u16) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.responses[class].fetch_add(1, Relaxed);
+    }
+
+    pub fn session_ended(&self, reason: &str) {
+        if let Some(i) = END_REASONS.iter().position(|r| *r == reason) {
+            self.sessions_ended[i].fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn sum(all: &[Arc<Metrics>], f: impl Fn(&Metrics) -> &AtomicU64) -> u64 {
+    all.iter().map(|m| f(m).load(Relaxed)).sum()
+}
+
+/// Renders every worker's counters, summed, plus gateway-wide gauges.
+pub fn render(all: &[Arc<Metrics>], sessions_active: u64, provider_ready: bool) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        );
+    };
+    counter(
+        "sessiongate_connections_accepted_total",
+        "Client connections accepted.",
+        sum(all, |m| &m.connections_accepted),
+    );
+    counter(
+        "sessiongate_connection_handoffs_total",
+        "Client connections moved to the worker owning their session.",
+        sum(all, |m| &m.handoffs),
+    );
+    counter(
+        "sessiongate_upstream_connect_errors_total",
+        "Upstream connections that failed (502).",
+        sum(all, |m| &m.upstream_connect_errors),
+    );
+    counter(
+        "sessiongate_upstream_timeouts_total",
+        "Upstream answers that timed out (504).",
+        sum(all, |m| &m.upstream_timeouts),
+    );
+    counter(
+        "sessiongate_sessions_created_total",
+        "Sessions created by a login.",
+        sum(all, |m| &m.sessions_created),
+    );
+    counter(
+        "sessiongate_sessions_rejected_total",
+        "Logins refused because cg.maxSessions was reached.",
+        sum(all, |m| &m.sessions_rejected),
+    );
+    counter(
+        "sessiongate_logins_started_total",
+        "Redirects to the identity provider.",
+        sum(all, |m| &m.logins_started),
+    );
+    counter(
+        "sessiongate_jwt_verifications_total",
+        "JWT signature verifications.",
+        sum(all, |m| &m.jwt_verifications),
+    );
+    counter(
+        "sessiongate_jwt_cache_hits_total",
+        "JWTs accepted from the per-worker verification cache.",
+        sum(all, |m| &m.jwt_cache_hits),
+    );
+    counter(
+        "sessiongate_jwt_failures_total",
+        "JWTs refused.",
+        sum(all, |m| &m.jwt_failures),
+    );
+    counter(
+        "sessiongate_token_refreshes_total",
+        "Access tokens refreshed.",
+        sum(all, |m| &m.refreshes),
+    );
+    counter(
+        "sessiongate_backchannel_logouts_total",
+        "Back-channel logout tokens accepted.",
+        sum(all, |m| &m.backchannel_logouts),
+    );
+    counter(
+        "sessiongate_backchannel_refused_total",
+        "Back-channel logout requests refused (400).",
+        sum(all, |m| &m.backchannel_refused),
+    );
+    counter(
+        "sessiongate_calls_sent_total",
+        "Outgoing calls delivered by the dispatcher.",
+        sum(all, |m| &m.calls_sent),
+    );
+    counter(
+        "sessiongate_call_retries_total",
+        "Retries of outgoing calls.",
+        sum(all, |m| &m.call_retries),
+    );
+    counter(
+        "sessiongate_calls_failed_total",
+        "Outgoing calls lost after their last attempt.",
+        sum(all, |m| &m.calls_failed),
+    );
+    counter(
+        "sessiongate_calls_dropped_total",
+        "Fresh-token calls dropped from a full queue.",
+        sum(all, |m| &m.calls_dropped),
+    );
+    counter(
+        "sessiongate_tls_handshake_failures_total",
+        "TLS handshakes that failed.",
+        sum(all, |m| &m.tls_handshake_failures),
+    );
+
+    out.push_str("# HELP sessiongate_responses_total Responses to clients by status class.\n# TYPE sessiongate_responses_total counter\n");
+    for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "sessiongate_responses_total{{code=\"{class}\"}} {}",
+            sum(all, |m| &m.responses[i])
+        );
+    }
+    out.push_str("# HELP sessiongate_sessions_ended_total Sessions ended, by reason.\n# TYPE sessiongate_sessions_ended_total counter\n");
+    for (i, reason) in END_REASONS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "sessiongate_sessions_ended_total{{reason=\"{reason}\"}} {}",
+            sum(all, |m| &m.sessions_ended[i])
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP sessiongate_connections_open Client connections open now.\n# TYPE sessiongate_connections_open gauge\nsessiongate_connections_open {}\n",
+        sum(all, |m| &m.connections_open)
+    );
+    let _ = write!(
+        out,
+        "# HELP sessiongate_sessions_active Sessions alive now, whole gateway.\n# TYPE sessiongate_sessions_active gauge\nsessiongate_sessions_active {sessions_active}\n"
+    );
+    let _ = write!(
+        out,
+        "# HELP sessiongate_provider_ready 1 once the identity provider's metadata and keys are loaded.\n# TYPE sessiongate_provider_ready gauge\nsessiongate_provider_ready {}\n",
+        u8::from(provider_ready)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_over_workers() {
+        let a = Arc::new(Metrics::default());
+        let b = Arc::new(Metrics::default());
+        a.response(200);
+        b.response(204);
+        b.response(502);
+        Metrics::inc(&a.sessions_created);
+        a.session_ended("backchannel");
+        let text = render(&[a, b], 7, true);
+        assert!(text.contains("sessiongate_responses_total{code=\"2xx\"} 2\n"));
+        assert!(text.contains("sessiongate_responses_total{code=\"5xx\"} 1\n"));
+        assert!(text.contains("sessiongate_sessions_created_total 1\n"));
+        assert!(text.contains("sessiongate_sessions_ended_total{reason=\"backchannel\"} 1\n"));
+        assert!(text.contains("sessiongate_sessions_active 7\n"));
+        assert!(text.contains("sessiongate_provider_ready 1\n"));
+    }
+}
