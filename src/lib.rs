@@ -31,6 +31,7 @@
 pub mod audit;
 pub mod admin;
 pub mod backchannel;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod dispatcher;

@@ -30,42 +30,43 @@ enum Command {
         #[arg(long, short, default_value = "config/application.yml")]
         config: PathBuf,
     },
-    /// Validate a configuration file and exit.
+    /// Validate a configuration file, print the values to align elsewhere, and exit.
     Check {
         #[arg(long, short, default_value = "config/application.yml")]
         config: PathBuf,
+        /// The provider's access-token lifespan in seconds (else read from the provider
+        /// with a client-credentials grant when it allows one, else Keycloak's 300).
+        #[arg(long)]
+        access_token_lifespan_sec: Option<u64>,
+        /// The backend's keep-alive for sessions without requests (censhare "Keep session
+        /// alive"), which fresh tokens must beat.
+        #[arg(long, default_value_t = 180)]
+        backend_keep_alive_sec: u64,
+        /// Do not contact the provider.
+        #[arg(long)]
+        offline: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match sessiongate::config::load_file(&config) {
-            Ok(cfg) => {
-                // The certificate files are part of the configuration: check them as a start
-                // would.
-                if let Some(ssl) = &cfg.server.ssl {
-                    if let Err(e) = sessiongate::tls::load(ssl, std::time::SystemTime::now()) {
-                        eprintln!("{}: {e}", config.display());
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                }
-                if let Some(w) = sessiongate::tls::secure_cookie_warning(&cfg) {
-                    eprintln!("warning: {w}");
-                }
-                println!(
-                    "{}: ok ({} routes, {} workers)",
-                    config.display(),
-                    cfg.routes.len(),
-                    cfg.gateway.workers
-                );
-                ExitCode::SUCCESS
+        Command::Check {
+            config,
+            access_token_lifespan_sec,
+            backend_keep_alive_sec,
+            offline,
+        } => {
+            let opts = sessiongate::check::Options {
+                access_token_lifespan_sec,
+                backend_keep_alive_sec,
+                offline,
+            };
+            match sessiongate::check::run(&config, &opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(()) => ExitCode::from(EXIT_CONFIG),
             }
-            Err(e) => {
-                eprintln!("{}: {e}", config.display());
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        }
         Command::Run { config } => {
             let cfg = match sessiongate::config::load_file(&config) {
                 Ok(cfg) => cfg,

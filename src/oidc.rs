@@ -376,6 +376,23 @@ pub async fn exchange_code(
     parse_token_answer(&r, "code exchange")
 }
 
+/// A client-credentials grant: used by `check` to learn the access-token lifespan from a
+/// real answer (works when the client may use that grant, e.g. a Keycloak service account).
+pub async fn client_credentials(
+    client: &HttpClient,
+    meta: &ProviderMeta,
+    reg: &Registration,
+) -> Result<TokenResponse, OidcError> {
+    let r = token_call(
+        client,
+        meta,
+        reg,
+        vec![("grant_type", "client_credentials")],
+    )
+    .await?;
+    parse_token_answer(&r, "client credentials")
+}
+
 pub async fn refresh(
     client: &HttpClient,
     meta: &ProviderMeta,

@@ -210,6 +210,16 @@ function logEvents(provider) {
 // answers a compact RS256 JWS signed by that named key (generated if new, so a test can sign
 // with a key the provider never published). `header.kid` defaults to the key's name; set it to
 // another name to forge a token that claims a published kid.
+//
+// What the provider holds, for tests that act as its administrator:
+//   GET  /__test/sessions[?account=ID]   its live sessions: [{"account", "uid",
+//        "sids": {client_id: sid}, "grants": {client_id: grant_id}}]
+//   GET  /__test/refresh-tokens?account=ID   the live refresh tokens issued to that account
+//   POST /__test/end-session {"account": ID}   ends every session of that account the way an
+//        administrator would: each client with a backchannel_logout_uri gets a logout token
+//        from the provider itself (backchannel.success/backchannel.error events as usual),
+//        then the grants and the session are gone. Answers [{"client_id", "sid", "ok",
+//        "error"?}].
 
 function b64url(data) {
   return Buffer.from(data).toString('base64url');
@@ -224,14 +234,92 @@ function signJws(keysDir, { key = 'k1', header = {}, claims = {} }) {
   return `${input}.${b64url(sig)}`;
 }
 
-function testEndpoint(cfg, req, res) {
+// Live entries of one model in the store, as [id, payload].
+function liveOf(model) {
+  const out = [];
+  for (const key of [...store.keys()]) {
+    if (!key.startsWith(`${model}:`)) continue;
+    const payload = live(key);
+    if (payload !== undefined) out.push([key.slice(model.length + 1), payload]);
+  }
+  return out;
+}
+
+function sessionsOf(account) {
+  return liveOf('Session')
+    .filter(([, p]) => account === undefined || p.accountId === account)
+    .map(([id, p]) => {
+      const sids = {};
+      const grants = {};
+      for (const [clientId, a] of Object.entries(p.authorizations ?? {})) {
+        sids[clientId] = a.sid;
+        grants[clientId] = a.grantId;
+      }
+      return { id, account: p.accountId, uid: p.uid, sids, grants };
+    });
+}
+
+async function endSessionsOf(provider, account) {
+  const results = [];
+  for (const session of sessionsOf(account)) {
+    for (const [clientId, sid] of Object.entries(session.sids)) {
+      // eslint-disable-next-line no-await-in-loop
+      const client = await provider.Client.find(clientId);
+      if (client?.backchannelLogoutUri) {
+        try {
+          // eslint-disable-next-line no-await-in-loop
+          await client.backchannelLogout(session.account, sid);
+          provider.emit('backchannel.success', undefined, client, session.account, sid);
+          results.push({ client_id: clientId, sid, ok: true });
+        } catch (err) {
+          provider.emit('backchannel.error', undefined, err, client, session.account, sid);
+          results.push({
+            client_id: clientId, sid, ok: false, error: String(err?.message ?? err),
+          });
+        }
+      }
+    }
+    for (const grantId of Object.values(session.grants)) {
+      if (!grantId) continue;
+      for (const key of grantMembers.get(grantId) ?? []) store.delete(key);
+      grantMembers.delete(grantId);
+      store.delete(`Grant:${grantId}`);
+    }
+    store.delete(`Session:${session.id}`);
+  }
+  return results;
+}
+
+function testEndpoint(cfg, provider, req, res) {
   let body = '';
   req.setEncoding('utf8');
   req.on('data', (d) => { body += d; });
-  req.on('end', () => {
+  req.on('end', async () => {
+    const json = (status, value) => {
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+        .end(JSON.stringify(value));
+    };
     try {
+      const url = new URL(req.url, 'http://test.invalid');
+      const account = url.searchParams.get('account') ?? undefined;
       if (req.method === 'GET' && req.url.startsWith('/__test/callback')) {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('callback reached');
+        return;
+      }
+      if (req.method === 'GET' && url.pathname === '/__test/sessions') {
+        json(200, sessionsOf(account).map(({ id, ...rest }) => rest));
+        return;
+      }
+      if (req.method === 'GET' && url.pathname === '/__test/refresh-tokens') {
+        json(200, liveOf('RefreshToken')
+          .filter(([, p]) => account === undefined || p.accountId === account)
+          .map(([id]) => id));
+        return;
+      }
+      if (req.method === 'POST' && url.pathname === '/__test/end-session') {
+        const { account: who } = JSON.parse(body || '{}');
+        if (typeof who !== 'string') throw new Error('end-session needs {"account": ID}');
+        json(200, await endSessionsOf(provider, who));
         return;
       }
       if (req.method !== 'POST' || req.url !== '/__test/sign') {
@@ -355,7 +443,7 @@ async function main() {
   logEvents(provider);
   const callback = provider.callback();
   server.on('request', (req, res) => {
-    if (req.url.startsWith('/__test/')) testEndpoint(cfg, req, res);
+    if (req.url.startsWith('/__test/')) testEndpoint(cfg, provider, req, res);
     else callback(req, res);
   });
   // Keep-alive connections must not hold a restart up.

@@ -130,6 +130,9 @@ impl ProviderOpts {
     }
 }
 
+/// The `events` member of a back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
 /// Shared by all tests and runs: a key name always means the same key, generated once.
 fn keys_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("oidc-keys")
@@ -332,6 +335,98 @@ impl Provider {
         assert_eq!(r.status, 200, "token endpoint: {}", r.text());
         let v: Value = serde_json::from_slice(&r.body).expect("token JSON");
         TokenSet::from_json(&v)
+    }
+
+    /// The client id the provider registered for the gateway.
+    pub fn client_id(&self) -> &str {
+        &self.opts.client_id
+    }
+
+    /// `POST target` at the provider with a JSON body, on a new connection.
+    pub fn post_json(&self, target: &str, body: &Value) -> Response {
+        let body = body.to_string();
+        Client::connect(self.addr()).request(
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.port,
+                body.len()
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// The provider's live sessions of `account` (test endpoint `/__test/sessions`): each
+    /// `{"account", "uid", "sids": {client: sid}, "grants": {client: grant}}`.
+    pub fn sessions_of(&self, account: &str) -> Vec<Value> {
+        let r = self.get(&format!(
+            "/__test/sessions?account={}",
+            crate::oidc::browser::percent_encode(account)
+        ));
+        assert_eq!(r.status, 200, "/__test/sessions: {}", r.text());
+        serde_json::from_slice(&r.body).expect("sessions JSON")
+    }
+
+    /// The `sid` the provider's ID tokens carry for the gateway in `account`'s one session
+    /// (a client registered with `backchannel_logout_session_required`).
+    pub fn sid_of(&self, account: &str) -> String {
+        let sessions = self.sessions_of(account);
+        assert_eq!(
+            sessions.len(),
+            1,
+            "expected one provider session of {account}: {sessions:?}"
+        );
+        sessions[0]["sids"][self.client_id()]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sid for {} in {}", self.client_id(), sessions[0]))
+            .to_string()
+    }
+
+    /// The refresh tokens the provider still honours for `account`.
+    pub fn refresh_tokens_of(&self, account: &str) -> Vec<String> {
+        let r = self.get(&format!(
+            "/__test/refresh-tokens?account={}",
+            crate::oidc::browser::percent_encode(account)
+        ));
+        assert_eq!(r.status, 200, "/__test/refresh-tokens: {}", r.text());
+        serde_json::from_slice(&r.body).expect("refresh tokens JSON")
+    }
+
+    /// Ends every provider session of `account` as an administrator would, without a
+    /// browser: the provider sends its own logout token to each client with a back-channel
+    /// logout URI, then forgets the sessions and grants. Returns what each client answered:
+    /// `[{"client_id", "sid", "ok", "error"?}]`.
+    pub fn end_sessions_of(&self, account: &str) -> Vec<Value> {
+        let r = self.post_json("/__test/end-session", &json!({ "account": account }));
+        assert_eq!(r.status, 200, "/__test/end-session: {}", r.text());
+        serde_json::from_slice(&r.body).expect("end-session JSON")
+    }
+
+    /// Claims of a valid back-channel logout token from this provider (OIDC Back-Channel
+    /// Logout 1.0 §2.4): iss, aud, iat now, exp in two minutes, a fresh jti, the event, and
+    /// `sub`/`sid` when given. Callers break what they test.
+    pub fn logout_claims(&self, sub: Option<&str>, sid: Option<&str>) -> Value {
+        let now = crate::oidc::browser::unix_now();
+        let mut c = json!({
+            "iss": self.issuer(),
+            "aud": self.opts.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": random_token(12),
+            "events": { BACKCHANNEL_LOGOUT_EVENT: {} },
+        });
+        if let Some(sub) = sub {
+            c["sub"] = json!(sub);
+        }
+        if let Some(sid) = sid {
+            c["sid"] = json!(sid);
+        }
+        c
+    }
+
+    /// A logout token over `claims`, signed with the provider's current signing key and
+    /// typed `logout+jwt`, as the provider itself would send it.
+    pub fn sign_logout(&self, claims: Value) -> String {
+        self.sign(&self.opts.keys[0], json!({"typ": "logout+jwt"}), claims)
     }
 
     /// POSTs a form to the token endpoint with the client's credentials.

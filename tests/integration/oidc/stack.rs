@@ -16,10 +16,10 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Request, IO_TIMEOUT};
-use crate::client::Response;
+use crate::backend::{Backend, Reply, Request, IO_TIMEOUT};
+use crate::client::{Client, Response};
 use crate::harness::{quote, routes_yaml, Gateway, GatewayBuilder, Route};
-use crate::oidc::browser::{set_cookie, Browser, Login, Url};
+use crate::oidc::browser::{encode_form, set_cookie, Browser, Login, Url};
 use crate::oidc::provider::{bearer, random_token, Provider, ProviderOpts};
 
 /// The registration id in the gateway config (and so in the callback path).
@@ -39,7 +39,12 @@ pub struct StackBuilder {
     registration: Vec<(String, String)>,
     knobs: Vec<(String, String)>,
     backchannel: bool,
+    logging: Vec<(String, String)>,
+    backend: Option<Box<Responder>>,
 }
+
+/// How the stack's recording backend answers.
+type Responder = dyn Fn(&Request) -> Reply + Send + Sync;
 
 impl StackBuilder {
     /// Changes the provider's options (TTLs, keys, auth method).
@@ -78,6 +83,31 @@ impl StackBuilder {
             self.port
         ));
         self
+    }
+
+    /// Sets `logging.level.<logger>` (a Spring logger name such as
+    /// `com.censhare.core.cloudgateway.LogoutSignalSender`, or `root`).
+    pub fn logging(mut self, logger: &str, level: &str) -> Self {
+        set(&mut self.logging, logger, level.to_string());
+        self
+    }
+
+    /// The backend records every request and answers with `f(request)` (default: 200 "ok").
+    pub fn backend(mut self, f: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
+        self.backend = Some(Box::new(f));
+        self
+    }
+
+    /// The backend accepts WebSocket upgrades (101, then echoes every byte) and answers
+    /// everything else with 200 "ok".
+    pub fn websocket_backend(self) -> Self {
+        self.backend(|r| {
+            if r.head.has_token("upgrade", "websocket") {
+                Reply::websocket_echo()
+            } else {
+                Reply::ok()
+            }
+        })
     }
 
     /// The gateway's configuration for these settings (before `sessiongate:`).
@@ -119,13 +149,22 @@ impl StackBuilder {
         for (k, v) in &self.cg {
             y.push_str(&format!("  {k}: {v}\n"));
         }
+        if !self.logging.is_empty() {
+            y.push_str("logging:\n  level:\n");
+            for (k, v) in &self.logging {
+                y.push_str(&format!("    {k}: {v}\n"));
+            }
+        }
         y
     }
 
     /// Starts provider, backend and gateway (in that order).
     pub fn start(mut self) -> Stack {
         let provider = Provider::start(self.provider.clone());
-        let backend = Backend::recording();
+        let backend = match self.backend.take() {
+            Some(f) => Backend::replying(f),
+            None => Backend::recording(),
+        };
         if !self.cg.iter().any(|(k, _)| k == "censhareLogoutUrl") {
             let url = quote(&format!("{}{BACKEND_LOGOUT_PATH}", backend.uri()));
             self.cg.push(("censhareLogoutUrl".to_string(), url));
@@ -188,6 +227,8 @@ impl Stack {
             registration: Vec::new(),
             knobs: Vec::new(),
             backchannel: false,
+            logging: Vec::new(),
+            backend: None,
         };
         b.registration("client-id", "gateway")
             .registration("client-secret", "secret")
@@ -325,6 +366,84 @@ impl Stack {
             )
         })
     }
+}
+
+/// The gateway's back-channel logout endpoint and probes of one session.
+impl Stack {
+    /// `POST /backchannel/logout` with this form body, as a provider sends it, on a new
+    /// connection.
+    pub fn post_backchannel(&self, body: &str) -> Response {
+        Client::connect(self.gateway.addr()).request(
+            format!(
+                "POST /backchannel/logout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.port,
+                body.len()
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// `POST /backchannel/logout` with `logout_token=<token>`.
+    pub fn post_logout_token(&self, token: &str) -> Response {
+        self.post_backchannel(&encode_form(&[("logout_token", token)]))
+    }
+
+    /// A navigation to `path` carrying only this SESSION cookie, on a new connection (so
+    /// the gateway's workers share the probes).
+    pub fn with_session(&self, session: &str, path: &str) -> Response {
+        let mut b = Browser::without_keep_alive();
+        b.set_cookie(&self.url("/"), "SESSION", session);
+        b.navigate(&self.url(path))
+    }
+
+    /// Asserts the session still leads to the backend.
+    pub fn assert_session_works(&self, session: &str, context: &str) {
+        let path = format!("/app/probe/{}", random_token(6));
+        let r = self.with_session(session, &path);
+        assert_eq!(
+            r.status,
+            200,
+            "{context}: the session must still work, got {} {}",
+            r.status,
+            r.text()
+        );
+        assert_eq!(
+            self.backend_requests_to(&path).len(),
+            1,
+            "{context}: the probe did not reach the backend"
+        );
+    }
+
+    /// Polls (bounded) until the session's cookie leads to the login again; asserts that
+    /// redirect and that the backend never saw the final probe.
+    pub fn wait_until_session_ended(&self, session: &str, within: Duration, context: &str) {
+        let deadline = Instant::now() + within;
+        loop {
+            let path = format!("/app/probe/{}", random_token(6));
+            let r = self.with_session(session, &path);
+            if r.status == 302 {
+                self.assert_login_redirect(&r, context);
+                assert!(self.backend_requests_to(&path).is_empty());
+                return;
+            }
+            assert_eq!(r.status, 200, "{context}: probe answered {}", r.text());
+            assert!(
+                Instant::now() < deadline,
+                "{context}: the session still works after {within:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The worker that owns a session: the first byte of the decoded SESSION cookie (DESIGN §2,
+/// "any worker can tell where a cookie's session lives without a lookup").
+pub fn session_owner(session: &str) -> u8 {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(session)
+        .unwrap_or_else(|e| panic!("SESSION cookie {session:?} is not base64url: {e}"));
+    bytes[0]
 }
 
 /// A file in the test target's temporary directory, removed on drop.

@@ -1,0 +1,207 @@
+//! `sessiongate check`: beyond validation, the values an operator must align elsewhere
+//! (the provider's SSO Session Idle, the backend's session limits) and warnings for
+//! settings that do not fit together (DESIGN §3, the censhare seed's remarks).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::config::{Config, HttpUrl};
+
+/// Facts `check` cannot read from the file.
+#[derive(Debug, Clone, Default)]
+pub struct CheckInput {
+    /// The provider's access-token lifespan, when known (flag or read from the provider).
+    pub access_token_lifespan: Option<Duration>,
+    /// Where the lifespan came from, for the report.
+    pub lifespan_source: &'static str,
+    /// The backend's idle limit for a session kept alive by fresh tokens (censhare "Keep
+    /// session alive", 3 minutes by default).
+    pub backend_keep_alive: Duration,
+}
+
+/// The command's flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub access_token_lifespan_sec: Option<u64>,
+    pub backend_keep_alive_sec: u64,
+    pub offline: bool,
+}
+
+/// `sessiongate check`: validates the file (certificates included, as a start would), then
+/// prints the report. `Err` after printing why the file is refused.
+pub fn run(path: &std::path::Path, opts: &Options) -> Result<(), ()> {
+    let cfg = crate::config::load_file(path).map_err(|e| eprintln!("{}: {e}", path.display()))?;
+    if let Some(ssl) = &cfg.server.ssl {
+        crate::tls::load(ssl, std::time::SystemTime::now())
+            .map_err(|e| eprintln!("{}: {e}", path.display()))?;
+    }
+    let (lifespan, source) = match opts.access_token_lifespan_sec {
+        Some(s) => (Some(Duration::from_secs(s)), "given"),
+        None if opts.offline => (None, ""),
+        None => (
+            probe_lifespan(&cfg, Duration::from_secs(3)),
+            "read from the provider",
+        ),
+    };
+    let input = CheckInput {
+        access_token_lifespan: lifespan,
+        lifespan_source: source,
+        backend_keep_alive: Duration::from_secs(opts.backend_keep_alive_sec),
+    };
+    let (text, warnings) = report(&cfg, &input);
+    println!("{}: ok", path.display());
+    print!("{text}");
+    for w in warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
+}
+
+/// Keycloak's default access-token lifespan, used when nothing better is known.
+pub const DEFAULT_LIFESPAN: Duration = Duration::from_secs(300);
+
+/// The report: lines to print and warnings (each a line on its own).
+pub fn report(cfg: &Config, input: &CheckInput) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut warnings = Vec::new();
+    let cg = &cfg.cg;
+    let timeout = cg.session_timeout.as_secs();
+    let tick = cg.session_check_interval.as_millis() as u64;
+    let lifespan = input.access_token_lifespan.unwrap_or(DEFAULT_LIFESPAN);
+    let source = if input.access_token_lifespan.is_some() {
+        input.lifespan_source
+    } else {
+        "assumed: Keycloak's default; pass --access-token-lifespan-sec"
+    };
+    // The seed's formula; the check interval counts in whole seconds, rounded up.
+    let idle = timeout + tick.div_ceil(1000) + lifespan.as_secs();
+    let _ = writeln!(
+        out,
+        "routes: {}; workers: {}",
+        cfg.routes.len(),
+        cfg.gateway.workers
+    );
+    let _ = writeln!(
+        out,
+        "provider SSO Session Idle must be at least {idle} s ({} min): cg.sessionTimeoutSec {timeout} s + cg.sessionCheckIntervalMs {tick} ms + access-token lifespan {} s ({source})",
+        idle.div_ceil(60),
+        lifespan.as_secs()
+    );
+    let _ = writeln!(
+        out,
+        "sessions expire between {timeout} s and {:.1} s after their last request",
+        timeout as f64 + tick as f64 / 1000.0
+    );
+
+    if tick >= cg.session_timeout.as_millis() as u64 {
+        warnings.push(format!(
+            "cg.sessionCheckIntervalMs ({tick} ms) is not below cg.sessionTimeoutSec ({timeout} s): sessions may live up to twice their timeout"
+        ));
+    }
+    if !cg.fresh_token_listeners.is_empty() {
+        let every = cg.fresh_token_send_interval;
+        if every >= input.backend_keep_alive {
+            warnings.push(format!(
+                "cg.freshTokenSendIntervalMs ({} ms) is not below the backend's session keep-alive ({} s): active sessions may be closed at the backend between two fresh tokens",
+                every.as_millis(),
+                input.backend_keep_alive.as_secs()
+            ));
+        }
+        if every >= cg.session_timeout {
+            warnings.push("cg.freshTokenSendIntervalMs is not below cg.sessionTimeoutSec".into());
+        }
+    }
+    let mut urls: Vec<(&str, &HttpUrl)> = Vec::new();
+    if let Some(u) = &cg.censhare_logout_url {
+        urls.push(("cg.censhareLogoutUrl", u));
+    }
+    urls.extend(
+        cg.fresh_token_listeners
+            .iter()
+            .map(|u| ("cg.freshTokenListeners", u)),
+    );
+    urls.extend(
+        cg.logout_listeners
+            .iter()
+            .map(|u| ("cg.logoutListeners", u)),
+    );
+    for (key, u) in urls {
+        if is_local(&u.host) {
+            warnings.push(format!(
+                "{key}: {} names the local host; use an alias of the server instead (it keeps working when a component moves)",
+                u.original
+            ));
+        }
+    }
+    if cg.use_secure_session_cookie
+        && cfg.server.ssl.is_none()
+        && cfg.gateway.trusted_proxies.is_empty()
+    {
+        warnings.push(
+            "cg.useSecureSessionCookie is true but there is no TLS listener (server.ssl) and no trusted front proxy (sessiongate.trusted-proxies): browsers drop a Secure cookie received over plain http".into(),
+        );
+    }
+    if cfg.oauth2.registrations.is_empty() {
+        let _ = writeln!(
+            out,
+            "no spring.security.oauth2 registration: proxy only, no login"
+        );
+    }
+    (out, warnings)
+}
+
+/// Asks the provider for a token with the configured client to read `expires_in`; `None`
+/// when the provider is unreachable or refuses the grant. Bounded by `within`.
+pub fn probe_lifespan(cfg: &Config, within: Duration) -> Option<Duration> {
+    let reg = cfg.oauth2.registrations.first()?;
+    let issuer = crate::provider::issuer(cfg)?;
+    let tls = crate::client::tls_config(cfg.gateway.ca_bundle.as_deref()).ok()?;
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .ok()?;
+    rt.block_on(async move {
+        let client = crate::client::HttpClient::new(tls, within, within);
+        let probe = async {
+            let meta = crate::oidc::discover(&client, &issuer).await.ok()?;
+            let t = crate::oidc::client_credentials(&client, &meta, reg)
+                .await
+                .ok()?;
+            t.expires_in.filter(|&e| e > 0).map(Duration::from_secs)
+        };
+        monoio::time::timeout(within, probe).await.ok().flatten()
+    })
+}
+
+fn is_local(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.starts_with("127.") || host == "::1"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_and_warnings() {
+        let cfg = crate::config::load_str(
+            "cg: {sessionTimeoutSec: 1800, sessionCheckIntervalMs: 60000, censhareLogoutUrl: 'http://localhost:9000/x', freshTokenListeners: 'http://cs:9000/a', freshTokenSendIntervalMs: 200000}\n",
+        )
+        .unwrap();
+        let input = CheckInput {
+            access_token_lifespan: Some(Duration::from_secs(300)),
+            lifespan_source: "flag",
+            backend_keep_alive: Duration::from_secs(180),
+        };
+        let (text, warnings) = report(&cfg, &input);
+        assert!(text.contains("at least 2160 s"), "{text}");
+        assert!(warnings
+            .iter()
+            .any(|w| w.contains("cg.censhareLogoutUrl") && w.contains("alias")));
+        assert!(warnings
+            .iter()
+            .any(|w| w.contains("freshTokenSendIntervalMs")));
+        assert!(warnings
+            .iter()
+            .any(|w| w.contains("useSecureSessionCookie")));
+    }
+}
