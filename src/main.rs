@@ -64,7 +64,10 @@ fn main() -> ExitCode {
             };
             match sessiongate::check::run(&config, &opts) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(()) => ExitCode::from(EXIT_CONFIG),
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
             }
         }
         Command::Run { config } => {
