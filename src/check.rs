@@ -27,13 +27,18 @@ pub struct Options {
     pub offline: bool,
 }
 
+/// Why `check` refused a file: the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
 /// `sessiongate check`: validates the file (certificates included, as a start would), then
-/// prints the report. `Err` after printing why the file is refused.
-pub fn run(path: &std::path::Path, opts: &Options) -> Result<(), ()> {
-    let cfg = crate::config::load_file(path).map_err(|e| eprintln!("{}: {e}", path.display()))?;
+/// prints the report.
+pub fn run(path: &std::path::Path, opts: &Options) -> Result<(), Refused> {
+    let refused = |e: &dyn std::fmt::Display| Refused(format!("{}: {e}", path.display()));
+    let cfg = crate::config::load_file(path).map_err(|e| refused(&e))?;
     if let Some(ssl) = &cfg.server.ssl {
-        crate::tls::load(ssl, std::time::SystemTime::now())
-            .map_err(|e| eprintln!("{}: {e}", path.display()))?;
+        crate::tls::load(ssl, std::time::SystemTime::now()).map_err(|e| refused(&e))?;
     }
     let (lifespan, source) = match opts.access_token_lifespan_sec {
         Some(s) => (Some(Duration::from_secs(s)), "given"),
