@@ -35,6 +35,8 @@
 #   SKIP_BUILD=1               use the existing target/release/sessiongate
 #   SESSIONGATE_BIN=path       binary to test (implies SKIP_BUILD=1)
 #   TARGETS="sessiongate nginx haproxy"   subset / order of proxies to measure
+#   OTHER_MAX=5                a round in which other programs used more than this % of a
+#                              core is marked noisy and left out of the medians
 #
 # Needs nginx, haproxy, wrk and curl; installs them with apt-get when missing (root).
 # Everything started here is stopped on exit (trap).
@@ -51,6 +53,7 @@ THREADS="${THREADS:-1}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPUS="${LOAD_CPUS:-1}"
 TARGETS="${TARGETS:-sessiongate nginx haproxy}"
+OTHER_MAX="${OTHER_MAX:-5}"
 
 log() { printf '[perf] %s\n' "$*" >&2; }
 die() { printf '[perf] error: %s\n' "$*" >&2; exit 1; }
@@ -351,8 +354,8 @@ to_ms() {
 #   us/req      proxy CPU time per request: proxy CPU busy time / requests. Independent of
 #               which side was the bottleneck, so the fairest single figure on 2 cores.
 #   other       CPU time of all other programs (user processes, not kernel threads), in %
-#               of one core: what competed with the benchmark. Above a few % the round is
-#               not trustworthy (a warning is printed).
+#               of one core: what competed with the benchmark. Above OTHER_MAX the round
+#               is marked noisy (*) and left out of the medians, unless no round was clean.
 CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 
 # "cpuN total idle+iowait" per CPU and "all total" for the machine
@@ -426,7 +429,9 @@ for target in $TARGETS; do
     EXCLUDE+=" ${TREE_OF[$target]}"
 done
 
-declare -A RPS P99 ERRS PCPU LCPU USREQ OTHER
+# every figure per target, all rounds and clean rounds only (C*: other <= OTHER_MAX)
+declare -A RPS P99 ERRS PCPU LCPU USREQ OTHER ROUNDLIST
+declare -A CRPS CP99 CPCPU CLCPU CUSREQ NCLEAN
 run_wrk() {
     local target=$1 secs=$2 out=$3
     "${pin_load[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency \
@@ -498,9 +503,18 @@ for round in $(seq "$ROUNDS"); do
         OTHER[$target]+="$other "
         log "round $round/$ROUNDS $target: $rps req/s, p99 ${p99} ms, errors $errs," \
             "proxy cpu $pcpu% ($usreq us/req), load cpu $lcpu%, other $other%, steal $steal%"
-        if awk -v o="$other" 'BEGIN { exit !(o > 5) }'; then
+        if awk -v o="$other" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }'; then
             NOISY=1
+            ROUNDLIST[$target]+="$(printf '%.0f*' "$rps") "
             log "warning: other programs used $other% of a core during this round"
+        else
+            ROUNDLIST[$target]+="$(printf '%.0f' "$rps") "
+            NCLEAN[$target]=$((${NCLEAN[$target]:-0} + 1))
+            CRPS[$target]+="$rps "
+            CP99[$target]+="$p99 "
+            CPCPU[$target]+="$pcpu "
+            CLCPU[$target]+="$lcpu "
+            CUSREQ[$target]+="$usreq "
         fi
     done
 done
@@ -524,29 +538,38 @@ median() {
 # --- report ------------------------------------------------------------------------------
 sg_rev="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)"
 echo
-echo "command:  ROUNDS=$ROUNDS DURATION=$DURATION bash perf/proxy.sh   (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, median of $ROUNDS rounds)"
+echo "command:  ROUNDS=$ROUNDS DURATION=$DURATION bash perf/proxy.sh   (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, medians over the clean rounds)"
 echo "machine:  $NCPU CPUs, $(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), kernel $(uname -r)"
 echo "layout:   $layout"
 echo "versions: sessiongate $sg_rev; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v 2>&1 | awk 'NR == 1 {print $1, $2, $3}'); $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}')"
 echo "date:     $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-printf '| %-11s | %9s | %8s | %6s | %9s | %12s | %8s | %6s | %s |\n' "target" "req/s" \
-    "p99 ms" "errors" "proxy cpu" "proxy us/req" "load cpu" "other" "req/s per round"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "-------------" "----------:" "---------:" "-------:" \
-    "----------:" "-------------:" "---------:" "-------:" "-----------------"
+printf '| %-11s | %9s | %8s | %6s | %9s | %12s | %8s | %6s | %6s | %s |\n' "target" \
+    "req/s" "p99 ms" "errors" "proxy cpu" "proxy us/req" "load cpu" "other" "clean" \
+    "req/s per round"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "-------------" "----------:" "---------:" \
+    "-------:" "----------:" "-------------:" "---------:" "-------:" "-------:" \
+    "-----------------"
 declare -A MED_RPS MED_P99 MED_US
 for target in $TARGETS; do
-    MED_RPS[$target]="$(median "${RPS[$target]}")"
-    MED_P99[$target]="$(median "${P99[$target]}")"
-    MED_US[$target]="$(median "${USREQ[$target]}")"
+    # medians over the clean rounds; over all rounds when none was clean
+    if ((${NCLEAN[$target]:-0} > 0)); then
+        rps_l="${CRPS[$target]}" p99_l="${CP99[$target]}" us_l="${CUSREQ[$target]}"
+        pcpu_l="${CPCPU[$target]}" lcpu_l="${CLCPU[$target]}"
+    else
+        rps_l="${RPS[$target]}" p99_l="${P99[$target]}" us_l="${USREQ[$target]}"
+        pcpu_l="${PCPU[$target]}" lcpu_l="${LCPU[$target]}"
+    fi
+    MED_RPS[$target]="$(median "$rps_l")"
+    MED_P99[$target]="$(median "$p99_l")"
+    MED_US[$target]="$(median "$us_l")"
     lmed="-"
-    [[ -n "$LOAD_CPU_ONE" ]] && lmed="$(printf '%.0f%%' "$(median "${LCPU[$target]}")")"
-    # shellcheck disable=SC2086 # split the per-round list on purpose
-    per_round="$(printf '%.0f ' ${RPS[$target]})"
-    printf '| %-11s | %9.0f | %8.3f | %6d | %8.0f%% | %12.2f | %8s | %5.0f%% | %s |\n' \
+    [[ -n "$LOAD_CPU_ONE" ]] && lmed="$(printf '%.0f%%' "$(median "$lcpu_l")")"
+    printf '| %-11s | %9.0f | %8.3f | %6d | %8.0f%% | %12.2f | %8s | %5.0f%% | %6s | %s |\n' \
         "$target" "${MED_RPS[$target]}" "${MED_P99[$target]}" "${ERRS[$target]}" \
-        "$(median "${PCPU[$target]}")" "${MED_US[$target]}" "$lmed" \
-        "$(median "${OTHER[$target]}")" "${per_round% }"
+        "$(median "$pcpu_l")" "${MED_US[$target]}" "$lmed" \
+        "$(median "${OTHER[$target]}")" "${NCLEAN[$target]:-0}/$ROUNDS" \
+        "${ROUNDLIST[$target]% }"
 done
 echo
 if [[ -n "${MED_RPS[sessiongate]:-}" ]]; then
@@ -562,8 +585,9 @@ if [[ -n "${MED_RPS[sessiongate]:-}" ]]; then
 fi
 if ((NOISY)); then
     echo
-    echo "WARNING: other programs competed for the CPUs in some rounds ('other' column);"
-    echo "         rerun on a quiet machine before drawing conclusions."
+    echo "WARNING: other programs used more than $OTHER_MAX% of a core in the rounds marked *"
+    echo "         ('other' column). Medians are over the clean rounds only (all rounds for a"
+    echo "         target with none clean); rerun on a quiet machine before drawing conclusions."
 fi
 echo
 echo "raw wrk output: $RUN/wrk-*.txt"

@@ -21,6 +21,8 @@
 # (OPENSSL_CONF) that wrk and s_time both read, and on nginx in its own configuration:
 #   TLS 1.3: TLS_AES_128_GCM_SHA256, group X25519      (PROTO=1.3, the default)
 #   TLS 1.2: ECDHE-ECDSA-AES128-GCM-SHA256, X25519      (PROTO=1.2)
+# (the client lists P-256 after X25519: TLS 1.2 clients check the certificate's curve
+# against that list; the key exchange still uses X25519.)
 # sessiongate (rustls, ring) offers its defaults; the client's pinning decides. Before the
 # measurement, one connection to each target prints the negotiated protocol and cipher.
 #
@@ -137,7 +139,7 @@ MinProtocol = $MINMAX
 MaxProtocol = $MINMAX
 Ciphersuites = TLS_AES_128_GCM_SHA256
 CipherString = ECDHE-ECDSA-AES128-GCM-SHA256
-Groups = X25519
+Groups = X25519:P-256
 EOF
 export OPENSSL_CONF="$RUN/openssl-client.cnf"
 

@@ -28,8 +28,8 @@
 // other module stays free of it.
 #![deny(unsafe_code)]
 
-pub mod audit;
 pub mod admin;
+pub mod audit;
 pub mod backchannel;
 pub mod check;
 pub mod client;

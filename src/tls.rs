@@ -616,6 +616,23 @@ mod tests {
     }
 
     #[test]
+    fn secure_cookie_warning_needs_login_and_no_tls_anywhere() {
+        let login = "spring.security.oauth2.client.registration.kc.client-id: gw\n\
+                     spring.security.oauth2.client.provider.kc.issuer-uri: http://127.0.0.1:9/r\n";
+        let cfg = |extra: &str| crate::config::load_str(&format!("{login}{extra}")).unwrap();
+        assert!(secure_cookie_warning(&cfg("")).is_some());
+        assert!(secure_cookie_warning(&cfg("cg.useSecureSessionCookie: false\n")).is_none());
+        assert!(secure_cookie_warning(&cfg("sessiongate.trusted-proxies: 10.0.0.1\n")).is_none());
+        assert!(secure_cookie_warning(&cfg(
+            "server.ssl.certificate: /c\nserver.ssl.certificate-private-key: /k\n"
+        ))
+        .is_none());
+        // Proxy only: no session cookie to warn about.
+        let proxy_only = crate::config::load_str("").unwrap();
+        assert!(secure_cookie_warning(&proxy_only).is_none());
+    }
+
+    #[test]
     fn dates_read_well() {
         assert_eq!(format_unix(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_unix(1_700_000_000), "2023-11-14 22:13:20 UTC");

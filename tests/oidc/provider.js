@@ -209,7 +209,8 @@ function logEvents(provider) {
 //   {"key": "k1", "header": {...}, "claims": {...}}
 // answers a compact RS256 JWS signed by that named key (generated if new, so a test can sign
 // with a key the provider never published). `header.kid` defaults to the key's name; set it to
-// another name to forge a token that claims a published kid.
+// another name to forge a token that claims a published kid. An optional `"omit": ["typ"]`
+// leaves those header members out.
 //
 // What the provider holds, for tests that act as its administrator:
 //   GET  /__test/sessions[?account=ID]   its live sessions: [{"account", "uid",
@@ -225,10 +226,13 @@ function b64url(data) {
   return Buffer.from(data).toString('base64url');
 }
 
-function signJws(keysDir, { key = 'k1', header = {}, claims = {} }) {
+function signJws(keysDir, {
+  key = 'k1', header = {}, claims = {}, omit = [],
+}) {
   const jwk = namedKey(keysDir, key);
   const privateKey = crypto.createPrivateKey({ key: jwk, format: 'jwk' });
   const h = { alg: 'RS256', typ: 'JWT', kid: jwk.kid, ...header };
+  for (const name of omit) delete h[name];
   const input = `${b64url(JSON.stringify(h))}.${b64url(JSON.stringify(claims))}`;
   const sig = crypto.sign('sha256', Buffer.from(input), privateKey);
   return `${input}.${b64url(sig)}`;

@@ -810,6 +810,29 @@ impl Browser {
         self.request("POST", url, &headers, body.as_bytes())
     }
 
+    /// At the provider: opens its logout confirmation page (`/session/end...`) at
+    /// `page_url` and submits its form (`op.logoutForm`, with its `xsrf`) with
+    /// `logout=yes`, "Yes, sign me out". Returns the provider's answer, not followed.
+    pub fn confirm_provider_logout(&mut self, page_url: &Url) -> Response {
+        let page = self.navigate(page_url);
+        assert_eq!(
+            page.status,
+            200,
+            "provider logout page at {page_url}: {}",
+            page.text()
+        );
+        let mut form = parse_forms(&page.text())
+            .into_iter()
+            .find(|f| f.id.as_deref() == Some("op.logoutForm"))
+            .unwrap_or_else(|| panic!("no logout form at {page_url}:\n{}", page.text()));
+        assert!(
+            form.field("xsrf").is_some_and(|x| !x.is_empty()),
+            "the provider's logout form has no xsrf field: {form:?}"
+        );
+        form.set("logout", "yes");
+        self.submit_once(page_url, &form)
+    }
+
     // --- the login flow -----------------------------------------------------------------
 
     /// Step 1: navigate to a gateway URL without a session; expects the 302 to the provider

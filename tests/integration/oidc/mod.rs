@@ -3,22 +3,35 @@
 //!
 //! Support: `provider` (the provider process, its keys and events, JWT checks with `ring`),
 //! `browser` (cookie jar, redirects, the provider's forms, the whole code flow), `stack`
-//! (provider + backend + gateway wired together on fresh ports).
+//! (provider + backend + gateway wired together on fresh ports), `listener` (receivers of
+//! the gateway's outgoing calls, with arrival times and scripted answers).
 //! Scenarios: `login` (redirect, callback, cookie, refusals, forwarding), `bearer` (API
 //! clients with their own tokens, key rotation), `logout` (user and back-channel logout),
 //! `expiry` (idle timeout, absolute lifetime, maxSessions, token refresh), `banner` (access
-//! banner), `load` (a thousand parallel logins).
+//! banner), `load` (a thousand parallel logins), `backchannel` and `backchannel_refused`
+//! (logout tokens from the provider, valid and invalid), `dispatcher` (retries and lost
+//! calls), `full_logout` (`expiredSessionFullLogout`), `fresh` (fresh-token listeners),
+//! `operator_log` (censhare logger names at TRACE), `websocket_session` (WebSockets closed
+//! with their session, keep-alive after disconnect).
 //!
 //! Every scenario starts its own provider, backend and gateway, so they run in parallel.
 //! They wait with deadlines; the only sleeps wait out a token or session lifetime.
 
 mod browser;
+mod listener;
 mod provider;
 mod stack;
 
+mod backchannel;
+mod backchannel_refused;
 mod banner;
 mod bearer;
+mod dispatcher;
 mod expiry;
+mod fresh;
+mod full_logout;
 mod load;
 mod login;
 mod logout;
+mod operator_log;
+mod websocket_session;
