@@ -56,7 +56,36 @@ pub struct Shared {
     pub provider_ready: std::sync::atomic::AtomicBool,
 }
 
-struct PendingLogin {
+/// What one worker asks another about state the other owns.
+pub enum PeerRequest {
+    Lookup {
+        id: SessionId,
+        reply: flume::Sender<Option<PeerView>>,
+    },
+    TakePending {
+        state: String,
+        reply: flume::Sender<Option<PendingLogin>>,
+    },
+    /// A user logout; the answer is the ended session's ID token.
+    EndUser {
+        id: SessionId,
+        reply: flume::Sender<Option<String>>,
+    },
+    AcceptBanner {
+        id: SessionId,
+    },
+}
+
+/// What a request on another worker needs from a session.
+pub struct PeerView {
+    pub access_token: Box<str>,
+    pub banner_accepted: bool,
+}
+
+/// How long a worker waits for another worker's answer.
+const PEER_ANSWER: Duration = Duration::from_secs(10);
+
+pub struct PendingLogin {
     nonce: String,
     verifier: String,
     return_to: String,
@@ -148,7 +177,13 @@ const KID_WAIT: Duration = Duration::from_secs(7);
 pub enum Outcome {
     /// Go upstream. `bearer` was written into the extra headers; strip SESSION and the
     /// client's Authorization when a session supplied the token.
-    Forward { session: Option<SessionId> },
+    Forward {
+        /// The session, when it lives on this worker (WebSockets bind to it).
+        session: Option<SessionId>,
+        /// The credentials come from a session (strip SESSION and the client's own
+        /// Authorization upstream).
+        from_session: bool,
+    },
     /// Answer with these bytes (a complete response without body framing decisions left).
     Reply(Reply),
     /// The session (or pending login) lives on another worker.
@@ -494,27 +529,39 @@ impl Gate {
     }
 
     /// Decides what to do with a request. `extra` receives header lines to add upstream.
-    pub async fn check(&self, head: &RequestHead, buf: &[u8], extra: &mut Vec<u8>) -> Outcome {
+    /// `movable`: the connection can be handed to another worker (plain TCP). A TLS
+    /// connection cannot; its requests reach another worker's session by message instead.
+    pub async fn check(
+        &self,
+        head: &RequestHead,
+        buf: &[u8],
+        extra: &mut Vec<u8>,
+        movable: bool,
+    ) -> Outcome {
         let path = head.path(buf);
         let method = head.method(buf);
         if let Some(reg) = path.strip_prefix(CALLBACK_PREFIX) {
             if reg == self.reg.id.as_bytes() {
-                return self.callback(head, buf).await;
+                return self.callback(head, buf, movable).await;
             }
         }
         if path == b"/logout" && method == b"POST" {
-            return self.logout(head, buf).await;
+            return self.logout(head, buf, movable).await;
         }
         if path == BANNER_ACCEPT && method == b"POST" {
-            return self.accept_banner(head, buf);
+            return self.accept_banner(head, buf, movable);
         }
 
         if let Some(id) = session_cookie(head, buf).and_then(SessionId::parse) {
-            if id.owner() != self.worker {
+            let found = if id.owner() == self.worker {
+                self.session_forward(&id, head, buf, extra).await
+            } else if movable {
                 return Outcome::HandOff(id.owner());
-            }
+            } else {
+                self.remote_forward(&id, head, buf, extra).await
+            };
             // Expired or unknown: carry on as without a session.
-            if let Some(o) = self.session_forward(&id, head, buf, extra).await {
+            if let Some(o) = found {
                 return o;
             }
         }
@@ -527,7 +574,10 @@ impl Gate {
                 return Outcome::Reply(unauthorized("invalid_token", "malformed bearer token"));
             };
             return match self.verify_fresh(token).await {
-                Ok(_) => Outcome::Forward { session: None },
+                Ok(_) => Outcome::Forward {
+                    session: None,
+                    from_session: false,
+                },
                 Err(e) => {
                     tracing::debug!(target: LOG, error = %e, "bearer token refused");
                     Outcome::Reply(unauthorized("invalid_token", e.label()))
@@ -549,21 +599,38 @@ impl Gate {
         buf: &[u8],
         extra: &mut Vec<u8>,
     ) -> Option<Outcome> {
+        let mark = extra.len();
+        extra.extend_from_slice(b"Authorization: Bearer ");
+        let Some(banner_accepted) = self.session_token(id, extra).await else {
+            extra.truncate(mark);
+            return None;
+        };
+        if self.banner.is_some() && !banner_accepted {
+            extra.truncate(mark);
+            return Some(Outcome::Reply(self.banner_page(head, buf)));
+        }
+        extra.extend_from_slice(b"\r\n");
+        Some(Outcome::Forward {
+            session: Some(*id),
+            from_session: true,
+        })
+    }
+
+    /// Touches a session of this worker, refreshes its access token when due (one refresh per
+    /// session at a time; others wait for it), and appends the token to `out`. Answers
+    /// whether the access banner was accepted; `None` when there is no such live session.
+    async fn session_token(&self, id: &SessionId, out: &mut Vec<u8>) -> Option<bool> {
         let now = self.now_ms();
         let refresh = {
             let mut table = self.table.borrow_mut();
             let s = table.touch(id, now)?;
-            if self.banner.is_some() && !s.banner_accepted {
-                drop(table);
-                return Some(Outcome::Reply(self.banner_page(head, buf)));
-            }
             let due = refresh_due(s, now);
             if due && !s.refresh_token.is_empty() && s.try_begin_refresh() {
                 Some(s.refresh_token.to_string())
             } else if s.access_expires_ms > now || !s.refreshing {
                 // The common case: one lookup, the token copied straight into the head.
-                push_bearer(extra, &s.access_token);
-                return Some(Outcome::Forward { session: Some(*id) });
+                out.extend_from_slice(s.access_token.as_bytes());
+                return Some(s.banner_accepted);
             } else {
                 None
             }
@@ -583,8 +650,8 @@ impl Gate {
         }
         let table = self.table.borrow();
         let s = table.get(id)?;
-        push_bearer(extra, &s.access_token);
-        Some(Outcome::Forward { session: Some(*id) })
+        out.extend_from_slice(s.access_token.as_bytes());
+        Some(s.banner_accepted)
     }
 
     /// Refreshes a session's tokens; a refused grant ends the session, a network error
@@ -689,7 +756,7 @@ impl Gate {
         Outcome::Reply(Reply::redirect(location))
     }
 
-    async fn callback(&self, head: &RequestHead, buf: &[u8]) -> Outcome {
+    async fn callback(&self, head: &RequestHead, buf: &[u8], movable: bool) -> Outcome {
         let target = head.target(buf);
         let query = memchr::memchr(b'?', target)
             .map(|q| &target[q + 1..])
@@ -698,12 +765,18 @@ impl Gate {
             return Outcome::Reply(bad_callback("The login answer carries no state."));
         };
         // The state names the worker that holds the pending login.
-        if let Some(owner) = state.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            if owner != self.worker {
-                return Outcome::HandOff(owner);
+        let owner = state.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let pending = match owner {
+            Some(o) if o != self.worker && movable => return Outcome::HandOff(o),
+            Some(o) if o != self.worker => {
+                let state = state.clone();
+                self.ask_peer(o, |reply| PeerRequest::TakePending { state, reply })
+                    .await
+                    .flatten()
             }
-        }
-        let Some(pending) = self.pending.borrow_mut().remove(&state) else {
+            _ => self.pending.borrow_mut().remove(&state),
+        };
+        let Some(pending) = pending else {
             return Outcome::Reply(bad_callback(
                 "This login is unknown, expired or was already used.",
             ));
@@ -820,22 +893,29 @@ impl Gate {
         Outcome::Reply(r)
     }
 
-    async fn logout(&self, head: &RequestHead, buf: &[u8]) -> Outcome {
+    async fn logout(&self, head: &RequestHead, buf: &[u8], movable: bool) -> Outcome {
         let id = session_cookie(head, buf).and_then(SessionId::parse);
-        if let Some(id) = &id {
-            if id.owner() != self.worker {
-                return Outcome::HandOff(id.owner());
+        let id_token: Option<String> = match id {
+            Some(id) if id.owner() != self.worker && movable => {
+                return Outcome::HandOff(id.owner())
             }
-        }
-        let ended = id.and_then(|id| self.end_session(&id, EndReason::User));
+            Some(id) if id.owner() != self.worker => self
+                .ask_peer(id.owner(), |reply| PeerRequest::EndUser { id, reply })
+                .await
+                .flatten(),
+            Some(id) => self
+                .end_session(&id, EndReason::User)
+                .map(|s| s.id_token.into()),
+            None => None,
+        };
         let p = self.provider();
         let mut location = self.post_logout.clone().unwrap_or_else(|| "/".into());
-        if let Some(s) = &ended {
+        if let Some(id_token) = &id_token {
             if let Some(p) = &p {
                 if let Some(u) = oidc::end_session_url(
                     &p.meta,
                     &self.reg,
-                    Some(&s.id_token),
+                    Some(id_token),
                     self.post_logout.as_deref(),
                 ) {
                     location = u;
@@ -1133,7 +1213,7 @@ impl Gate {
         r
     }
 
-    fn accept_banner(&self, head: &RequestHead, buf: &[u8]) -> Outcome {
+    fn accept_banner(&self, head: &RequestHead, buf: &[u8], movable: bool) -> Outcome {
         let target = head.target(buf);
         let query = memchr::memchr(b'?', target)
             .map(|q| &target[q + 1..])
@@ -1141,13 +1221,89 @@ impl Gate {
         let back = safe_return(&form_value(query, "return").unwrap_or_else(|| "/".into()));
         if let Some(id) = session_cookie(head, buf).and_then(SessionId::parse) {
             if id.owner() != self.worker {
-                return Outcome::HandOff(id.owner());
-            }
-            if let Some(s) = self.table.borrow_mut().touch(&id, self.now_ms()) {
-                s.banner_accepted = true;
+                if movable {
+                    return Outcome::HandOff(id.owner());
+                }
+                if let Some(peer) = self.peers.get(usize::from(id.owner())) {
+                    let _ = peer.send(WorkerMsg::Peer(PeerRequest::AcceptBanner { id }));
+                }
+            } else {
+                self.accept_banner_here(&id);
             }
         }
         Outcome::Reply(Reply::redirect(back))
+    }
+
+    fn accept_banner_here(&self, id: &SessionId) {
+        if let Some(s) = self.table.borrow_mut().touch(id, self.now_ms()) {
+            s.banner_accepted = true;
+        }
+    }
+
+    /// Sends a request to worker `owner` and waits (bounded) for its answer.
+    async fn ask_peer<T>(
+        &self,
+        owner: u8,
+        make: impl FnOnce(flume::Sender<T>) -> PeerRequest,
+    ) -> Option<T> {
+        let peer = self.peers.get(usize::from(owner))?;
+        let (tx, rx) = flume::bounded(1);
+        peer.send(WorkerMsg::Peer(make(tx))).ok()?;
+        monoio::time::timeout(PEER_ANSWER, rx.recv_async())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// A session owned by another worker, for a connection that cannot move there: the owner
+    /// touches it (refreshing when due) and sends back what the request needs.
+    async fn remote_forward(
+        &self,
+        id: &SessionId,
+        head: &RequestHead,
+        buf: &[u8],
+        extra: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        let view = self
+            .ask_peer(id.owner(), |reply| PeerRequest::Lookup { id: *id, reply })
+            .await??;
+        if self.banner.is_some() && !view.banner_accepted {
+            return Some(Outcome::Reply(self.banner_page(head, buf)));
+        }
+        push_bearer(extra, &view.access_token);
+        Some(Outcome::Forward {
+            session: None,
+            from_session: true,
+        })
+    }
+
+    /// Owner side of [`PeerRequest`].
+    pub async fn serve_peer(&self, req: PeerRequest) {
+        match req {
+            PeerRequest::Lookup { id, reply } => {
+                let mut scratch = Vec::new();
+                let view = match self.session_token(&id, &mut scratch).await {
+                    Some(banner_accepted) => Some(PeerView {
+                        access_token: String::from_utf8_lossy(&scratch)
+                            .into_owned()
+                            .into_boxed_str(),
+                        banner_accepted,
+                    }),
+                    None => None,
+                };
+                let _ = reply.send(view);
+            }
+            PeerRequest::TakePending { state, reply } => {
+                let _ = reply.send(self.pending.borrow_mut().remove(&state));
+            }
+            PeerRequest::EndUser { id, reply } => {
+                let _ = reply.send(
+                    self.end_session(&id, EndReason::User)
+                        .map(|s| s.id_token.into()),
+                );
+            }
+            PeerRequest::AcceptBanner { id } => self.accept_banner_here(&id),
+        }
     }
 
     /// Ends every session whose deadline passed; runs every `sessionCheckIntervalMs`.

@@ -63,6 +63,9 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + 'static {
     /// `X-Forwarded-Proto` for requests that arrive on this kind of stream.
     const SCHEME: &'static str = "http";
 
+    /// The connection can be handed to another worker ([`ClientStream::into_fd`] works).
+    const MOVABLE: bool = true;
+
     /// The socket, when no operation is in flight and nothing but the socket holds state.
     fn into_fd(self) -> Option<OwnedFd>;
 }
@@ -245,10 +248,11 @@ fn hand_off<S: ClientStream>(client: S, conn: Conn, ctx: &Context, owner: u8) {
 }
 
 /// One request/response exchange on the connection.
-async fn exchange<S>(client: &mut S, c: &mut Conn, ctx: &Context) -> Result<Next, End>
-where
-    S: AsyncReadRent + AsyncWriteRent,
-{
+async fn exchange<S: ClientStream>(
+    client: &mut S,
+    c: &mut Conn,
+    ctx: &Context,
+) -> Result<Next, End> {
     c.log_request.clear();
     read_head(client, c, ctx).await?;
     c.started = Instant::now();
@@ -280,9 +284,12 @@ where
             log_access(ctx, c, reply.status);
             return Ok(if keep { Next::KeepAlive } else { Next::Close });
         } else {
-            match gate.check(head, buf, &mut c.extra).await {
-                Outcome::Forward { session } => {
-                    c.from_session = session.is_some();
+            match gate.check(head, buf, &mut c.extra, S::MOVABLE).await {
+                Outcome::Forward {
+                    session,
+                    from_session,
+                } => {
+                    c.from_session = from_session;
                     c.session = session;
                     None
                 }

@@ -356,6 +356,9 @@ impl Terminator {
 /// another worker (the TLS state lives in this task).
 impl ClientStream for ServerTlsStream<TcpStream> {
     const SCHEME: &'static str = "https";
+    // rustls state (and monoio-rustls's buffered records) cannot move between threads:
+    // requests for another worker's session are answered through that worker by message.
+    const MOVABLE: bool = false;
 
     fn into_fd(self) -> Option<OwnedFd> {
         None

@@ -51,6 +51,8 @@ pub enum WorkerMsg {
         query: crate::admin::AdminQuery,
         reply: flume::Sender<crate::admin::AdminAnswer>,
     },
+    /// From another worker whose connection cannot move here (TLS).
+    Peer(crate::gate::PeerRequest),
     /// To every worker: end the sessions of a provider logout.
     EndSessions {
         sid: Option<String>,
@@ -326,6 +328,15 @@ async fn inbox(rx: flume::Receiver<WorkerMsg>, ctx: Rc<Context>, open: Rc<Cell<u
                     None => crate::admin::AdminAnswer::Sessions(Vec::new()),
                 };
                 let _ = reply.send(answer);
+            }
+            WorkerMsg::Peer(req) => {
+                // Answering may await a token refresh: never block the inbox on it.
+                let ctx = ctx.clone();
+                monoio::spawn(async move {
+                    if let Some(g) = &ctx.gate {
+                        g.serve_peer(req).await;
+                    }
+                });
             }
             WorkerMsg::EndSessions { sid, sub, iat } => {
                 if let Some(g) = &ctx.gate {
