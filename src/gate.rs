@@ -1282,15 +1282,13 @@ impl Gate {
         match req {
             PeerRequest::Lookup { id, reply } => {
                 let mut scratch = Vec::new();
-                let view = match self.session_token(&id, &mut scratch).await {
-                    Some(banner_accepted) => Some(PeerView {
-                        access_token: String::from_utf8_lossy(&scratch)
-                            .into_owned()
-                            .into_boxed_str(),
-                        banner_accepted,
-                    }),
-                    None => None,
-                };
+                let accepted = self.session_token(&id, &mut scratch).await;
+                let view = accepted.map(|banner_accepted| PeerView {
+                    access_token: String::from_utf8_lossy(&scratch)
+                        .into_owned()
+                        .into_boxed_str(),
+                    banner_accepted,
+                });
                 let _ = reply.send(view);
             }
             PeerRequest::TakePending { state, reply } => {
