@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use validate::{load_file, load_str, ConfigError};
+pub(crate) use validate::load_str_with;
 
 /// Everything sessiongate needs at run time, validated.
 #[derive(Debug, Clone)]

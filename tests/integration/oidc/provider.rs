@@ -488,16 +488,34 @@ impl Drop for Provider {
     }
 }
 
+/// `cargo test` on a fresh checkout installs the pinned provider package itself (once per
+/// test run), so the README's one test command needs nothing else but node and npm.
+fn install_provider_package() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if std::path::Path::new(MODULE).exists() {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests"))
+            .status()
+            .expect("npm is needed to install the test provider (npm ci --prefix tests)");
+        assert!(status.success(), "npm ci --prefix tests failed");
+    });
+    assert!(
+        std::path::Path::new(MODULE).exists(),
+        "npm package oidc-provider is missing: run `npm ci --prefix tests`"
+    );
+}
+
 fn spawn(
     opts: &ProviderOpts,
     port: u16,
     stdout: &Arc<Mutex<Vec<String>>>,
     stderr: &Arc<Mutex<Vec<u8>>>,
 ) -> (Child, u16) {
-    assert!(
-        std::path::Path::new(MODULE).exists(),
-        "npm package oidc-provider is missing: run `npm ci --prefix tests`"
-    );
+    install_provider_package();
     let mut cmd = Command::new("node");
     cmd.arg(SCRIPT)
         .arg(opts.json(port).to_string())

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# perf/session.sh — cookie-authenticated GETs through sessiongate (SESSION cookie looked up
+# in the worker's session table, `Authorization: Bearer` added, the cookie stripped) against
+# nginx as a plain reverse proxy on the same backend, in the same run; then the cost of the
+# cross-worker hand-off of a connection whose session lives on another worker.
+#
+# What runs (127.0.0.1 only, free ports, files under perf/.run-session/):
+#   backend   nginx, 1 worker, `return 200 "hello\n"`           (LOAD_CPUS)
+#   provider  tests/oidc/provider.js (only for the one login)    (LOAD_CPUS)
+#   gateway   sessiongate, 1 worker, route /** -> backend        (PROXY_CPU)
+#   nginx     1 worker, upstream keepalive 64, same backend      (PROXY_CPU)
+# Part 1: ROUNDS x `wrk -t1 -c64 -dDURATION --latency -H 'Cookie: SESSION=..; theme=dark'`
+# against the gateway and nginx in turn; medians and the ratio.
+# Part 2 (hand-off): a 2-worker gateway, one new connection per request
+# (`Connection: close`), so about half the connections land on the worker that does not own
+# the session and are handed over (fd + buffered bytes, DESIGN §2). The gateway's CPU time
+# per request against the same run with 1 worker (no hand-off) gives the cost of one hop.
+#
+# Environment: ROUNDS=3 DURATION=10 CONNECTIONS=64 PROXY_CPU=0 LOAD_CPUS=1 SKIP_BUILD=1
+# Needs nginx, wrk, node (npm ci --prefix tests) and python3; installs nginx/wrk if missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="$ROOT/perf/.run-session"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-64}"
+PROXY_CPU="${PROXY_CPU:-0}"
+LOAD_CPUS="${LOAD_CPUS:-1}"
+log() { printf '[perf] %s\n' "$*" >&2; }
+die() { printf '[perf] error: %s\n' "$*" >&2; exit 1; }
+
+for tool in nginx wrk; do
+    command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null; break; }
+done
+command -v node >/dev/null || die "node is needed for the provider"
+[[ -d "$ROOT/tests/node_modules/oidc-provider" ]] || npm ci --prefix "$ROOT/tests" --no-audit --no-fund
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+    (cd "$ROOT" && cargo build --release -q)
+fi
+BIN="$ROOT/target/release/sessiongate"
+rm -rf "$RUN" && mkdir -p "$RUN"
+
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "port $1 never opened"; }
+
+BACKEND=$(free_port); NGINX=$(free_port); PROVIDER=$(free_port); GW=$(free_port)
+cat >"$RUN/backend.conf" <<EOF
+worker_processes 1; daemon off; pid $RUN/backend.pid; error_log $RUN/backend.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$BACKEND; location / { return 200 "hello\n"; } } }
+EOF
+cat >"$RUN/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $RUN/nginx.pid; error_log $RUN/nginx.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
+  server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://backend;
+    proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+taskset -c "$LOAD_CPUS" nginx -c "$RUN/backend.conf" & PIDS+=($!)
+taskset -c "$PROXY_CPU" nginx -c "$RUN/nginx.conf" & PIDS+=($!)
+PORT=$PROVIDER ISSUER="http://127.0.0.1:$PROVIDER" ACCESS_TOKEN_TTL=3600 \
+    REDIRECT_URI="http://127.0.0.1:$GW/login/oauth2/code/demo" \
+    taskset -c "$LOAD_CPUS" node "$ROOT/tests/oidc/provider.js" >"$RUN/provider.out" 2>"$RUN/provider.err" & PIDS+=($!)
+wait_port "$BACKEND"; wait_port "$NGINX"; wait_port "$PROVIDER"
+
+gateway_config() { # workers
+    cat >"$RUN/gateway-$1.yml" <<EOF
+server: {address: 127.0.0.1, port: $GW}
+spring:
+  security:
+    oauth2:
+      client:
+        registration:
+          demo: {client-id: gateway, client-secret: secret, scope: "openid,profile,email"}
+        provider:
+          demo: {issuer-uri: "http://127.0.0.1:$PROVIDER"}
+  cloud:
+    gateway:
+      routes:
+        - {id: app, uri: "http://127.0.0.1:$BACKEND", predicates: ["Path=/**"]}
+cg: {useSecureSessionCookie: false, sessionTimeoutSec: 3600}
+sessiongate: {workers: $1}
+logging: {level: {root: WARN}}
+EOF
+}
+GW_PID=""
+start_gateway() { # workers cpus
+    gateway_config "$1"
+    taskset -c "$2" "$BIN" run --config "$RUN/gateway-$1.yml" >"$RUN/gateway-$1.out" 2>"$RUN/gateway-$1.err" &
+    GW_PID=$!; PIDS+=("$GW_PID")
+    wait_port "$GW"
+    # Logins answer 503 until the provider's keys are loaded.
+    for _ in $(seq 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: text/html' "http://127.0.0.1:$GW/")
+        [[ "$code" == 302 ]] && return 0
+        sleep 0.1
+    done
+    die "gateway never redirected to the provider"
+}
+stop_gateway() {
+    kill "$GW_PID"
+    wait "$GW_PID" 2>/dev/null || true
+    # The next gateway binds the same port: wait until this one has let go of it.
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$GW") 2>/dev/null || return 0; sleep 0.05; done
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+wrk_run() { # url out extra-header...
+    local url=$1 out=$2; shift 2
+    taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1
+}
+rps_of() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
+p99_of() { awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"; }
+non2xx() { awk '/Non-2xx/ {print $5}' | head -1; }
+
+# ---- part 1: cookie-authenticated throughput --------------------------------------------
+start_gateway 1 "$PROXY_CPU"
+COOKIE=$(python3 "$ROOT/perf/login.py" "http://127.0.0.1:$GW/" perf)
+log "logged in; SESSION=${COOKIE:0:6}..."
+HDR="Cookie: SESSION=$COOKIE; theme=dark"
+for r in $(seq "$ROUNDS"); do
+    wrk_run "http://127.0.0.1:$GW/" "$RUN/gw-$r.txt" -H "$HDR"
+    wrk_run "http://127.0.0.1:$NGINX/" "$RUN/nginx-$r.txt" -H "$HDR"
+    log "round $r: sessiongate $(rps_of "$RUN/gw-$r.txt") req/s, nginx $(rps_of "$RUN/nginx-$r.txt") req/s"
+done
+for t in gw nginx; do
+    [[ -z "$(cat "$RUN"/$t-*.txt | non2xx)" ]] || die "$t answered non-2xx: see $RUN"
+done
+GW_RPS=$(for r in $(seq "$ROUNDS"); do rps_of "$RUN/gw-$r.txt"; done | median)
+NG_RPS=$(for r in $(seq "$ROUNDS"); do rps_of "$RUN/nginx-$r.txt"; done | median)
+GW_P99=$(for r in $(seq "$ROUNDS"); do p99_of "$RUN/gw-$r.txt"; done | median)
+NG_P99=$(for r in $(seq "$ROUNDS"); do p99_of "$RUN/nginx-$r.txt"; done | median)
+stop_gateway
+
+# ---- part 2: hand-off cost ----------------------------------------------------------------
+# One connection per request; the gateway's own CPU time per request, 1 worker vs 2.
+handoff_run() { # workers cpus label
+    start_gateway "$1" "$2"
+    local cookie t0 t1 n
+    cookie=$(python3 "$ROOT/perf/login.py" "http://127.0.0.1:$GW/" perf)
+    t0=$(cpu_ticks "$GW_PID")
+    wrk_run "http://127.0.0.1:$GW/" "$RUN/close-$3.txt" -H "Cookie: SESSION=$cookie" -H "Connection: close"
+    t1=$(cpu_ticks "$GW_PID")
+    n=$(awk '/requests in/ {print $1}' "$RUN/close-$3.txt")
+    stop_gateway
+    # clock ticks (1/100 s) -> microseconds per request
+    echo "$(rps_of "$RUN/close-$3.txt") $(( (t1 - t0) * 10000 / n ))"
+}
+read -r ONE_RPS ONE_US < <(handoff_run 1 "$PROXY_CPU" one)
+read -r TWO_RPS TWO_US < <(handoff_run 2 "$PROXY_CPU" two)
+
+printf '\n%-28s %12s %10s\n' "cookie-authenticated GET" "req/s" "p99 ms"
+printf '%-28s %12s %10s\n' "sessiongate (session)" "$GW_RPS" "$GW_P99"
+printf '%-28s %12s %10s\n' "nginx (plain proxy)" "$NG_RPS" "$NG_P99"
+awk -v a="$GW_RPS" -v b="$NG_RPS" -v c="$GW_P99" -v d="$NG_P99" \
+    'BEGIN {printf "sessiongate/nginx: req/s %.2f, p99 %.2f\n", a/b, c/d}'
+printf '\nnew connection per request (Connection: close), gateway CPU per request:\n'
+printf '  1 worker  (no hand-off):          %8s req/s  %5s us/req\n' "$ONE_RPS" "$ONE_US"
+printf '  2 workers (about half handed off): %8s req/s  %5s us/req\n' "$TWO_RPS" "$TWO_US"
+awk -v a="$ONE_US" -v b="$TWO_US" 'BEGIN {printf "  cost of one hand-off: about %d us (2 x the difference)\n", (b-a)*2}'
