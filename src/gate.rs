@@ -109,7 +109,9 @@ pub struct Gate {
     secure_cookie: bool,
     leeway_secs: u64,
     post_logout: Option<String>,
-    logout_url: Option<HttpUrl>,
+    /// `cg.censhareLogoutUrl`, `cg.freshTokenListeners`, `cg.logoutListeners`: replaced by a
+    /// configuration reload.
+    listeners: RefCell<Rc<Listeners>>,
     banner: Option<Rc<str>>,
     refresher: RefreshRequester,
     rng: SystemRandom,
@@ -117,8 +119,6 @@ pub struct Gate {
     /// The listener speaks TLS: redirect URIs use https.
     tls: bool,
     full_logout: bool,
-    fresh_listeners: Vec<HttpUrl>,
-    logout_listeners: Vec<HttpUrl>,
     /// Every worker's inbox (back-channel logouts are admitted on worker 0, then fanned out).
     peers: Vec<flume::Sender<WorkerMsg>>,
     /// Worker 0 only: `jti`s of accepted logout tokens.
@@ -346,6 +346,24 @@ fn set_cookie(value: &str, secure: bool, max_age: Option<u64>) -> String {
     c
 }
 
+/// The URLs outgoing calls go to; a reload swaps them whole.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners {
+    pub censhare_logout_url: Option<HttpUrl>,
+    pub fresh_token: Vec<HttpUrl>,
+    pub logout: Vec<HttpUrl>,
+}
+
+impl Listeners {
+    pub fn from_config(cg: &crate::config::CgConfig) -> Listeners {
+        Listeners {
+            censhare_logout_url: cg.censhare_logout_url.clone(),
+            fresh_token: cg.fresh_token_listeners.clone(),
+            logout: cg.logout_listeners.clone(),
+        }
+    }
+}
+
 /// What a worker hands its gate besides the config.
 pub struct GateDeps {
     pub shared: Arc<Shared>,
@@ -404,15 +422,13 @@ impl Gate {
             secure_cookie: cg.use_secure_session_cookie,
             leeway_secs: g.jwt_clock_skew.as_secs(),
             post_logout: g.post_logout_redirect_uri.clone(),
-            logout_url: cg.censhare_logout_url.clone(),
+            listeners: RefCell::new(Rc::new(Listeners::from_config(cg))),
             banner,
             refresher,
             rng: SystemRandom::new(),
             epoch: Instant::now(),
             tls: config.server.ssl.is_some(),
             full_logout: cg.expired_session_full_logout,
-            fresh_listeners: cg.fresh_token_listeners.clone(),
-            logout_listeners: cg.logout_listeners.clone(),
             peers,
             replay: RefCell::new(ReplayGuard::default()),
             tombstones: RefCell::new(HashMap::new()),
@@ -426,6 +442,11 @@ impl Gate {
     /// Milliseconds since this worker's table epoch: the session clock.
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A configuration reload: new listener URLs for the calls made from now on.
+    pub fn set_listeners(&self, l: Listeners) {
+        *self.listeners.borrow_mut() = Rc::new(l);
     }
 
     pub fn set_provider(&self, state: Arc<ProviderState>) {
@@ -939,7 +960,7 @@ impl Gate {
         }
         let session = s.id().encode().as_str().into();
         if reason != EndReason::Backchannel {
-            if let Some(url) = &self.logout_url {
+            if let Some(url) = &self.listeners.borrow().censhare_logout_url {
                 self.dispatcher.submit(Call {
                     kind: CallKind::BackendLogout,
                     url: url.clone(),
@@ -1115,7 +1136,8 @@ impl Gate {
             });
         }
         let body = form(&[("logout_token", raw.as_str())]).into_bytes();
-        for url in &self.logout_listeners {
+        let listeners = self.listeners.borrow().clone();
+        for url in &listeners.logout {
             self.dispatcher.submit(Call {
                 kind: CallKind::LogoutRelay,
                 url: url.clone(),
@@ -1163,7 +1185,8 @@ impl Gate {
 
     /// Sends each session used since the last round to every fresh-token listener.
     pub fn send_fresh_tokens(&self) {
-        if self.fresh_listeners.is_empty() {
+        let listeners = self.listeners.borrow().clone();
+        if listeners.fresh_token.is_empty() {
             return;
         }
         let epoch_unix = unix_now().saturating_sub(self.now_ms() / 1000);
@@ -1175,7 +1198,7 @@ impl Gate {
             let body = serde_json::json!({"sub": s.subject(), "sid": s.sid(), "exp": exp})
                 .to_string()
                 .into_bytes();
-            for url in &self.fresh_listeners {
+            for url in &listeners.fresh_token {
                 self.dispatcher.submit(Call {
                     kind: CallKind::FreshToken,
                     url: url.clone(),

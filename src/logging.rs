@@ -75,6 +75,23 @@ pub fn directives(cfg: &LoggingConfig) -> (String, Vec<String>) {
     (all.join(","), unknown)
 }
 
+type ReloadHandle = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+static RELOAD: std::sync::OnceLock<ReloadHandle> = std::sync::OnceLock::new();
+
+/// Applies a reloaded `logging.level` section (the environment override, when set, stays).
+pub fn set_levels(cfg: &LoggingConfig) {
+    if std::env::var_os(ENV_OVERRIDE).is_some() {
+        return;
+    }
+    let (directives, _) = directives(cfg);
+    match (RELOAD.get(), EnvFilter::try_new(&directives)) {
+        (Some(h), Ok(f)) => {
+            let _ = h.reload(f);
+        }
+        _ => tracing::warn!(target: "sessiongate", "logging levels could not be reloaded"),
+    }
+}
+
 /// Installs the global subscriber. Keep the guard alive until exit: dropping it flushes.
 pub fn init(cfg: &LoggingConfig) -> tracing_appender::non_blocking::WorkerGuard {
     let (file_directives, unknown) = directives(cfg);
@@ -85,12 +102,16 @@ pub fn init(cfg: &LoggingConfig) -> tracing_appender::non_blocking::WorkerGuard 
         .lossy(true)
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // The filter sits in a reload layer so SIGHUP can change levels without a restart.
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(false)
-        .with_target(true)
-        .init();
+        .with_target(true);
+    tracing_subscriber::registry().with(filter).with(fmt).init();
+    let _ = RELOAD.set(handle);
     for name in unknown {
         tracing::debug!(target: "sessiongate", logger = %name, "logging.level entry names no sessiongate component; ignored");
     }

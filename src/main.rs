@@ -79,7 +79,7 @@ fn main() -> ExitCode {
                 }
             };
             let _log = sessiongate::logging::init(&cfg.logging);
-            match sessiongate::server::run(cfg) {
+            match sessiongate::server::run(cfg, Some(&config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(target: "sessiongate::server", "{e}");

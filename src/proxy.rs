@@ -38,10 +38,11 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// What a worker shares with all its connections (single-threaded: `Rc`, no locks).
 pub struct Context {
-    pub router: Router,
-    /// For each route of `router` (same order), the index of its upstream in `pools`.
-    pub route_upstream: Vec<Option<usize>>,
-    pub pools: Pools,
+    /// Routes and upstream pools; replaced whole by a configuration reload (SIGHUP) while
+    /// requests in flight finish on the table they started with.
+    pub routing: std::cell::RefCell<Rc<Routing>>,
+    /// Client TLS settings for https upstreams (kept to rebuild pools on a reload).
+    pub tls_client: std::sync::Arc<rustls::ClientConfig>,
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub max_body_bytes: u64,
@@ -56,6 +57,38 @@ pub struct Context {
     pub peers: Vec<flume::Sender<WorkerMsg>>,
     /// The server certificate for the TLS listener; `None` without `server.ssl`.
     pub tls: Option<crate::tls::Terminator>,
+}
+
+/// The routing table with the upstream pools its routes use.
+pub struct Routing {
+    pub router: Router,
+    /// For each route of `router` (same order), the index of its upstream in `pools`.
+    pub route_upstream: Vec<Option<usize>>,
+    pub pools: Pools,
+}
+
+impl Routing {
+    pub fn new(router: Router, pools: Pools) -> Routing {
+        // Every route's upstream was resolved before, so the lookup cannot miss.
+        let route_upstream = router
+            .routes()
+            .iter()
+            .map(|r| pools.index_of(&r.upstream))
+            .collect();
+        Routing {
+            router,
+            route_upstream,
+            pools,
+        }
+    }
+}
+
+impl Context {
+    /// The current routing table (an `Rc` clone: a reload never pulls it from under a
+    /// request).
+    pub fn routing(&self) -> Rc<Routing> {
+        self.routing.borrow().clone()
+    }
 }
 
 /// A client stream whose socket can move to another worker.
@@ -269,7 +302,8 @@ async fn exchange<S: ClientStream>(
     c.extra.clear();
     c.from_session = false;
     c.session = None;
-    let route = ctx
+    let routing = ctx.routing();
+    let route = routing
         .router
         .find(head.method(buf), head.host(buf), head.path(buf));
     if let Some(gate) = &ctx.gate {
@@ -313,12 +347,12 @@ async fn exchange<S: ClientStream>(
     }
     let head = &c.head;
     let route = route.ok_or(End::Answered(HttpError::NotFound))?;
-    let upstream_id = ctx
+    let upstream_id = routing
         .router
         .routes()
         .iter()
         .position(|r| std::ptr::eq(r, route))
-        .and_then(|i| ctx.route_upstream[i])
+        .and_then(|i| routing.route_upstream[i])
         .ok_or(End::Answered(HttpError::BadGateway(
             "route has no upstream",
         )))?;
@@ -339,7 +373,12 @@ async fn exchange<S: ClientStream>(
     // The upstream request head, then whatever body bytes are already buffered.
     let mut out = std::mem::take(&mut c.obuf);
     out.clear();
-    write_upstream_head(&mut out, c, ctx, route, upstream_id);
+    write_upstream_head(
+        &mut out,
+        c,
+        route,
+        &routing.pools.upstream(upstream_id).authority,
+    );
     c.obuf = out;
     let head_len = c.head.head_len;
     let (mut body_left, mut decoder) = match framing {
@@ -371,11 +410,12 @@ async fn exchange<S: ClientStream>(
     // one turns out to be closed and the request can be replayed (no body streamed yet).
     let mut attempt = 0;
     let mut upstream = loop {
-        let (pooled, mut up) = match ctx.pools.take(upstream_id) {
+        let (pooled, mut up) = match routing.pools.take(upstream_id) {
             Some(s) if attempt == 0 => (true, s),
             _ => (
                 false,
-                ctx.pools
+                routing
+                    .pools
                     .connect(upstream_id)
                     .await
                     .map_err(End::Answered)?,
@@ -493,7 +533,7 @@ async fn exchange<S: ClientStream>(
     stream_response_body(client, &mut upstream, c, ctx, upstream_framing, to_client).await?;
 
     if reusable && c.rbuf.is_empty() {
-        ctx.pools.put(upstream_id, upstream);
+        routing.pools.put(upstream_id, upstream);
     }
     log_access(ctx, c, code);
     Ok(if keep_alive {
@@ -903,20 +943,14 @@ async fn stream_response_body<S: AsyncWriteRent>(
 
 /// Writes the upstream request head: request line with the rewritten target, Host of the
 /// upstream, end-to-end fields after the route's filters, X-Forwarded-*, and our framing.
-fn write_upstream_head(
-    out: &mut Vec<u8>,
-    c: &Conn,
-    ctx: &Context,
-    route: &crate::route::Route,
-    upstream_id: usize,
-) {
+fn write_upstream_head(out: &mut Vec<u8>, c: &Conn, route: &crate::route::Route, authority: &str) {
     let (buf, h, peer, extra, from_session, scheme) =
         (&c.cbuf, &c.head, c.peer, &c.extra, c.from_session, c.scheme);
     out.extend_from_slice(h.method(buf));
     out.push(b' ');
     route.rewrite_target(h.target(buf), out);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(ctx.pools.upstream(upstream_id).authority.as_bytes());
+    out.extend_from_slice(authority.as_bytes());
     out.extend_from_slice(b"\r\n");
     'fields: for f in h.fields.iter().filter(|f| !f.hop) {
         let name = f.name(buf);

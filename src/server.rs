@@ -5,6 +5,7 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -108,11 +109,12 @@ pub fn bind_listeners(mut addr: SocketAddr, n: usize) -> Result<Vec<TcpListener>
 }
 
 /// Runs the gateway until SIGTERM/SIGINT, then drains and returns.
-pub fn run(config: Config) -> Result<(), StartError> {
+/// `path`: the file to re-read on SIGHUP (`None`: certificates and audit log only).
+pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
     // Signals first: a stop that arrives right after the ready line must not kill us.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(StartError::Signals)?;
-    let config = Arc::new(config);
+    let mut config = Arc::new(config);
     let upstreams = resolve_upstreams(&config)?;
     let addr = SocketAddr::new(config.server.address, config.server.port);
     let n = config.gateway.workers;
@@ -246,8 +248,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
-                tracing::info!(target: LOG, "SIGHUP received: reloading the server certificate, reopening the audit log");
+                tracing::info!(target: LOG, "SIGHUP received: reloading the configuration, the server certificate and the audit log");
                 audit::reopen();
+                if let Some(path) = path {
+                    if let Some(new) = reload_config(path, &config, &inboxes) {
+                        config = new;
+                    }
+                }
                 if let Some(ssl) = &config.server.ssl {
                     reload_certificate(ssl, &inboxes);
                 }
@@ -274,6 +281,65 @@ pub fn run(config: Config) -> Result<(), StartError> {
     audit::flush(Duration::from_secs(1));
     tracing::info!(target: LOG, "stopped");
     Ok(())
+}
+
+/// Re-reads the configuration file. Routes, upstreams, listener URLs and log levels take
+/// effect at once (sessions and open connections stay); what needs new listeners or
+/// workers is reported as needing a restart. An invalid file changes nothing.
+fn reload_config(
+    path: &Path,
+    running: &Arc<Config>,
+    inboxes: &[flume::Sender<WorkerMsg>],
+) -> Option<Arc<Config>> {
+    let new = match crate::config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(target: LOG, "reload refused, the running configuration stays: {e}");
+            return None;
+        }
+    };
+    let upstreams = match resolve_upstreams(&new) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(target: LOG, "reload refused, the running configuration stays: {e}");
+            return None;
+        }
+    };
+    let fixed = [
+        (
+            "server.address/server.port",
+            format!("{:?}{:?}", running.server.address, running.server.port)
+                != format!("{:?}{:?}", new.server.address, new.server.port),
+        ),
+        (
+            "sessiongate.workers",
+            running.gateway.workers != new.gateway.workers,
+        ),
+        (
+            "spring.security.oauth2",
+            format!("{:?}", running.oauth2) != format!("{:?}", new.oauth2),
+        ),
+        (
+            "management",
+            format!("{:?}", running.management) != format!("{:?}", new.management),
+        ),
+    ];
+    for (key, changed) in fixed {
+        if changed {
+            tracing::warn!(target: LOG, key, "changed in the file; takes effect after a restart");
+        }
+    }
+    crate::logging::set_levels(&new.logging);
+    let new = Arc::new(new);
+    let reload = Arc::new(worker::Reload {
+        config: new.clone(),
+        upstreams,
+    });
+    for inbox in inboxes {
+        let _ = inbox.send(WorkerMsg::Reload(reload.clone()));
+    }
+    tracing::info!(target: LOG, routes = new.routes.len(), "configuration reloaded");
+    Some(new)
 }
 
 /// Loads `server.ssl.*` again and, when the files pass every start-up check, gives the new

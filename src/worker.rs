@@ -18,7 +18,7 @@ use crate::gate::{Gate, GateDeps, Shared};
 use crate::http::head::Limits;
 use crate::oidc::ProviderState;
 use crate::provider::RefreshRequester;
-use crate::proxy::{self, Context, Timeouts};
+use crate::proxy::{self, Context, Routing, Timeouts};
 use crate::route::Router;
 use crate::shutdown::Shutdown;
 use crate::upstream::{Pools, Upstream};
@@ -51,6 +51,8 @@ pub enum WorkerMsg {
         query: crate::admin::AdminQuery,
         reply: flume::Sender<crate::admin::AdminAnswer>,
     },
+    /// A configuration reload: new routes and upstreams, new listener URLs.
+    Reload(Arc<Reload>),
     /// From another worker whose connection cannot move here (TLS).
     Peer(crate::gate::PeerRequest),
     /// To every worker: end the sessions of a provider logout.
@@ -62,6 +64,12 @@ pub enum WorkerMsg {
     /// A reloaded server certificate (SIGHUP), already checked: for the connections
     /// accepted from now on; open ones keep theirs.
     ServerTls(Arc<rustls::ServerConfig>),
+}
+
+/// What a worker takes from a reloaded configuration.
+pub struct Reload {
+    pub config: Arc<Config>,
+    pub upstreams: Vec<Upstream>,
 }
 
 /// What the main thread hands a worker.
@@ -198,16 +206,9 @@ async fn serve(
         g.upstream_connect_timeout,
         spec.tls_client.clone(),
     );
-    // Every route's upstream was resolved at start, so the lookup cannot miss.
-    let route_upstream = router
-        .routes()
-        .iter()
-        .map(|r| pools.index_of(&r.upstream))
-        .collect();
     let ctx = Rc::new(Context {
-        router,
-        route_upstream,
-        pools,
+        routing: std::cell::RefCell::new(Rc::new(Routing::new(router, pools))),
+        tls_client: spec.tls_client.clone(),
         limits: Limits {
             max_head_bytes: g.max_head_bytes,
             max_headers: g.max_headers,
@@ -328,6 +329,22 @@ async fn inbox(rx: flume::Receiver<WorkerMsg>, ctx: Rc<Context>, open: Rc<Cell<u
                     None => crate::admin::AdminAnswer::Sessions(Vec::new()),
                 };
                 let _ = reply.send(answer);
+            }
+            WorkerMsg::Reload(r) => {
+                let g = &r.config.gateway;
+                let pools = Pools::new(
+                    r.upstreams.clone(),
+                    g.upstream_pool_size,
+                    g.upstream_idle_timeout,
+                    g.upstream_connect_timeout,
+                    ctx.tls_client.clone(),
+                );
+                let routing = Routing::new(Router::new(&r.config.routes), pools);
+                *ctx.routing.borrow_mut() = Rc::new(routing);
+                if let Some(gate) = &ctx.gate {
+                    gate.set_listeners(crate::gate::Listeners::from_config(&r.config.cg));
+                }
+                tracing::debug!(target: LOG, worker = ctx.worker, "configuration reloaded");
             }
             WorkerMsg::Peer(req) => {
                 // Answering may await a token refresh: never block the inbox on it.

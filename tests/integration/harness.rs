@@ -23,6 +23,7 @@ use crate::client::{Client, Response};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
 const READY_PREFIX: &str = "sessiongate listening on ";
+const MANAGEMENT_PREFIX: &str = "sessiongate management on http://";
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Exit code for a bad configuration (EX_USAGE, as in linkerd2-proxy).
@@ -100,6 +101,11 @@ pub fn single_route_yaml(backend: &Backend) -> String {
     routes_yaml(&[Route::new("app", backend.uri()).predicate("Path=/**")])
 }
 
+/// `management.server` on 127.0.0.1 with port 0 (the kernel picks; the gateway prints it).
+pub fn management_yaml() -> String {
+    "management:\n  server:\n    address: 127.0.0.1\n    port: 0\n".to_string()
+}
+
 /// A double-quoted YAML scalar.
 pub fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -136,6 +142,19 @@ impl GatewayBuilder {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
         self
+    }
+
+    /// Adds a management listener on 127.0.0.1, port 0 ([`management_yaml`]), and
+    /// `sessiongate.management-token` when `token` is given.
+    pub fn management(mut self, token: Option<&str>) -> Self {
+        if !self.base.ends_with('\n') {
+            self.base.push('\n');
+        }
+        self.base.push_str(&management_yaml());
+        match token {
+            Some(t) => self.set("management-token", quote(t)),
+            None => self,
+        }
     }
 
     /// The complete configuration file this builder writes.
@@ -191,7 +210,7 @@ impl GatewayBuilder {
                 stderr,
                 stdout,
                 exit: None,
-                _config: config,
+                config,
             },
             Err(why) => {
                 let _ = child.kill();
@@ -213,7 +232,7 @@ pub struct Gateway {
     stderr: Arc<Mutex<Vec<u8>>>,
     stdout: Arc<Mutex<Vec<String>>>,
     exit: Option<ExitStatus>,
-    _config: TempConfig,
+    config: TempConfig,
 }
 
 impl Gateway {
@@ -275,6 +294,60 @@ impl Gateway {
             }
             thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The address of the `sessiongate management on http://ADDR` line, which follows the
+    /// listening line(s); waits (bounded) for it and panics with stdout if it never comes.
+    pub fn management_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = self.stdout_lines();
+            let found = lines.iter().find_map(|l| {
+                l.trim()
+                    .strip_prefix(MANAGEMENT_PREFIX)
+                    .and_then(|a| a.trim_end_matches('/').parse().ok())
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{MANAGEMENT_PREFIX}` line on stdout: {lines:?}"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `METHOD target` at the management listener on a new connection, with
+    /// `Authorization: Bearer TOKEN` when a token is given.
+    pub fn admin(&self, method: &str, target: &str, token: Option<&str>) -> Response {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        Client::connect(self.management_addr()).request(
+            format!(
+                "{method} {target} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
+                self.management_addr()
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// The configuration file the process was started with (and re-reads on SIGHUP).
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config.path
+    }
+
+    /// The configuration file's current content.
+    pub fn config_yaml(&self) -> String {
+        std::fs::read_to_string(&self.config.path).expect("read the gateway's config")
+    }
+
+    /// Replaces the configuration file (written aside, then renamed over it, so a reload
+    /// never reads half a file). The process notices only on SIGHUP.
+    pub fn rewrite_config(&self, yaml: &str) {
+        let path = &self.config.path;
+        let tmp = path.with_extension("yml.new");
+        std::fs::write(&tmp, yaml).expect("write the new config");
+        std::fs::rename(&tmp, path).expect("rename the new config into place");
     }
 
     /// Waits (bounded) until a stderr line satisfies `pred`; returns it.

@@ -57,6 +57,9 @@ function settings() {
     // "always": every refresh returns a new refresh token and the old one is spent (reuse is
     // then treated as theft and revokes the grant). Default: oidc-provider's own policy.
     rotateRefreshToken: get('ROTATE_REFRESH_TOKEN', 'default'),
+    // "true": the client may also use the client_credentials grant (tokens live
+    // ACCESS_TOKEN_TTL), as a Keycloak client with service accounts enabled.
+    clientCredentials: get('CLIENT_CREDENTIALS', 'false') === 'true',
     keys: list('KEYS').length ? list('KEYS') : ['k1'],
     keysDir: get('KEYS_DIR', path.join(os.tmpdir(), `sessiongate-oidc-keys-${process.pid}`)),
   };
@@ -350,7 +353,9 @@ function configuration(cfg) {
     // Plus one of our own, for tests that run the code flow themselves (no gateway).
     redirect_uris: [...cfg.redirectUris, `${cfg.issuer}/__test/callback`],
     post_logout_redirect_uris: cfg.postLogoutRedirectUris,
-    grant_types: ['authorization_code', 'refresh_token'],
+    grant_types: [
+      'authorization_code', 'refresh_token', ...(cfg.clientCredentials ? ['client_credentials'] : []),
+    ],
     response_types: ['code'],
     token_endpoint_auth_method: cfg.authMethod,
   };
@@ -395,6 +400,7 @@ function configuration(cfg) {
       devInteractions: { enabled: true },
       revocation: { enabled: true },
       rpInitiatedLogout: { enabled: true },
+      clientCredentials: { enabled: cfg.clientCredentials },
       backchannelLogout: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -410,6 +416,7 @@ function configuration(cfg) {
     ...(cfg.rotateRefreshToken === 'always' ? { rotateRefreshToken: () => true } : {}),
     ttl: {
       AccessToken: cfg.accessTokenTtl,
+      ClientCredentials: cfg.accessTokenTtl,
       AuthorizationCode: 60,
       IdToken: cfg.idTokenTtl,
       RefreshToken: cfg.refreshTokenTtl,

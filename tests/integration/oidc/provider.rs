@@ -53,6 +53,9 @@ pub struct ProviderOpts {
     pub keys: Vec<String>,
     /// Every refresh returns a new refresh token; reusing a spent one revokes the grant.
     pub rotate_refresh_token: bool,
+    /// The client may also use the `client_credentials` grant (its tokens live
+    /// `access_token_ttl`).
+    pub client_credentials: bool,
 }
 
 impl ProviderOpts {
@@ -74,6 +77,7 @@ impl ProviderOpts {
             auth_method: "client_secret_basic".to_string(),
             keys: vec!["k1".to_string()],
             rotate_refresh_token: false,
+            client_credentials: false,
         }
     }
 
@@ -107,6 +111,11 @@ impl ProviderOpts {
         self
     }
 
+    pub fn client_credentials(mut self, on: bool) -> Self {
+        self.client_credentials = on;
+        self
+    }
+
     fn json(&self, port: u16) -> Value {
         let mut v = json!({
             "PORT": port.to_string(),
@@ -122,6 +131,7 @@ impl ProviderOpts {
             "KEYS": self.keys.join(","),
             "KEYS_DIR": keys_dir().to_string_lossy(),
             "ROTATE_REFRESH_TOKEN": if self.rotate_refresh_token { "always" } else { "default" },
+            "CLIENT_CREDENTIALS": if self.client_credentials { "true" } else { "false" },
         });
         if let Some(uri) = &self.backchannel_logout_uri {
             v["BACKCHANNEL_LOGOUT_URI"] = json!(uri);
@@ -154,6 +164,22 @@ impl Provider {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (child, port) = spawn(&opts, 0, &stdout, &stderr);
+        Provider {
+            child,
+            port,
+            opts,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts the provider on this loopback port (one reserved earlier, e.g. for a gateway
+    /// that was told the issuer before the provider existed).
+    pub fn start_on(opts: ProviderOpts, port: u16) -> Provider {
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (child, bound) = spawn(&opts, port, &stdout, &stderr);
+        assert_eq!(bound, port, "the provider must listen on the requested port");
         Provider {
             child,
             port,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Reply, Request, IO_TIMEOUT};
 use crate::client::{Client, Response};
-use crate::harness::{quote, routes_yaml, Gateway, GatewayBuilder, Route};
+use crate::harness::{management_yaml, quote, routes_yaml, Gateway, GatewayBuilder, Route};
 use crate::oidc::browser::{encode_form, set_cookie, Browser, Login, Url};
 use crate::oidc::provider::{bearer, random_token, Provider, ProviderOpts};
 
@@ -41,6 +41,7 @@ pub struct StackBuilder {
     backchannel: bool,
     logging: Vec<(String, String)>,
     backend: Option<Box<Responder>>,
+    management: bool,
 }
 
 /// How the stack's recording backend answers.
@@ -110,8 +111,18 @@ impl StackBuilder {
         })
     }
 
+    /// Adds a management listener on 127.0.0.1 (port 0) and, when given, its bearer secret
+    /// `sessiongate.management-token`.
+    pub fn management(mut self, token: Option<&str>) -> Self {
+        self.management = true;
+        match token {
+            Some(t) => self.set("management-token", quote(t)),
+            None => self,
+        }
+    }
+
     /// The gateway's configuration for these settings (before `sessiongate:`).
-    fn base_yaml(&self, provider: &Provider, backend: &Backend) -> String {
+    fn base_yaml(&self, issuer: &str, backend: &Backend) -> String {
         let mut routes = Vec::new();
         if self.backchannel {
             routes.push(
@@ -142,7 +153,7 @@ impl StackBuilder {
         y.push_str(&format!("          {REGISTRATION}:\n"));
         y.push_str(&format!(
             "            issuer-uri: {}\n",
-            quote(&provider.issuer())
+            quote(issuer)
         ));
         y.push_str(cloud);
         y.push_str("cg:\n");
@@ -155,21 +166,60 @@ impl StackBuilder {
                 y.push_str(&format!("    {k}: {v}\n"));
             }
         }
+        if self.management {
+            y.push_str(&management_yaml());
+        }
         y
     }
 
     /// Starts provider, backend and gateway (in that order).
     pub fn start(mut self) -> Stack {
         let provider = Provider::start(self.provider.clone());
-        let backend = match self.backend.take() {
+        let backend = self.take_backend();
+        let gateway = self.start_gateway(&provider.issuer(), &backend);
+        let stack = Stack {
+            port: self.port,
+            provider,
+            backend,
+            gateway,
+        };
+        stack.wait_until_provider_known();
+        stack
+    }
+}
+
+impl StackBuilder {
+    /// Starts backend and gateway with the provider's issuer on a reserved port where
+    /// nothing listens yet; [`PendingStack::start_provider`] starts the provider there.
+    pub fn start_before_provider(mut self) -> PendingStack {
+        let provider_port = reserve_port();
+        let backend = self.take_backend();
+        let issuer = format!("http://127.0.0.1:{provider_port}");
+        let gateway = self.start_gateway(&issuer, &backend);
+        PendingStack {
+            port: self.port,
+            gateway,
+            backend,
+            provider_port,
+            provider: self.provider,
+        }
+    }
+
+    fn take_backend(&mut self) -> Backend {
+        match self.backend.take() {
             Some(f) => Backend::replying(f),
             None => Backend::recording(),
-        };
+        }
+    }
+
+    /// Writes the config (with `cg.censhareLogoutUrl` at the backend unless set) and
+    /// starts the gateway on the reserved port.
+    fn start_gateway(&mut self, issuer: &str, backend: &Backend) -> Gateway {
         if !self.cg.iter().any(|(k, _)| k == "censhareLogoutUrl") {
             let url = quote(&format!("{}{BACKEND_LOGOUT_PATH}", backend.uri()));
             self.cg.push(("censhareLogoutUrl".to_string(), url));
         }
-        let mut builder: GatewayBuilder = Gateway::with(self.base_yaml(&provider, &backend));
+        let mut builder: GatewayBuilder = Gateway::with(self.base_yaml(issuer, backend));
         for (k, v) in &self.knobs {
             builder = builder.set(k, v);
         }
@@ -179,11 +229,30 @@ impl StackBuilder {
             self.port,
             "the gateway must listen on the reserved port"
         );
+        gateway
+    }
+}
+
+/// A gateway and backend whose provider is not started yet
+/// ([`StackBuilder::start_before_provider`]).
+pub struct PendingStack {
+    pub port: u16,
+    pub gateway: Gateway,
+    pub backend: Backend,
+    pub provider_port: u16,
+    provider: ProviderOpts,
+}
+
+impl PendingStack {
+    /// Starts the provider on the port the gateway's issuer names, and waits (bounded)
+    /// until the gateway has read its metadata.
+    pub fn start_provider(self) -> Stack {
+        let provider = Provider::start_on(self.provider, self.provider_port);
         let stack = Stack {
             port: self.port,
             provider,
-            backend,
-            gateway,
+            backend: self.backend,
+            gateway: self.gateway,
         };
         stack.wait_until_provider_known();
         stack
@@ -229,6 +298,7 @@ impl Stack {
             backchannel: false,
             logging: Vec::new(),
             backend: None,
+            management: false,
         };
         b.registration("client-id", "gateway")
             .registration("client-secret", "secret")
