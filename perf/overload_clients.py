@@ -3,7 +3,7 @@
 127.0.0.1, for perf/overload.sh. Standard library only: one thread, one epoll.
 
 Usage: overload_clients.py --port PORT [--idle 10000] [--slow 2000] [--head-timeout 10]
-                           [--max-seconds 240] [--burst 256]
+                           [--max-seconds 240] [--burst 256] [--pause 0]
 
 1. Idle crowd: opens --idle connections (at most --burst connects and first requests in
    flight at once), sends one complete `GET / HTTP/1.1` on each, reads the whole answer
@@ -14,6 +14,8 @@ Usage: overload_clients.py --port PORT [--idle 10000] [--slow 2000] [--head-time
    bursts). The head cannot complete while the test runs. When the server cuts one (a 408
    answer, a close or a reset) the time since its first byte is recorded and a new
    connection takes its place, so the crowd stays --slow strong until the end.
+   With --pause S it prints `idle idle=N` when the idle crowd stands and waits for SIGUSR2
+   (at most S seconds) before starting the slowloris crowd.
 3. Prints `ready idle=N slow=M` on stdout once both crowds stand, then one status line a
    second on stderr, and holds until SIGUSR1 (or --max-seconds, as a safety bound).
 4. Then sends a second `GET /` on every idle connection still open and counts the 2xx
@@ -93,6 +95,7 @@ class Crowds:
         self.stop = False
         self.abort = False
         self.holding = False
+        self.go_on = False
         self.c = dict(
             idle_wanted=a.idle, idle_held=0, idle_failed=0, idle_closed=0, idle_unexpected=0,
             slow_wanted=a.slow, slow_opened=0, slow_connect_failed=0, slow_cut_408=0,
@@ -298,6 +301,14 @@ class Crowds:
             self.poll(hard_end)
             if time.monotonic() > min(hard_end, start + a.setup_seconds):
                 break
+        held = self.c["idle_held"] - self.c["idle_closed"]
+        print(f"idle idle={held} setup_s={time.monotonic() - start:.1f}", flush=True)
+        if a.pause:
+            # Wait for SIGUSR2 (the caller samples the server's memory with only the idle
+            # crowd standing), bounded like everything else.
+            end = time.monotonic() + a.pause
+            while not self.go_on and not self.abort and time.monotonic() < min(end, hard_end):
+                self.poll(min(end, hard_end))
         # 2. slowloris crowd, starts spread over one second
         t = time.monotonic()
         for i in range(a.slow):
@@ -364,6 +375,8 @@ def main():
     p.add_argument("--burst", type=int, default=256)
     p.add_argument("--setup-seconds", type=float, default=120.0)
     p.add_argument("--max-seconds", type=float, default=240.0)
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="after the idle crowd stands, wait up to this long for SIGUSR2")
     a = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = a.idle + a.slow + a.burst + 64
@@ -380,7 +393,11 @@ def main():
         crowds.abort = True
         crowds.stop = True
 
+    def on_usr2(*_):
+        crowds.go_on = True
+
     signal.signal(signal.SIGUSR1, on_usr1)
+    signal.signal(signal.SIGUSR2, on_usr2)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     crowds.run()

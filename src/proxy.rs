@@ -47,6 +47,8 @@ pub struct Context {
     pub timeouts: Timeouts,
     pub max_body_bytes: u64,
     pub access_log: bool,
+    /// `sessiongate.connection-hand-off`.
+    pub hand_off: bool,
     pub shutdown: Shutdown,
     pub worker: usize,
     /// This worker's counters (written only here; read by the management listener).
@@ -318,7 +320,10 @@ async fn exchange<S: ClientStream>(
             log_access(ctx, c, reply.status);
             return Ok(if keep { Next::KeepAlive } else { Next::Close });
         } else {
-            match gate.check(head, buf, &mut c.extra, S::MOVABLE).await {
+            match gate
+                .check(head, buf, &mut c.extra, S::MOVABLE && ctx.hand_off)
+                .await
+            {
                 Outcome::Forward {
                     session,
                     from_session,

@@ -217,6 +217,7 @@ async fn serve(
         timeouts: Timeouts::from_config(g),
         max_body_bytes: g.max_body_bytes,
         access_log: g.access_log,
+        hand_off: g.connection_hand_off,
         shutdown: Shutdown::new(),
         worker: spec.id,
         gate: spec.refresher.and_then(|r| {

@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use validate::{load_file, load_str, ConfigError};
 pub(crate) use validate::load_str_with;
+pub use validate::{load_file, load_str, ConfigError};
 
 /// Everything sessiongate needs at run time, validated.
 #[derive(Debug, Clone)]
@@ -222,6 +222,10 @@ pub struct GatewayConfig {
     pub upstream_pool_size: usize,
     pub shutdown_grace: Duration,
     pub access_log: bool,
+    /// `connection-hand-off` (default true): a plain connection whose session lives on
+    /// another worker moves there once; false: every such request asks the owner by message
+    /// (what TLS connections always do).
+    pub connection_hand_off: bool,
     pub post_logout_redirect_uri: Option<String>,
     pub session_max_lifetime: Option<Duration>,
     pub access_banner: Option<PathBuf>,

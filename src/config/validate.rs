@@ -1127,6 +1127,7 @@ const SESSIONGATE_KEYS: &[&str] = &[
     "upstream-pool-size",
     "shutdown-grace-ms",
     "access-log",
+    "connection-hand-off",
     "post-logout-redirect-uri",
     "session-max-lifetime-sec",
     "access-banner",
@@ -1158,6 +1159,7 @@ fn gateway(s: &Section) -> Result<GatewayConfig> {
         upstream_pool_size: s.int("upstream-pool-size", IntRule::range(0, 65_536), 64)? as usize,
         shutdown_grace: s.millis("shutdown-grace-ms", MS, 10_000)?,
         access_log: s.bool("access-log", false)?,
+        connection_hand_off: s.bool("connection-hand-off", true)?,
         post_logout_redirect_uri: post_logout_redirect(s)?,
         session_max_lifetime: s
             .opt_int("session-max-lifetime-sec", POSITIVE_SECS)?

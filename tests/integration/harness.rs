@@ -331,12 +331,7 @@ impl Gateway {
         )
     }
 
-    /// The configuration file the process was started with (and re-reads on SIGHUP).
-    pub fn config_path(&self) -> &std::path::Path {
-        &self.config.path
-    }
-
-    /// The configuration file's current content.
+    /// The configuration file's current content (the process re-reads it on SIGHUP).
     pub fn config_yaml(&self) -> String {
         std::fs::read_to_string(&self.config.path).expect("read the gateway's config")
     }

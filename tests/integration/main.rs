@@ -7,7 +7,7 @@
 //! Support: `wire` (HTTP/1.1 reading for both fakes), `backend` (recording upstream),
 //! `client` (raw client), `harness` (gateway process, config, CLI).
 //! Scenarios: `proxy`, `hostile`, `websocket`, `large_body`, `access_log`, `shutdown`,
-//! `config_check`, `tls` (termination, connection sessions, audit, https upstream).
+//! `config_check`, `check` (the report of `sessiongate check`), `reload` (SIGHUP), `tls` (termination, connection sessions, audit, https upstream).
 #![deny(unsafe_code)]
 // The rule against `std::sync::Mutex` is for the gateway's request path, not for test fakes.
 #![allow(clippy::disallowed_types)]
@@ -18,11 +18,13 @@ mod harness;
 mod wire;
 
 mod access_log;
+mod check;
 mod config_check;
 mod hostile;
 mod large_body;
 mod oidc;
 mod proxy;
+mod reload;
 mod shutdown;
 mod tls;
 mod websocket;

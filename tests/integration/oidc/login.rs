@@ -391,3 +391,65 @@ fn sessions_work_over_many_new_connections_with_two_workers() {
         }
     }
 }
+
+/// With `sessiongate.connection-hand-off: false` (what TLS connections always do) a request
+/// that lands on the worker not owning its session is served through the owner by message:
+/// the owner's token reaches the backend, the SESSION cookie does not, and a logout sent on
+/// a connection of the other worker ends the session at its owner.
+#[test]
+fn sessions_are_served_across_workers_by_message_without_hand_off() {
+    let s = Stack::builder()
+        .workers(2)
+        .set("connection-hand-off", "false")
+        .start();
+    let (_, login) = s.login("carol");
+    for n in 0..16 {
+        let mut b = Browser::without_keep_alive();
+        let target = format!("/app/remote/n{n}");
+        let url = s.url(&target);
+        b.set_cookie(&url, "SESSION", &login.session);
+        b.set_cookie(&url, "theme", "dark");
+        let r = b.navigate(&url);
+        assert_eq!(
+            r.status,
+            200,
+            "new connection {n}: {} {}",
+            r.status,
+            r.text()
+        );
+        let req = s
+            .backend_requests_to(&target)
+            .pop()
+            .expect("backend request");
+        let token = bearer(req.header("authorization")).expect("bearer at the backend");
+        assert_eq!(jwt_payload(&token)["sub"], "carol");
+        let cookies = req.headers("cookie").join("; ");
+        assert!(
+            !cookies.contains("SESSION") && cookies.contains("theme=dark"),
+            "cookies at the backend: {cookies:?}"
+        );
+    }
+    // Logouts from fresh connections: whichever worker takes one, the session ends.
+    let mut ended = false;
+    for _ in 0..8 {
+        let mut b = Browser::without_keep_alive();
+        let url = s.url("/logout");
+        b.set_cookie(&url, "SESSION", &login.session);
+        let r = b.post_form(&url, &[]);
+        assert_eq!(r.status, 302, "POST /logout: {}", r.text());
+        if r.header("location")
+            .is_some_and(|l| l.contains("id_token_hint"))
+        {
+            ended = true;
+            break;
+        }
+    }
+    assert!(
+        ended,
+        "no logout redirect carried the ended session's id_token_hint"
+    );
+    let mut b = Browser::without_keep_alive();
+    let url = s.url("/app/after-logout");
+    b.set_cookie(&url, "SESSION", &login.session);
+    s.assert_login_redirect(&b.navigate(&url), "SESSION cookie after logout");
+}

@@ -12,7 +12,9 @@
 //! (logout tokens from the provider, valid and invalid), `dispatcher` (retries and lost
 //! calls), `full_logout` (`expiredSessionFullLogout`), `fresh` (fresh-token listeners),
 //! `operator_log` (censhare logger names at TRACE), `websocket_session` (WebSockets closed
-//! with their session, keep-alive after disconnect).
+//! with their session, keep-alive after disconnect), `admin` (management listener: health,
+//! readiness, metrics, sessions admin API), `check_lifespan` (`sessiongate check` reading the
+//! access-token lifespan from the provider), `reload` (SIGHUP with new listener URLs).
 //!
 //! Every scenario starts its own provider, backend and gateway, so they run in parallel.
 //! They wait with deadlines; the only sleeps wait out a token or session lifetime.
@@ -22,10 +24,12 @@ mod listener;
 mod provider;
 mod stack;
 
+mod admin;
 mod backchannel;
 mod backchannel_refused;
 mod banner;
 mod bearer;
+mod check_lifespan;
 mod dispatcher;
 mod expiry;
 mod fresh;
@@ -34,4 +38,5 @@ mod load;
 mod login;
 mod logout;
 mod operator_log;
+mod reload;
 mod websocket_session;

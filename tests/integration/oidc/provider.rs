@@ -179,7 +179,10 @@ impl Provider {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (child, bound) = spawn(&opts, port, &stdout, &stderr);
-        assert_eq!(bound, port, "the provider must listen on the requested port");
+        assert_eq!(
+            bound, port,
+            "the provider must listen on the requested port"
+        );
         Provider {
             child,
             port,

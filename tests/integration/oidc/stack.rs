@@ -151,10 +151,7 @@ impl StackBuilder {
         }
         y.push_str("        provider:\n");
         y.push_str(&format!("          {REGISTRATION}:\n"));
-        y.push_str(&format!(
-            "            issuer-uri: {}\n",
-            quote(issuer)
-        ));
+        y.push_str(&format!("            issuer-uri: {}\n", quote(issuer)));
         y.push_str(cloud);
         y.push_str("cg:\n");
         for (k, v) in &self.cg {

@@ -1,0 +1,754 @@
+#!/usr/bin/env bash
+# perf/overload.sh — sessiongate under overload: live traffic next to 10,000 idle keep-alive
+# connections and a slowloris crowd, memory per held connection, and a login storm past
+# `cg.maxSessions` while existing sessions are being served.
+#
+# What runs (127.0.0.1 only, every port picked free at start, files under perf/.run-overload/):
+#   backend   nginx, 1 worker, `return 200 "hello\n"`, no access log          (LOAD_CPUS)
+#   gateway   sessiongate, `workers: 1`, route /** -> backend, management listener for
+#             its metrics; `connection-idle-timeout-ms` and `request-head-timeout-ms` at
+#             their defaults (300000 / 10000): the defaults are what operators run, the
+#             hold (under a minute) stays far below the idle timeout, and a slowloris
+#             connection is cut 10 s after its first byte                      (PROXY_CPU)
+#   crowds    perf/overload_clients.py (one Python process, epoll)             (ATTACK_CPUS)
+#   provider  tests/oidc/provider.js, for part 3 only                         (LOAD_CPUS)
+#   storm     perf/login_storm.py (threads), for part 3 only                  (ATTACK_CPUS)
+#
+# Part 1, unloaded: a short warm-up, then `wrk -t1 -c64 -dDURATION --latency` against the
+#   gateway: the reference live throughput.
+# Part 2, held connections: IDLE connections each send one complete request, read the
+#   answer and go silent; then SLOW connections send a long request head one byte a second
+#   (each one the gateway cuts is replaced at once, so the crowd stays SLOW strong; with the
+#   10 s head timeout about one wave of cuts falls into every wrk run). While both crowds
+#   are held, the same wrk run again: its req/s must stay >= MIN_RATIO % of part 1, with no
+#   errors. The gateway's VmRSS/VmHWM (/proc/PID/status) is recorded before, with the idle
+#   crowd, with both crowds, during wrk (highest of one sample a second) and after the
+#   crowds are gone; the growth divided by the connections held gives bytes per held
+#   connection. Slowloris connections are counted by how they ended (408 answer then
+#   close, close without an answer, reset) and by when (seconds after their first byte:
+#   must be the head timeout, none still open well past it). At the end every idle
+#   connection sends a second request, which must be answered 2xx (they were held, not
+#   dropped), and the gateway's `sessiongate_connections_open` must fall back to 0.
+# Part 3, login storm: a second gateway with the provider and `cg.maxSessions: 50`. SESSIONS
+#   parallel logins (distinct users) fill it; wrk measures cookie-authenticated GETs with
+#   the first session (before); then STORM more logins, STORM_PARALLEL at a time, and kept
+#   going until the wrk run they overlap has ended, while the same wrk runs again (during).
+#   Every storm login must end at the callback with 503 + Retry-After, wrk must see no
+#   non-2xx, and afterwards all SESSIONS sessions must still be served (200, not a redirect
+#   to the login).
+#
+# CPU layout on the 2-core reference machine, as in perf/proxy.sh: the gateway alone on
+# CPU 0; wrk, the backend, the crowds, the provider and the storm on CPU 1. The attackers
+# sit with the load generator so that every cycle of CPU 0 is the gateway's; what they
+# take from wrk is small for the crowds (a few thousand one-byte sends a second) but not
+# for the storm (the provider's and the browsers' work): compare `gateway us/req` as well
+# as req/s, and read `load cpu`. On more cores set ATTACK_CPUS apart.
+#
+# Noise: `other` is the CPU time of programs outside the benchmark during a wrk run, in %
+# of one core (as in perf/proxy.sh). A wrk run with other > OTHER_MAX is repeated, up to
+# TRIES times, and the quietest try is kept; a run left noisy is marked `*` and the script
+# ends with a warning.
+#
+# Environment:
+#   DURATION=10 WARMUP=2 CONNECTIONS=64 THREADS=1   wrk
+#   IDLE=10000 SLOW=2000 MIN_RATIO=80               part 2
+#   SESSIONS=50 STORM=200 STORM_PARALLEL=16         part 3 (cg.maxSessions = SESSIONS)
+#   PARTS="1 2 3"                                   (2 needs 1)
+#   PROXY_CPU=0 LOAD_CPUS=1 ATTACK_CPUS=1           taskset CPU lists
+#   OTHER_MAX=5 TRIES=3
+#   SKIP_BUILD=1                                    use the existing target/release/sessiongate
+#   SESSIONGATE_BIN=path                            binary to test (implies SKIP_BUILD=1)
+#   GATEWAY_ENV="NAME=value ..."                    extra environment for the gateways, e.g.
+#                                                   MIMALLOC_ALLOW_THP=0 (see RESULTS.md)
+#
+# Needs nginx, wrk, curl, python3, node (npm ci --prefix tests when node_modules is
+# missing); installs nginx/wrk/curl with apt-get when missing (root). Raises the open-file
+# limit (ulimit -n 65536, or the hard limit when that is lower). Everything started here is
+# stopped on exit (trap), also on Ctrl-C or error.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="$ROOT/perf/.run-overload"
+
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-2}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-1}"
+IDLE="${IDLE:-10000}"
+SLOW="${SLOW:-2000}"
+MIN_RATIO="${MIN_RATIO:-80}"
+SESSIONS="${SESSIONS:-50}"
+STORM="${STORM:-200}"
+STORM_PARALLEL="${STORM_PARALLEL:-16}"
+PARTS="${PARTS:-1 2 3}"
+PROXY_CPU="${PROXY_CPU:-0}"
+LOAD_CPUS="${LOAD_CPUS:-1}"
+ATTACK_CPUS="${ATTACK_CPUS:-1}"
+OTHER_MAX="${OTHER_MAX:-5}"
+TRIES="${TRIES:-3}"
+GATEWAY_ENV="${GATEWAY_ENV:-}"
+HEAD_TIMEOUT_S=10 # sessiongate.request-head-timeout-ms default, in seconds
+
+log() { printf '[overload] %s\n' "$*" >&2; }
+die() { printf '[overload] error: %s\n' "$*" >&2; exit 1; }
+[[ " $PARTS " == *" 2 "* && " $PARTS " != *" 1 "* ]] && die "part 2 needs part 1 (PARTS)"
+
+# --- tools -------------------------------------------------------------------------------
+missing=()
+for tool in nginx wrk curl; do
+    command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    log "missing: ${missing[*]}; installing nginx wrk curl with apt-get"
+    SUDO=""
+    if [[ $EUID -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "not root and no sudo: install nginx wrk curl"
+        SUDO="sudo"
+    fi
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y nginx wrk curl
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+[[ -x "$NGINX" ]] || die "nginx not found after install"
+# The interpreter itself, not a version-manager shim (which would fork on every start).
+PYTHON="$(python3 -c 'import sys; print(sys.executable)')" || die "python3 is needed"
+if [[ " $PARTS " == *" 3 "* ]]; then
+    command -v node >/dev/null 2>&1 || die "node is needed for the provider (part 3)"
+    [[ -d "$ROOT/tests/node_modules/oidc-provider" ]] \
+        || npm ci --prefix "$ROOT/tests" --no-audit --no-fund >&2
+fi
+
+# Every held connection is one descriptor in the gateway and one in the crowd process.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+NOFILE="$(ulimit -n)"
+((NOFILE >= IDLE + SLOW + 1024)) \
+    || die "open-file limit $NOFILE is below IDLE + SLOW + 1024 = $((IDLE + SLOW + 1024))"
+
+# --- CPU layout ----------------------------------------------------------------------------
+NCPU="$(nproc)"
+if [[ "$NCPU" -ge 2 ]] && command -v taskset >/dev/null 2>&1; then
+    pin_proxy=(taskset -c "$PROXY_CPU")
+    pin_load=(taskset -c "$LOAD_CPUS")
+    pin_attack=(taskset -c "$ATTACK_CPUS")
+    layout="gateway on CPU $PROXY_CPU; wrk + backend (+ provider) on CPU $LOAD_CPUS; crowds and storm on CPU $ATTACK_CPUS"
+else
+    pin_proxy=() pin_load=() pin_attack=()
+    layout="no pinning ($NCPU CPU(s) or no taskset): numbers are indicative only"
+    log "warning: $layout"
+fi
+
+# --- build -------------------------------------------------------------------------------
+if [[ -n "${SESSIONGATE_BIN:-}" ]]; then
+    SG_BIN="$SESSIONGATE_BIN"
+else
+    SG_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sessiongate"
+    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+        log "cargo build --release"
+        (cd "$ROOT" && cargo build --release) >&2
+    fi
+fi
+[[ -x "$SG_BIN" ]] || die "no sessiongate binary at $SG_BIN"
+
+# --- processes and cleanup ---------------------------------------------------------------
+rm -rf "$RUN"
+mkdir -p "$RUN"
+echo '*' >"$RUN/.gitignore" # the whole run directory stays out of git
+PIDS=()
+
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$?
+    local i
+    # newest first: crowds and clients before the gateway, the gateway before its backend
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[i]}"
+    done
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A free TCP port on 127.0.0.1 below the ephemeral range (see perf/proxy.sh).
+EPHEMERAL_LOW="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+((EPHEMERAL_LOW > 12000)) || EPHEMERAL_LOW=61000
+USED_PORTS=" "
+port_in_use() {
+    local p=$1
+    if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ]]; then
+        return 0
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
+}
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
+        [[ "$USED_PORTS" == *" $p "* ]] && continue
+        if ! port_in_use "$p"; then
+            USED_PORTS+="$p "
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+wait_line() { # file pattern pid what seconds
+    local i
+    for ((i = 0; i < $5 * 10; i++)); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || die "$4 exited early; see $1 and ${1%.*}.err"
+        sleep 0.1
+    done
+    die "$4: no '$2' within $5 s; see $1"
+}
+
+BACKEND_PORT="$(free_port)"
+GW_PORT="$(free_port)"
+MGMT_PORT="$(free_port)"
+GW2_PORT="$(free_port)"
+MGMT2_PORT="$(free_port)"
+PROVIDER_PORT="$(free_port)"
+
+NGINX_USER=""
+[[ $EUID -eq 0 ]] && NGINX_USER="user root;"
+mkdir -p "$RUN/backend"
+cat >"$RUN/backend/nginx.conf" <<EOF
+$NGINX_USER
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 8192;
+pid $RUN/backend/nginx.pid;
+error_log $RUN/backend/error.log warn;
+events { worker_connections 4096; multi_accept on; }
+http {
+    access_log off;
+    client_body_temp_path $RUN/backend/client_body;
+    proxy_temp_path $RUN/backend/proxy;
+    fastcgi_temp_path $RUN/backend/fastcgi;
+    uwsgi_temp_path $RUN/backend/uwsgi;
+    scgi_temp_path $RUN/backend/scgi;
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT reuseport backlog=4096;
+        location / {
+            default_type text/plain;
+            return 200 "hello\n";
+        }
+    }
+}
+EOF
+
+log "starting backend (nginx) on :$BACKEND_PORT"
+"${pin_load[@]}" "$NGINX" -p "$RUN/backend" -c "$RUN/backend/nginx.conf" \
+    >"$RUN/backend.out" 2>"$RUN/backend.err" &
+PIDS+=($!)
+BACKEND_PID=$!
+for _ in $(seq 300); do
+    [[ "$(curl -fsS --max-time 2 "http://127.0.0.1:$BACKEND_PORT/" 2>/dev/null)" == hello ]] && break
+    kill -0 "$BACKEND_PID" 2>/dev/null || die "backend exited early; see $RUN/backend.err"
+    sleep 0.1
+done
+
+# start_gateway NAME CONFIG: starts it pinned, waits for the ready line, sets GW_PID
+GW_PID=""
+start_gateway() {
+    local name=$1 config=$2
+    "$SG_BIN" check --config "$config" >"$RUN/$name.check" 2>&1 \
+        || die "sessiongate check refused $config: $(cat "$RUN/$name.check")"
+    # shellcheck disable=SC2086 # GATEWAY_ENV is a list of NAME=value words
+    env $GATEWAY_ENV "${pin_proxy[@]}" "$SG_BIN" run --config "$config" \
+        >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    wait_line "$RUN/$name.out" "sessiongate listening on http://" "$GW_PID" "$name" 30
+    wait_line "$RUN/$name.out" "sessiongate management on http://" "$GW_PID" "$name" 30
+}
+stop_gateway() {
+    stop_pid "$GW_PID"
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ "$p" == "$GW_PID" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+metric() { # port name: one value from /actuator/prometheus
+    curl -fsS --max-time 5 "http://127.0.0.1:$1/actuator/prometheus" 2>/dev/null \
+        | awk -v n="$2" '$1 == n { print $2; found = 1 } END { if (!found) print "?" }'
+}
+# VmRSS and VmHWM of a process, in kB
+mem_of() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r + 0, h + 0 }' "/proc/$1/status"; }
+# its anonymous memory in transparent huge pages, in kB
+thp_of() { awk '/^AnonHugePages:/ { print $2 + 0 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# --- CPU accounting (as perf/proxy.sh, all from /proc, in clock ticks) ---------------------
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+cpu_snap() {
+    awk '/^cpu[0-9]+ / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $1, t, $5 + $6 }
+         /^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print "all", t, $9 }' /proc/stat
+}
+snap_field() { awk -v n="$2" -v c="$3" '$1 == n { print $c }' <<<"$1"; }
+cpu_busy() {
+    local cpu=$1 before=$2 after=$3 t0 t1 i0 i1
+    t0="$(snap_field "$before" "cpu$cpu" 2)"
+    t1="$(snap_field "$after" "cpu$cpu" 2)"
+    i0="$(snap_field "$before" "cpu$cpu" 3)"
+    i1="$(snap_field "$after" "cpu$cpu" 3)"
+    awk -v dt="$((t1 - t0))" -v di="$((i1 - i0))" \
+        'BEGIN { printf "%.1f", (dt > 0 ? 100 * (dt - di) / dt : 0) }'
+}
+children_of() {
+    local f line rest fields
+    for f in /proc/[0-9]*/stat; do
+        { line="$(<"$f")"; } 2>/dev/null || continue
+        rest="${line##*) }"
+        read -r -a fields <<<"$rest"
+        [[ "${fields[1]}" == "$1" ]] && { f="${f#/proc/}"; echo "${f%/stat}"; }
+    done
+    return 0
+}
+# utime+stime of processes (all their threads)
+proc_ticks() {
+    local pid line rest fields sum=0
+    for pid in "$@"; do
+        { line="$(<"/proc/$pid/stat")"; } 2>/dev/null || continue
+        rest="${line##*) }"
+        read -r -a fields <<<"$rest"
+        sum=$((sum + fields[11] + fields[12]))
+    done
+    echo "$sum"
+}
+# "pid ticks" of every user process except ours (EXCLUDE) and kernel threads, reaped
+# children included (see perf/proxy.sh)
+others_snap() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v ex=" $EXCLUDE " '{
+        pid = $1; sub(/^.*\) /, "")
+        if (pid == 2 || $2 == 2 || index(ex, " " pid " ")) next
+        print pid, $12 + $13 + $14 + $15
+    }'
+}
+others_ticks() {
+    awk 'NR == FNR { t0[$1] = $2; next }
+         { seen[$1] = 1; d += $2 - ($1 in t0 ? t0[$1] : 0) }
+         END { for (p in t0) if (!(p in seen)) d -= t0[p]; print (d > 0 ? d : 0) }' \
+        <(echo "$1") <(echo "$2")
+}
+# shellcheck disable=SC2046
+EXCLUDE="$$ $BACKEND_PID $(children_of "$BACKEND_PID" | tr '\n' ' ')"
+LOAD_CPU_ONE=""
+[[ "$LOAD_CPUS" =~ ^[0-9]+$ && ${#pin_load[@]} -gt 0 ]] && LOAD_CPU_ONE="$LOAD_CPUS"
+PROXY_CPU_ONE=""
+[[ "$PROXY_CPU" =~ ^[0-9]+$ && ${#pin_proxy[@]} -gt 0 ]] && PROXY_CPU_ONE="$PROXY_CPU"
+
+# measure LABEL URL [wrk options...]: `wrk -t1 -c64 -dDURATION --latency` with the CPU
+# accounting; repeated (at most TRIES times) while other programs used more than OTHER_MAX
+# % of a core; the quietest try is kept. MEASURE_PRE / MEASURE_POST name functions called
+# with the try number right before and after each wrk run (the storm, the RSS sampler).
+# ATTACK_PIDS: the attackers' processes, whose CPU time is reported (% of one core).
+declare -A R_RPS R_P99 R_N2XX R_SOCK R_PCPU R_LCPU R_US R_OTHER R_TRIES R_TRY R_ACPU
+ATTACK_PIDS=""
+MEASURE_PRE=""
+MEASURE_POST=""
+NOISY=0
+measure() {
+    local label=$1 url=$2 try out snap0 snap1 o0 o1 rps req p99 n2xx sock other pcpu lcpu us
+    local elapsed best="" a0 a1 acpu
+    shift 2
+    for try in $(seq "$TRIES"); do
+        out="$RUN/wrk-$label-$try.txt"
+        [[ -n "$MEASURE_PRE" ]] && "$MEASURE_PRE" "$try"
+        # shellcheck disable=SC2086 # pid list
+        a0="$(proc_ticks $ATTACK_PIDS)"
+        o0="$(others_snap)"
+        snap0="$(cpu_snap)"
+        "${pin_load[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" \
+            "$url" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+        snap1="$(cpu_snap)"
+        o1="$(others_snap)"
+        # shellcheck disable=SC2086 # pid list
+        a1="$(proc_ticks $ATTACK_PIDS)"
+        [[ -n "$MEASURE_POST" ]] && "$MEASURE_POST" "$try"
+        rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
+        req="$(awk '/requests in/ {print $1}' "$out")"
+        p99="$(awk '$1 == "99%" { v = $2; n = v + 0
+            if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000
+            printf "%.3f", n }' "$out")"
+        [[ -n "$rps" && -n "$req" && -n "$p99" ]] || die "could not parse $out"
+        n2xx="$(awk '/Non-2xx or 3xx responses:/ { n += $NF } END { print n + 0 }' "$out")"
+        sock="$(awk '/Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")"
+        elapsed=$((($(snap_field "$snap1" all 2) - $(snap_field "$snap0" all 2)) / NCPU))
+        other="$(awk -v o="$(others_ticks "$o0" "$o1")" -v e="$elapsed" \
+            'BEGIN { v = (e > 0 ? 100 * o / e : 0); printf "%.1f", (v < 0 ? 0 : v) }')"
+        acpu="$(awk -v a="$((a1 - a0))" -v e="$elapsed" 'BEGIN { printf "%.1f", (e > 0 ? 100 * a / e : 0) }')"
+        pcpu="-" lcpu="-" us="-"
+        if [[ -n "$PROXY_CPU_ONE" ]]; then
+            pcpu="$(cpu_busy "$PROXY_CPU_ONE" "$snap0" "$snap1")"
+            us="$(awk -v c="$pcpu" -v e="$elapsed" -v t="$CLK_TCK" -v n="$req" \
+                'BEGIN { printf "%.2f", (n > 0 ? (c / 100) * e / t * 1e6 / n : 0) }')"
+        fi
+        [[ -n "$LOAD_CPU_ONE" ]] && lcpu="$(cpu_busy "$LOAD_CPU_ONE" "$snap0" "$snap1")"
+        log "$label try $try/$TRIES: $rps req/s, p99 $p99 ms, non-2xx $n2xx, socket errors $sock," \
+            "gateway cpu $pcpu% ($us us/req), load cpu $lcpu%, attackers $acpu%, other $other%"
+        if [[ -z "$best" ]] || awk -v o="$other" -v b="${R_OTHER[$label]}" 'BEGIN { exit !(o < b) }'; then
+            best=1
+            R_RPS[$label]=$rps R_P99[$label]=$p99 R_N2XX[$label]=$n2xx R_SOCK[$label]=$sock
+            R_PCPU[$label]=$pcpu R_LCPU[$label]=$lcpu R_US[$label]=$us R_OTHER[$label]=$other R_ACPU[$label]=$acpu
+            R_TRY[$label]=$try
+        fi
+        R_TRIES[$label]=$try
+        awk -v o="$other" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }' || break
+        if ((try < TRIES)); then
+            log "other programs used $other% of a core (> $OTHER_MAX %): repeating"
+        fi
+    done
+    if awk -v o="${R_OTHER[$label]}" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }'; then
+        NOISY=1
+        log "warning: $label stayed noisy in all $TRIES tries (kept try ${R_TRY[$label]})"
+    fi
+}
+
+declare -A MEM_RSS MEM_HWM MEM_THP
+mem_point() { # label pid
+    local r h
+    read -r r h < <(mem_of "$2")
+    MEM_RSS[$1]=$r MEM_HWM[$1]=$h MEM_THP[$1]=$(thp_of "$2")
+    log "gateway memory, $1: VmRSS $(mib "$r") MiB, VmHWM $(mib "$h") MiB"
+}
+
+# --- part 1: unloaded ----------------------------------------------------------------------
+if [[ " $PARTS " == *" 1 "* ]]; then
+    cat >"$RUN/gateway.yml" <<EOF
+server: {address: 127.0.0.1, port: $GW_PORT}
+management.server: {address: 127.0.0.1, port: $MGMT_PORT}
+spring:
+  cloud:
+    gateway:
+      routes:
+        - id: backend
+          uri: http://127.0.0.1:$BACKEND_PORT
+          predicates: [Path=/**]
+sessiongate:
+  workers: 1
+  access-log: false
+  connection-idle-timeout-ms: 300000
+  request-head-timeout-ms: $((HEAD_TIMEOUT_S * 1000))
+logging: {level: {root: WARN}}
+EOF
+    log "starting sessiongate on :$GW_PORT (1 worker)"
+    start_gateway gateway "$RUN/gateway.yml"
+    SG1_PID=$GW_PID
+    EXCLUDE+=" $SG1_PID"
+    [[ "$(curl -fsS --max-time 2 "http://127.0.0.1:$GW_PORT/")" == hello ]] \
+        || die "the gateway does not answer hello"
+    mem_point start "$SG1_PID"
+    if [[ "$WARMUP" != 0 ]]; then
+        "${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://127.0.0.1:$GW_PORT/" \
+            >"$RUN/wrk-warmup.txt" 2>&1
+    fi
+    measure unloaded "http://127.0.0.1:$GW_PORT/"
+    mem_point before "$SG1_PID"
+fi
+
+# --- part 2: idle crowd + slowloris crowd ----------------------------------------------
+CROWD_PID=""
+SAMPLER_PID=""
+rss_sampler_start() { # one VmRSS sample a second during the wrk run, bounded
+    local pid=$SG1_PID n=$((DURATION + 2)) file="$RUN/rss-during-$1.txt"
+    (for _ in $(seq "$n"); do mem_of "$pid" || true; sleep 1; done >"$file") &
+    SAMPLER_PID=$!
+    EXCLUDE+=" $SAMPLER_PID"
+}
+rss_sampler_stop() {
+    stop_pid "$SAMPLER_PID"
+}
+if [[ " $PARTS " == *" 2 "* ]]; then
+    log "part 2: $IDLE idle keep-alive connections, then $SLOW slowloris connections"
+    "${pin_attack[@]}" "$PYTHON" "$ROOT/perf/overload_clients.py" --port "$GW_PORT" \
+        --idle "$IDLE" --slow "$SLOW" --head-timeout "$HEAD_TIMEOUT_S" --pause 30 \
+        --setup-seconds 120 --max-seconds 240 >"$RUN/crowds.out" 2>"$RUN/crowds.err" &
+    CROWD_PID=$!
+    PIDS+=("$CROWD_PID")
+    EXCLUDE+=" $CROWD_PID"
+    ATTACK_PIDS="$CROWD_PID"
+    wait_line "$RUN/crowds.out" "^idle " "$CROWD_PID" "the crowd" 150
+    sleep 2 # let the gateway settle (and the allocator purge) before reading its memory
+    IDLE_HELD="$(awk '/^idle / { sub("idle=", "", $2); print $2 }' "$RUN/crowds.out")"
+    OPEN_IDLE="$(metric "$MGMT_PORT" sessiongate_connections_open)"
+    mem_point idle "$SG1_PID"
+    log "idle crowd: $IDLE_HELD held; gateway connections_open $OPEN_IDLE"
+    kill -USR2 "$CROWD_PID"
+    wait_line "$RUN/crowds.out" "^ready " "$CROWD_PID" "the crowd" 150
+    SLOW_UP="$(awk '/^ready / { sub("slow=", "", $3); print $3 }' "$RUN/crowds.out")"
+    # One head timeout, so that the first wave of slowloris cuts (and their replacements)
+    # has happened and the crowd churns as it will during wrk.
+    log "slowloris crowd: $SLOW_UP standing; waiting $((HEAD_TIMEOUT_S + 2)) s for the first wave of cuts"
+    sleep $((HEAD_TIMEOUT_S + 2))
+    OPEN_CROWDS="$(metric "$MGMT_PORT" sessiongate_connections_open)"
+    mem_point crowds "$SG1_PID"
+    log "gateway connections_open with both crowds: $OPEN_CROWDS"
+    MEASURE_PRE=rss_sampler_start MEASURE_POST=rss_sampler_stop
+    measure loaded "http://127.0.0.1:$GW_PORT/"
+    MEASURE_PRE="" MEASURE_POST=""
+    # highest sample during the kept wrk run
+    read -r DURING_RSS DURING_HWM < <(sort -n "$RUN/rss-during-${R_TRY[loaded]}.txt" | tail -n 1)
+    MEM_RSS[during]=$DURING_RSS
+    MEM_THP[during]=$(thp_of "$SG1_PID")
+    read -r _ MEM_HWM[during] < <(mem_of "$SG1_PID")
+    log "gateway memory, during wrk: VmRSS up to $(mib "$DURING_RSS") MiB"
+    grep '^t=' "$RUN/crowds.err" | tail -n 1 | sed 's/^/[overload] crowd status: /' >&2
+    kill -USR1 "$CROWD_PID"
+    for _ in $(seq 600); do
+        grep -q '^{' "$RUN/crowds.out" && break
+        kill -0 "$CROWD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    CROWD_JSON="$(grep '^{' "$RUN/crowds.out" || true)"
+    [[ -n "$CROWD_JSON" ]] || die "the crowd gave no result; see $RUN/crowds.*"
+    wait "$CROWD_PID" 2>/dev/null || true
+    sleep 3
+    OPEN_AFTER="$(metric "$MGMT_PORT" sessiongate_connections_open)"
+    mem_point after "$SG1_PID"
+    cj() { "$PYTHON" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$CROWD_JSON" "$1"; }
+    [[ "$(curl -fsS --max-time 2 "http://127.0.0.1:$GW_PORT/")" == hello ]] \
+        || log "warning: the gateway no longer answers hello after part 2"
+fi
+if [[ " $PARTS " == *" 1 "* ]]; then
+    stop_gateway
+fi
+
+# --- part 3: login storm past cg.maxSessions -------------------------------------------------
+STORM_PID=""
+storm_start() {
+    "${pin_attack[@]}" "$PYTHON" "$ROOT/perf/login_storm.py" "http://127.0.0.1:$GW2_PORT/" \
+        --count "$STORM" --parallel "$STORM_PARALLEL" --prefix "storm$1-" \
+        --min-seconds "$((DURATION + 2))" --max-seconds 120 \
+        >"$RUN/storm-$1.json" 2>"$RUN/storm-$1.err" &
+    STORM_PID=$!
+    PIDS+=("$STORM_PID")
+    EXCLUDE+=" $STORM_PID"
+    ATTACK_PIDS="$STORM_PID $PROVIDER_PID"
+    sleep 1 # the storm is under way before wrk starts
+}
+storm_wait() {
+    for _ in $(seq 1800); do
+        kill -0 "$STORM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$STORM_PID" 2>/dev/null || true
+    [[ -s "$RUN/storm-$1.json" ]] || die "the storm gave no result; see $RUN/storm-$1.err"
+}
+sessions_served() { # how many of the cookies in FILE get 200 from the gateway
+    local n=0 c
+    while read -r c; do
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Accept: text/html' \
+            -H "Cookie: SESSION=$c" "http://127.0.0.1:$GW2_PORT/")" == 200 ]] && n=$((n + 1))
+    done <"$1"
+    echo "$n"
+}
+if [[ " $PARTS " == *" 3 "* ]]; then
+    log "part 3: provider and a gateway with cg.maxSessions: $SESSIONS"
+    PORT=$PROVIDER_PORT ISSUER="http://127.0.0.1:$PROVIDER_PORT" ACCESS_TOKEN_TTL=3600 \
+        REDIRECT_URI="http://127.0.0.1:$GW2_PORT/login/oauth2/code/demo" \
+        KEYS_DIR="$RUN/provider-keys" \
+        "${pin_load[@]}" node "$ROOT/tests/oidc/provider.js" \
+        >"$RUN/provider.out" 2>"$RUN/provider.err" &
+    PROVIDER_PID=$!
+    PIDS+=("$PROVIDER_PID")
+    EXCLUDE+=" $PROVIDER_PID"
+    ATTACK_PIDS="$PROVIDER_PID"
+    wait_line "$RUN/provider.out" "provider listening on" "$PROVIDER_PID" "the provider" 30
+    cat >"$RUN/gateway-oidc.yml" <<EOF
+server: {address: 127.0.0.1, port: $GW2_PORT}
+management.server: {address: 127.0.0.1, port: $MGMT2_PORT}
+spring:
+  security:
+    oauth2:
+      client:
+        registration:
+          demo: {client-id: gateway, client-secret: secret, scope: "openid,profile,email"}
+        provider:
+          demo: {issuer-uri: "http://127.0.0.1:$PROVIDER_PORT"}
+  cloud:
+    gateway:
+      routes:
+        - {id: app, uri: "http://127.0.0.1:$BACKEND_PORT", predicates: ["Path=/**"]}
+cg: {useSecureSessionCookie: false, sessionTimeoutSec: 3600, maxSessions: $SESSIONS}
+sessiongate: {workers: 1, access-log: false}
+logging: {level: {root: WARN}}
+EOF
+    start_gateway gateway-oidc "$RUN/gateway-oidc.yml"
+    SG2_PID=$GW_PID
+    EXCLUDE+=" $SG2_PID"
+    # Logins answer 503 until the provider's keys are loaded.
+    for _ in $(seq 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: text/html' "http://127.0.0.1:$GW2_PORT/")
+        [[ "$code" == 302 ]] && break
+        sleep 0.1
+    done
+    [[ "$code" == 302 ]] || die "the gateway never redirected to the provider"
+    "${pin_attack[@]}" "$PYTHON" "$ROOT/perf/login_storm.py" "http://127.0.0.1:$GW2_PORT/" \
+        --count "$SESSIONS" --parallel 10 --prefix user --cookies "$RUN/sessions.txt" \
+        >"$RUN/fill.json" 2>"$RUN/fill.err" || die "the logins failed: $(cat "$RUN/fill.err")"
+    FILLED="$(wc -l <"$RUN/sessions.txt")"
+    log "logins: $(cat "$RUN/fill.json")"
+    ((FILLED == SESSIONS)) || die "only $FILLED of $SESSIONS logins made a session; see $RUN/fill.*"
+    ACTIVE_BEFORE="$(metric "$MGMT2_PORT" sessiongate_sessions_active)"
+    COOKIE="$(head -n 1 "$RUN/sessions.txt")"
+    HDR="Cookie: SESSION=$COOKIE; theme=dark"
+    "${pin_load[@]}" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -H "$HDR" \
+        "http://127.0.0.1:$GW2_PORT/" >"$RUN/wrk-warmup-session.txt" 2>&1
+    measure sessions "http://127.0.0.1:$GW2_PORT/" -H "$HDR"
+    REJECTED0="$(metric "$MGMT2_PORT" sessiongate_sessions_rejected_total)"
+    MEASURE_PRE=storm_start MEASURE_POST=storm_wait
+    measure storm "http://127.0.0.1:$GW2_PORT/" -H "$HDR"
+    MEASURE_PRE="" MEASURE_POST=""
+    # The storm alone (no wrk): its rate, and the gateway's own CPU time per refused login.
+    STARTED0="$(metric "$MGMT2_PORT" sessiongate_logins_started_total)"
+    g0="$(proc_ticks "$SG2_PID")"
+    "${pin_attack[@]}" "$PYTHON" "$ROOT/perf/login_storm.py" "http://127.0.0.1:$GW2_PORT/" \
+        --count "$STORM" --parallel "$STORM_PARALLEL" --prefix "alone-" --max-seconds 120 \
+        >"$RUN/storm-alone.json" 2>"$RUN/storm-alone.err" || die "storm failed; see $RUN/storm-alone.err"
+    g1="$(proc_ticks "$SG2_PID")"
+    STARTED1="$(metric "$MGMT2_PORT" sessiongate_logins_started_total)"
+    read -r ALONE_N ALONE_S ALONE_503 < <("$PYTHON" -c 'import json, sys
+r = json.load(open(sys.argv[1])); print(r["attempts"], r["elapsed_s"], r["by_status"].get("503", 0))' "$RUN/storm-alone.json")
+    ALONE_US="$(awk -v t="$((g1 - g0))" -v n="$ALONE_N" -v c="$CLK_TCK" 'BEGIN { printf "%.0f", (n > 0 ? t / c * 1e6 / n : 0) }')"
+    ALONE_BUSY="$(awk -v t="$((g1 - g0))" -v s="$ALONE_S" -v c="$CLK_TCK" 'BEGIN { printf "%.0f", (s > 0 ? 100 * t / c / s : 0) }')"
+    log "storm alone: $ALONE_N logins ($ALONE_503 answered 503) in $ALONE_S s; gateway $ALONE_US us CPU per login, $ALONE_BUSY% busy; logins started $((STARTED1 - STARTED0))"
+    REJECTED1="$(metric "$MGMT2_PORT" sessiongate_sessions_rejected_total)"
+    ACTIVE_AFTER="$(metric "$MGMT2_PORT" sessiongate_sessions_active)"
+    SERVED_AFTER="$(sessions_served "$RUN/sessions.txt")"
+    STORM_JSON="$(cat "$RUN/storm-${R_TRY[storm]}.json")"
+    sj() { "$PYTHON" -c 'import json, sys; v = json.loads(sys.argv[1])
+for k in sys.argv[2].split("."): v = v.get(k, 0) if isinstance(v, dict) else v
+print(v if not isinstance(v, list) else ",".join(v) or "-")' "$STORM_JSON" "$1"; }
+    read -r STORM_TOTAL_ALL STORM_503_ALL < <("$PYTHON" -c 'import json, sys
+runs = [json.load(open(f)) for f in sys.argv[1:]]
+print(sum(r["attempts"] for r in runs), sum(r["by_status"].get("503", 0) for r in runs))' "$RUN"/storm-*.json)
+fi
+
+# --- report ------------------------------------------------------------------------------
+sg_rev="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)"
+dirty=""
+[[ -n "$(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] && dirty=" (+ uncommitted changes in src/)"
+pass() { if eval "$1"; then echo pass; else echo FAIL; fi; }
+FAILED=0
+echo
+echo "command:  DURATION=$DURATION IDLE=$IDLE SLOW=$SLOW SESSIONS=$SESSIONS STORM=$STORM STORM_PARALLEL=$STORM_PARALLEL bash perf/overload.sh"
+echo "          (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; noisy wrk runs repeated up to $TRIES times, quietest kept)"
+echo "machine:  $NCPU CPUs, $(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), kernel $(uname -r), open-file limit $NOFILE"
+echo "layout:   $layout"
+echo "versions: sessiongate $sg_rev$dirty; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'); $("$PYTHON" -V 2>&1); node $(node -v 2>/dev/null || echo -)"
+echo "gateway:  workers 1, connection-idle-timeout-ms 300000, request-head-timeout-ms $((HEAD_TIMEOUT_S * 1000))${GATEWAY_ENV:+, environment $GATEWAY_ENV}"
+echo "memory:   transparent huge pages $(grep -o '\[[a-z]*\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo '?'), $(awk '/^MemTotal:/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
+echo "date:     $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+printf '| %-44s | %8s | %7s | %7s | %6s | %11s | %14s | %8s | %9s | %6s | %5s |\n' "wrk run (live traffic)" \
+    "req/s" "p99 ms" "non-2xx" "socket" "gateway cpu" "gateway us/req" "load cpu" "attackers" "other" "tries"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------------------------" \
+    "---------:" "--------:" "--------:" "-------:" "------------:" "---------------:" \
+    "---------:" "----------:" "-------:" "------:"
+row() { # label title
+    local l=$1 mark=""
+    [[ -n "${R_RPS[$l]:-}" ]] || return 0
+    awk -v o="${R_OTHER[$l]}" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }' && mark="*"
+    printf '| %-44s | %8.0f | %7.2f | %7d | %6d | %10s%% | %14s | %7s%% | %8s%% | %6s | %5s |\n' "$2" \
+        "${R_RPS[$l]}" "${R_P99[$l]}" "${R_N2XX[$l]}" "${R_SOCK[$l]}" "${R_PCPU[$l]}" \
+        "${R_US[$l]}" "${R_LCPU[$l]}" "${R_ACPU[$l]}" "${R_OTHER[$l]}%$mark" "${R_TRIES[$l]}"
+}
+row unloaded "plain proxy, unloaded"
+row loaded "plain proxy, $IDLE idle + $SLOW slowloris held"
+row sessions "session cookie, $SESSIONS sessions, before storm"
+row storm "session cookie, during the login storm"
+echo
+
+if [[ " $PARTS " == *" 2 "* ]]; then
+    HELD=$((IDLE_HELD + SLOW_UP))
+    memrow() { # label title connections
+        printf '| %-34s | %9s | %9s | %13s | %16s |\n' "$2" "$(mib "${MEM_RSS[$1]}")" \
+            "$(mib "${MEM_HWM[$1]}")" "$(mib "${MEM_THP[$1]}")" "$3"
+    }
+    printf '| %-34s | %9s | %9s | %13s | %16s |\n' "gateway memory" "VmRSS MiB" "VmHWM MiB" \
+        "AnonHuge MiB" "connections open"
+    printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "----------:" "----------:" \
+        "--------------:" "-----------------:"
+    memrow start "started" 0
+    memrow before "after the unloaded wrk run" 0
+    memrow idle "$IDLE_HELD idle held" "$OPEN_IDLE"
+    memrow crowds "+ $SLOW_UP slowloris held" "$OPEN_CROWDS"
+    memrow during "during wrk (highest sample)" "+ $CONNECTIONS"
+    memrow after "3 s after the crowds left" "$OPEN_AFTER"
+    PER_IDLE="$(awk -v a="${MEM_RSS[idle]}" -v b="${MEM_RSS[before]}" -v n="$IDLE_HELD" 'BEGIN { printf "%.0f", (n > 0 ? (a - b) * 1024 / n : 0) }')"
+    PER_HELD="$(awk -v a="${MEM_RSS[crowds]}" -v b="${MEM_RSS[before]}" -v n="$HELD" 'BEGIN { printf "%.0f", (n > 0 ? (a - b) * 1024 / n : 0) }')"
+    PER_PEAK="$(awk -v a="${MEM_HWM[during]}" -v b="${MEM_RSS[before]}" -v n="$HELD" 'BEGIN { printf "%.0f", (n > 0 ? (a - b) * 1024 / n : 0) }')"
+    echo
+    echo "memory per held connection: $PER_IDLE bytes (idle crowd alone), $PER_HELD bytes (both crowds), $PER_PEAK bytes (VmHWM peak over both crowds)"
+    echo
+fi
+
+printf '| %-58s | %-24s | %-18s | %-6s |\n' "check" "measured" "required" "result"
+printf '|%s|%s|%s|%s|\n' "------------------------------------------------------------" \
+    "--------------------------" "--------------------" "--------"
+check() { # what measured required condition
+    local r
+    r="$(pass "$4")"
+    [[ "$r" == pass ]] || FAILED=1
+    printf '| %-58s | %-24s | %-18s | %-6s |\n' "$1" "$2" "$3" "$r"
+}
+if [[ " $PARTS " == *" 2 "* ]]; then
+    RATIO="$(awk -v a="${R_RPS[loaded]}" -v b="${R_RPS[unloaded]}" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : 0) }')"
+    check "live req/s with the crowds held / unloaded" "$RATIO %" ">= $MIN_RATIO %" \
+        "awk -v r=$RATIO -v m=$MIN_RATIO 'BEGIN { exit !(r >= m) }'"
+    check "live wrk errors (non-2xx + socket) with the crowds held" \
+        "$((R_N2XX[loaded] + R_SOCK[loaded]))" "0" "((R_N2XX[loaded] + R_SOCK[loaded] == 0))"
+    check "idle connections held (one request answered, then silent)" "$IDLE_HELD / $IDLE" "all" "((IDLE_HELD == IDLE))"
+    check "idle connections closed by the gateway while held" "$(cj idle_closed)" "0" "(($(cj idle_closed) == 0))"
+    check "idle connections answering a 2nd request after the hold" "$(cj verify_2xx) / $IDLE_HELD" "all" "(($(cj verify_2xx) == IDLE_HELD))"
+    SLOW_CUT=$(($(cj slow_cut_408) + $(cj slow_cut_close) + $(cj slow_cut_reset)))
+    check "slowloris connections opened (crowd + replacements)" "$(cj slow_opened)" "-" "true"
+    check "slowloris connections cut: 408 + close / close / reset" \
+        "$SLOW_CUT: $(cj slow_cut_408) / $(cj slow_cut_close) / $(cj slow_cut_reset)" "> 0" "((SLOW_CUT > 0))"
+    check "seconds from first head byte to cut: min / median / max" \
+        "$(cj cut_s_min) / $(cj cut_s_median) / $(cj cut_s_max)" "~ $HEAD_TIMEOUT_S" \
+        "awk -v a=$(cj cut_s_min) -v b=$(cj cut_s_max) -v t=$HEAD_TIMEOUT_S 'BEGIN { exit !(a >= t - 0.5 && b <= t + 2) }'"
+    check "slowloris still open > head timeout + 2 s at the end" "$(cj slow_overdue)" "0" "(($(cj slow_overdue) == 0))"
+    check "gateway connections open 3 s after the crowds left" "$OPEN_AFTER" "0" "[[ '$OPEN_AFTER' == 0 ]]"
+    check "gateway VmRSS 3 s after the crowds left / before" "$(mib "${MEM_RSS[after]}") / $(mib "${MEM_RSS[before]}") MiB" "bounded" "true"
+fi
+if [[ " $PARTS " == *" 3 "* ]]; then
+    S503=$(sj by_status.503)
+    check "sessions created before the storm (cg.maxSessions)" "$FILLED / $SESSIONS (active $ACTIVE_BEFORE)" "$SESSIONS" "((FILLED == SESSIONS))"
+    check "storm logins reaching the callback (kept try)" "$(( $(sj attempts) - $(sj failed_before_callback) )) / $(sj attempts)" "all" "(($(sj failed_before_callback) == 0))"
+    check "storm callbacks answered 503 with Retry-After" "$(sj r503_retry_after) (Retry-After $(sj retry_after_values))" "all" "(($(sj r503_retry_after) == $(sj attempts)))"
+    check "storm callbacks 503 without Retry-After / other status" "$(sj r503_no_retry_after) / $(( $(sj attempts) - S503 - $(sj failed_before_callback) ))" "0 / 0" "(($(sj r503_no_retry_after) == 0 && $(sj attempts) - S503 - $(sj failed_before_callback) == 0))"
+    check "sessiongate_sessions_rejected_total, all storm tries" "$((REJECTED1 - REJECTED0))" "= their 503s ($STORM_503_ALL)" "(($((REJECTED1 - REJECTED0)) == STORM_503_ALL))"
+    check "live wrk errors (non-2xx + socket) during the storm" "$((R_N2XX[storm] + R_SOCK[storm]))" "0" "((R_N2XX[storm] + R_SOCK[storm] == 0))"
+    RATIO3="$(awk -v a="${R_RPS[storm]}" -v b="${R_RPS[sessions]}" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : 0) }')"
+    check "live req/s during the storm / before" "$RATIO3 %" "reported" "true"
+    check "sessions served after the storm (200 with their cookie)" "$SERVED_AFTER / $SESSIONS (active $ACTIVE_AFTER)" "all" "((SERVED_AFTER == SESSIONS))"
+    echo
+    echo "storm (kept try ${R_TRY[storm]}): $(sj attempts) logins, $STORM_PARALLEL at a time, in $(sj elapsed_s) s; all tries and the storm alone: $STORM_TOTAL_ALL logins"
+    echo "storm alone (no wrk): $ALONE_N logins in $ALONE_S s ($(awk -v n="$ALONE_N" -v s="$ALONE_S" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')/s), gateway CPU $ALONE_US us per refused login (gateway $ALONE_BUSY% busy)"
+fi
+echo
+echo "raw output: $RUN/ (wrk-*.txt, crowds.out/.err, storm-*.json, gateway logs)"
+if ((NOISY)); then
+    echo
+    echo "WARNING: other programs used more than $OTHER_MAX% of a core in the runs marked *,"
+    echo "         in all $TRIES tries; rerun on a quiet machine before drawing conclusions."
+fi
+if ((FAILED)); then
+    echo
+    echo "FAILED: at least one check above did not pass."
+    exit 1
+fi
