@@ -227,10 +227,9 @@ $NGINX_USER
 daemon off;
 master_process on;
 worker_processes 1;
-worker_rlimit_nofile 8192;
 pid $RUN/backend/nginx.pid;
 error_log $RUN/backend/error.log warn;
-events { worker_connections 4096; multi_accept on; }
+events { worker_connections 16384; multi_accept on; }
 http {
     access_log off;
     client_body_temp_path $RUN/backend/client_body;

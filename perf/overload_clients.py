@@ -18,9 +18,10 @@ Usage: overload_clients.py --port PORT [--idle 10000] [--slow 2000] [--head-time
    (at most S seconds) before starting the slowloris crowd.
 3. Prints `ready idle=N slow=M` on stdout once both crowds stand, then one status line a
    second on stderr, and holds until SIGUSR1 (or --max-seconds, as a safety bound).
-4. Then sends a second `GET /` on every idle connection still open and counts the 2xx
-   answers (the held connections must still be served), resets every socket (SO_LINGER 0,
-   so no TIME_WAIT is left to the next run) and prints one JSON object on stdout.
+4. Then sends a second `GET /` on every idle connection still open (at most --burst in
+   flight) and counts the 2xx answers (the held connections must still be served), resets
+   every socket (SO_LINGER 0, so no TIME_WAIT is left to the next run) and prints one JSON
+   object on stdout.
 SIGTERM / SIGINT: reset everything and exit at once.
 """
 import argparse
@@ -104,6 +105,8 @@ class Crowds:
         )
         self.cut_secs = []
         self.idle_inflight = 0
+        self.verify_inflight = 0
+        self.verify_status = {}
         self.idle_to_open = a.idle
 
     # --- sockets ------------------------------------------------------------------------
@@ -165,9 +168,15 @@ class Crowds:
                 self.close(fd)
             return
         if not data:
-            self.c["verify_failed" if c.state == "verify" else "idle_failed"] += 1
-            if c.state == "first":
+            if c.state == "verify":
+                self.c["verify_failed"] += 1
+                self.verify_status["closed"] = self.verify_status.get("closed", 0) + 1
+                self.verify_inflight -= 1
+            elif c.state == "first":
+                self.c["idle_failed"] += 1
                 self.idle_inflight -= 1
+            elif c.state == "verified":
+                pass  # closed after its second answer: counted already
             self.close(fd)
             return
         c.buf += data
@@ -186,6 +195,8 @@ class Crowds:
                 self.close(fd)
         elif c.state == "verify":
             self.c["verify_2xx" if ok else "verify_failed"] += 1
+            self.verify_status[str(status)] = self.verify_status.get(str(status), 0) + 1
+            self.verify_inflight -= 1
             c.state = "verified"
 
     # --- slowloris crowd ------------------------------------------------------------------
@@ -338,19 +349,23 @@ class Crowds:
                       if c.kind == "slow" and c.state == "sending" and c.pos > 0
                       and now - c.t0 > a.head_timeout + 2)
         slow_alive = self.slow_alive()
-        # 4. verify the idle crowd is still served
+        # 4. verify the idle crowd is still served: a second request on each, at most
+        # --burst in flight (users coming back, not all in the same millisecond)
         if not self.abort:
-            for fd, c in list(self.conns.items()):
-                if c.kind == "idle" and c.state == "held":
+            todo = [fd for fd, c in self.conns.items() if c.kind == "idle" and c.state == "held"]
+            end = time.monotonic() + 60
+            while (todo or self.verify_inflight) and time.monotonic() < end and not self.abort:
+                while todo and self.verify_inflight < a.burst:
+                    c = self.conns.get(todo.pop())
+                    if c is None or c.state != "held":
+                        continue
                     try:
                         c.sock.send(self.request)
                         c.state = "verify"
                         self.c["verify_sent"] += 1
+                        self.verify_inflight += 1
                     except OSError:
                         self.c["verify_failed"] += 1
-            end = time.monotonic() + 30
-            while (self.c["verify_2xx"] + self.c["verify_failed"] < self.c["verify_sent"]
-                   and time.monotonic() < end and not self.abort):
                 self.poll(end)
         for fd in list(self.conns):
             self.close(fd)
@@ -358,7 +373,7 @@ class Crowds:
         out = dict(self.c)
         out.update(
             slow_alive_at_stop=slow_alive, slow_overdue=overdue, held_seconds=round(held_s, 1),
-            timed_out=timed_out, aborted=self.abort,
+            timed_out=timed_out, aborted=self.abort, verify_status=self.verify_status,
             cut_s_min=round(cuts[0], 2) if cuts else None,
             cut_s_median=round(cuts[len(cuts) // 2], 2) if cuts else None,
             cut_s_max=round(cuts[-1], 2) if cuts else None,

@@ -35,9 +35,13 @@ pub fn target_for(logger: &str) -> Option<String> {
     if let Some((_, t)) = LOGGER_MAP.iter().find(|(name, _)| *name == logger) {
         return Some((*t).to_string());
     }
-    if logger == "sessiongate"
+    // A name with directive syntax in it (`=`, `,`, `[`, spaces) would make EnvFilter refuse
+    // every directive, and `init` would fall back to plain `info`: treat it as not ours.
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'_' | b'-');
+    if (logger == "sessiongate"
         || logger.starts_with("sessiongate.")
-        || logger.starts_with("sessiongate::")
+        || logger.starts_with("sessiongate::"))
+        && logger.bytes().all(plain)
     {
         return Some(logger.replace('.', "::"));
     }
