@@ -255,6 +255,69 @@ impl Notify {
 mod tests {
     use super::*;
 
+    fn call(kind: CallKind, n: u32) -> Call {
+        Call {
+            kind,
+            url: HttpUrl::parse("http://listener.example/x").unwrap(),
+            headers: Vec::new(),
+            body: None,
+            subject: "alice".into(),
+            session: format!("s{n}").into(),
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_fresh_tokens_never_logouts() {
+        let tls = crate::client::tls_config(None).unwrap();
+        let client = Rc::new(HttpClient::new(
+            tls,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        ));
+        let metrics = Arc::new(Metrics::default());
+        let policy = RetryPolicy {
+            max_retries: 0,
+            min_delay: Duration::ZERO,
+        };
+        let d = Dispatcher::new(client, policy, 3, metrics.clone());
+        use CallKind::{BackendLogout as L, FreshToken as F};
+        let plan = [
+            (F, 1),
+            (F, 2),
+            (L, 1),
+            (L, 2),
+            (F, 3),
+            (L, 3),
+            (F, 4),
+            (L, 4),
+        ];
+        for (kind, n) in plan {
+            d.submit(call(kind, n));
+        }
+        let queued: Vec<String> = d
+            .queue
+            .borrow()
+            .iter()
+            .map(|c| format!("{}{}", c.kind.label(), c.session))
+            .collect();
+        assert_eq!(
+            queued,
+            [
+                "backend logouts1",
+                "backend logouts2",
+                "backend logouts3",
+                "backend logouts4"
+            ],
+            "every logout kept (the last one over the bound), every fresh token dropped"
+        );
+        assert_eq!(
+            metrics
+                .calls_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            4
+        );
+    }
+
     #[test]
     fn delays_double() {
         let p = RetryPolicy {
