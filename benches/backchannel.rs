@@ -35,8 +35,13 @@ fn logout_token(kp: &RsaKeyPair, sid: &str, jti: usize) -> String {
     let payload = b64(claims.to_string().as_bytes());
     let input = format!("{header}.{payload}");
     let mut sig = vec![0; kp.public().modulus_len()];
-    kp.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig)
-        .expect("sign");
+    kp.sign(
+        &signature::RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .expect("sign");
     format!("{input}.{}", b64(&sig))
 }
 
@@ -73,7 +78,9 @@ fn bench(c: &mut Criterion) {
     }
     // Distinct tokens (distinct jti), each naming a live session.
     const TOKENS: usize = 4096;
-    let tokens: Vec<String> = (0..TOKENS).map(|i| logout_token(&kp, &sids[i * 24], i)).collect();
+    let tokens: Vec<String> = (0..TOKENS)
+        .map(|i| logout_token(&kp, &sids[i * 24], i))
+        .collect();
 
     let mut g = c.benchmark_group("backchannel_logout");
     g.throughput(Throughput::Elements(1));

@@ -60,7 +60,12 @@ pub fn request_framing(data: &[u8]) {
     assert_same_request_head(&head, &reused);
     // A slow client sends the same head in pieces: every prefix must ask for more bytes,
     // never be refused (the proxy would answer 400 to what it accepts whole).
-    for cut in [head.head_len - 1, head.head_len - 2, head.head_len / 2, split] {
+    for cut in [
+        head.head_len - 1,
+        head.head_len - 2,
+        head.head_len / 2,
+        split,
+    ] {
         if cut < head.head_len {
             let r = parse_request(&data[..cut], &limits, &mut reused);
             assert_eq!(r, Ok(None), "prefix of {cut} of an accepted head");
@@ -154,7 +159,10 @@ fn assert_same_request_head(a: &RequestHead, b: &RequestHead) {
     assert_eq!(a.head_len, b.head_len);
     assert_eq!((a.method, a.target, a.minor), (b.method, b.target, b.minor));
     assert_eq!(a.fields, b.fields);
-    assert_eq!((a.host, a.framing, a.forwarded_for), (b.host, b.framing, b.forwarded_for));
+    assert_eq!(
+        (a.host, a.framing, a.forwarded_for),
+        (b.host, b.framing, b.forwarded_for)
+    );
     assert_eq!(
         (a.keep_alive, a.expect_continue, a.websocket),
         (b.keep_alive, b.expect_continue, b.websocket)
@@ -318,7 +326,9 @@ fn check_chunked(body: &[u8], max_body: u64, max_trailer: usize, seed: u32) {
         let pieces = decode_pieces(body, Output::Chunked, max_body, max_trailer, seed);
         assert_eq!(pieces.result, whole.result);
         let back = decode_whole(&pieces.out, Output::Raw, 0, usize::MAX);
-        assert!(matches!(back.result, Ok(Progress { done: true, consumed }) if consumed == pieces.out.len()));
+        assert!(
+            matches!(back.result, Ok(Progress { done: true, consumed }) if consumed == pieces.out.len())
+        );
         assert_eq!(back.out, whole.out);
     }
 }
@@ -336,7 +346,10 @@ fn check_canonical(canon: &[u8], raw: &[u8]) -> usize {
         assert!(size
             .iter()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
-        assert!(size == b"0" || size[0] != b'0', "leading zero in chunk size");
+        assert!(
+            size == b"0" || size[0] != b'0',
+            "leading zero in chunk size"
+        );
         let n = usize::from_str_radix(std::str::from_utf8(size).expect("hex"), 16).expect("fits");
         at = line_end + 2;
         if n == 0 {
@@ -448,7 +461,10 @@ pub fn response_head(data: &[u8]) {
         parse_response(&data[..n], max_head, is_head, &mut reused),
         Ok(Some(()))
     );
-    assert_eq!((r.head_len, r.code, r.reason, r.minor), (reused.head_len, reused.code, reused.reason, reused.minor));
+    assert_eq!(
+        (r.head_len, r.code, r.reason, r.minor),
+        (reused.head_len, reused.code, reused.reason, reused.minor)
+    );
     assert_eq!(r.fields, reused.fields);
     assert_eq!(
         (r.framing, r.content_length, r.reusable),
@@ -502,7 +518,10 @@ pub fn cookie_parsing(data: &[u8]) {
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(SessionId::parse(enc.as_bytes()), Some(id));
         assert_eq!(id.owner(), bytes[0]);
-        assert!(!format!("{id:?}").contains(enc.as_str()), "Debug leaks the id");
+        assert!(
+            !format!("{id:?}").contains(enc.as_str()),
+            "Debug leaks the id"
+        );
     }
 }
 
@@ -553,7 +572,8 @@ const JWKS: &str = r#"{"keys":[
 
 /// The private halves, so the target can sign claims the fuzzer writes and reach the checks
 /// behind the signature. Made for this fixture only; they sign nothing else anywhere.
-const P256_PKCS8: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgST7Q2CNx-BItaPHX0T75oXfFm\
+const P256_PKCS8: &str =
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgST7Q2CNx-BItaPHX0T75oXfFm\
     nNj46OWvvTcBU603M6hRANCAAQdTKt7lGtRbOH-jBy18b_g3E920VJxHBkN-WSVEKLdwbjlBORbZLDa1u-KwvkSdTwX1\
     N4tLDY3KviUyCT4vY9_";
 const ED25519_SEED: &str = "9Df966AWuEkoAfs3KnbQPlknCtytafYxJrAmM-K5xmY";
@@ -655,8 +675,14 @@ fn signed_token(rest: &[u8], p256: bool, now: u64) {
     let f = jwt_fixture();
     let (header, claims): (&[u8], &[u8]) = match rest.iter().position(|&b| b == 0) {
         Some(i) => (&rest[..i], &rest[i + 1..]),
-        None if p256 => (br#"{"alg":"ES256","kid":"fuzz-p256","typ":"logout+jwt"}"#, rest),
-        None => (br#"{"alg":"EdDSA","kid":"fuzz-ed","typ":"logout+jwt"}"#, rest),
+        None if p256 => (
+            br#"{"alg":"ES256","kid":"fuzz-p256","typ":"logout+jwt"}"#,
+            rest,
+        ),
+        None => (
+            br#"{"alg":"EdDSA","kid":"fuzz-ed","typ":"logout+jwt"}"#,
+            rest,
+        ),
     };
     let input = format!(
         "{}.{}",

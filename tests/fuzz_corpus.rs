@@ -10,7 +10,10 @@ fn replay(target: &str, run: fn(&[u8])) {
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         // Hidden files are libFuzzer's scratch, not seeds.
-        if path.file_name().is_some_and(|f| f.to_string_lossy().starts_with('.')) {
+        if path
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with('.'))
+        {
             continue;
         }
         let data = std::fs::read(&path).unwrap();
