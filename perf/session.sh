@@ -153,10 +153,13 @@ handoff_run() { # workers cpus label
     n=$(awk '/requests in/ {print $1}' "$RUN/close-$3.txt")
     stop_gateway
     # clock ticks (1/100 s) -> microseconds per request
-    echo "$(rps_of "$RUN/close-$3.txt") $(( (t1 - t0) * 10000 / n ))"
+    echo "$(rps_of "$RUN/close-$3.txt") $(( (t1 - t0) * 10000 / n ))" >"$RUN/handoff-$3.txt"
 }
-read -r ONE_RPS ONE_US < <(handoff_run 1 "$PROXY_CPU" one)
-read -r TWO_RPS TWO_US < <(handoff_run 2 "$PROXY_CPU" two)
+# Not in a subshell: the gateways it starts must stay known to the cleanup trap.
+handoff_run 1 "$PROXY_CPU" one
+handoff_run 2 "$PROXY_CPU" two
+read -r ONE_RPS ONE_US <"$RUN/handoff-one.txt"
+read -r TWO_RPS TWO_US <"$RUN/handoff-two.txt"
 
 printf '\n%-28s %12s %10s\n' "cookie-authenticated GET" "req/s" "p99 ms"
 printf '%-28s %12s %10s\n' "sessiongate (session)" "$GW_RPS" "$GW_P99"
