@@ -118,8 +118,11 @@ pub fn validate(
             if now.saturating_sub(iat) > policy.max_age_secs.saturating_add(policy.leeway_secs) {
                 return Err(LogoutError::TooOld);
             }
+            // Still accepted at exactly iat + max age + leeway, so the guard must hold the
+            // jti through that second: it forgets at the first second the token is refused.
             iat.saturating_add(policy.max_age_secs)
                 .saturating_add(policy.leeway_secs)
+                .saturating_add(1)
         }
     };
     Ok(LogoutToken {

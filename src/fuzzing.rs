@@ -448,6 +448,10 @@ pub fn response_head(data: &[u8]) {
     if r.framing() == Framing::Close {
         assert!(!r.reusable);
     }
+    if r.framing() == Framing::Chunked {
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+        assert_eq!(r.minor, 1);
+    }
 
     // Trailing bytes, a reused head, and arrival in pieces change nothing.
     let mut reused = ResponseHead::default();

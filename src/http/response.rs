@@ -126,6 +126,13 @@ pub fn parse_response(
             out.fields[i].hop = true;
         }
     }
+    if chunked_last.is_some() && out.minor == 0 {
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing,
+        // and §6.3 makes faulty framing from upstream a 502 (as for requests: a 400).
+        return Err(HttpError::BadGateway(
+            "Transfer-Encoding in HTTP/1.0 response",
+        ));
+    }
 
     let bodiless =
         request_is_head || (100..200).contains(&out.code) || matches!(out.code, 204 | 304);
