@@ -499,10 +499,10 @@ if [[ " $PARTS " == *" 2 "* ]]; then
     measure loaded "http://127.0.0.1:$GW_PORT/"
     MEASURE_PRE="" MEASURE_POST=""
     # highest sample during the kept wrk run
-    read -r DURING_RSS DURING_HWM < <(sort -n "$RUN/rss-during-${R_TRY[loaded]}.txt" | tail -n 1)
+    read -r DURING_RSS _ < <(sort -n "$RUN/rss-during-${R_TRY[loaded]}.txt" | tail -n 1)
     MEM_RSS[during]=$DURING_RSS
     MEM_THP[during]=$(thp_of "$SG1_PID")
-    read -r _ MEM_HWM[during] < <(mem_of "$SG1_PID")
+    read -r _ "MEM_HWM[during]" < <(mem_of "$SG1_PID")
     log "gateway memory, during wrk: VmRSS up to $(mib "$DURING_RSS") MiB"
     grep '^t=' "$RUN/crowds.err" | tail -n 1 | sed 's/^/[overload] crowd status: /' >&2
     kill -USR1 "$CROWD_PID"
@@ -729,8 +729,9 @@ if [[ " $PARTS " == *" 2 "* ]]; then
         "awk -v a=$(cj cut_s_min) -v b=$(cj cut_s_max) -v t=$HEAD_TIMEOUT_S 'BEGIN { exit !(a >= t - 0.5 && b <= t + 2) }'"
     check "slowloris still open > head timeout + 2 s at the end" "$(cj slow_overdue)" "0" "(($(cj slow_overdue) == 0))"
     CHURN="$(awk -v a="${MEM_RSS[during]}" -v b="${MEM_RSS[crowds]}" 'BEGIN { printf "%+.1f", (a - b) / 1024 }')"
-    check "VmRSS change while the slowloris crowd churned (wrk run)" "$CHURN MiB" "< 5 % of held" \
-        "((MEM_RSS[during] - MEM_RSS[crowds] < (MEM_RSS[crowds] - MEM_RSS[before]) / 20))"
+    # wrk's own connections are new too: 16 MiB of room for them besides 5 % of the growth
+    check "VmRSS change while the slowloris crowd churned (wrk run)" "$CHURN MiB" "< 5 % held + 16 MiB" \
+        "((MEM_RSS[during] - MEM_RSS[crowds] < (MEM_RSS[crowds] - MEM_RSS[before]) / 20 + 16384))"
     check "gateway connections open 2 s after the crowds left" "$OPEN_AFTER" "0" "[[ '$OPEN_AFTER' == 0 ]]"
     check "gateway VmRSS after the crowds (+ 2 s wrk) / before" "$(mib "${MEM_RSS[after]}") / $(mib "${MEM_RSS[before]}") MiB" "< before + 32 MiB" \
         "((MEM_RSS[after] < MEM_RSS[before] + 32768))"
