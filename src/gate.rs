@@ -1330,10 +1330,9 @@ impl Gate {
     /// Ends every session whose deadline passed; runs every `sessionCheckIntervalMs`.
     pub async fn expire(&self, scratch: &mut Vec<Session>) {
         scratch.clear();
+        // Pending logins are not swept here: the tick must stay near-free. They are bounded
+        // (pruned when the map is full) and their age is checked at the callback.
         self.table.borrow_mut().expire(self.now_ms(), scratch);
-        self.pending
-            .borrow_mut()
-            .retain(|_, l| l.created.elapsed() < PENDING_TTL);
         if scratch.is_empty() {
             return;
         }
