@@ -1,5 +1,5 @@
 //! The management listener (`management.server.*`, loopback by default): health, metrics and
-//! the sessions admin API of Spring Boot's actuator (DESIGN §9).
+//! the sessions admin API of Spring Boot's actuator.
 //!
 //! It runs on its own plain thread with blocking I/O, one request at a time: admin traffic
 //! is tiny, and this keeps it off the workers' event loops entirely. Session queries travel
@@ -11,51 +11,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::form_value;
-use crate::gate::Shared;
+use crate::http::form::form_value;
 use crate::http::head::{parse_request, Limits, RequestHead};
 use crate::http::name_is;
+use crate::http::reply::Reply;
+use crate::messages::{AdminAnswer, AdminQuery, Inbox, SessionInfo, Shared, WorkerMsg};
 use crate::metrics::{self, Metrics};
 use crate::session::SessionId;
-use crate::worker::WorkerMsg;
 
 const LOG: &str = "sessiongate::admin";
 /// How long the admin API waits for each worker's answer.
 const WORKER_ANSWER: Duration = Duration::from_secs(5);
 
-/// What a worker can be asked about its sessions.
-#[derive(Debug, Clone)]
-pub enum AdminQuery {
-    BySubject(String),
-    Get(SessionId),
-    End(SessionId),
-    EndSubject(String),
-}
-
-/// One session as the admin API shows it (no tokens).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionInfo {
-    pub id: String,
-    pub subject: String,
-    pub sid: Option<String>,
-    pub worker: u8,
-    #[serde(rename = "creationTime")]
-    pub creation_time_ms: u64,
-    #[serde(rename = "lastAccessedTime")]
-    pub last_accessed_time_ms: u64,
-    #[serde(rename = "maxInactiveInterval")]
-    pub max_inactive_secs: u64,
-}
-
-#[derive(Debug, Clone)]
-pub enum AdminAnswer {
-    Sessions(Vec<SessionInfo>),
-    Ended(usize),
-}
-
 /// Everything the management thread reads.
 pub struct Admin {
-    pub workers: Vec<flume::Sender<WorkerMsg>>,
+    pub workers: Vec<Inbox>,
     pub metrics: Vec<Arc<Metrics>>,
     pub shared: Arc<Shared>,
     pub token: Option<String>,
@@ -85,20 +55,8 @@ pub fn spawn(addr: SocketAddr, admin: Admin) -> std::io::Result<SocketAddr> {
     Ok(bound)
 }
 
-struct Answer {
-    status: u16,
-    reason: &'static str,
-    content_type: &'static str,
-    body: String,
-}
-
-fn json(status: u16, reason: &'static str, body: String) -> Answer {
-    Answer {
-        status,
-        reason,
-        content_type: "application/json",
-        body,
-    }
+fn json(status: u16, reason: &'static str, body: String) -> Reply {
+    Reply::json(status, reason, body)
 }
 
 fn serve(mut s: TcpStream, admin: &Admin) -> std::io::Result<()> {
@@ -127,15 +85,7 @@ fn serve(mut s: TcpStream, admin: &Admin) -> std::io::Result<()> {
             }
         }
     };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        answer.status,
-        answer.reason,
-        answer.content_type,
-        answer.body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(answer.body.as_bytes())
+    s.write_all(&answer.to_bytes(true))
 }
 
 /// Constant-time comparison, so the secret cannot be guessed byte by byte from timings.
@@ -156,7 +106,7 @@ fn authorized(buf: &[u8], head: &RequestHead, admin: &Admin) -> bool {
     })
 }
 
-fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Answer {
+fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Reply {
     let method = head.method(buf);
     let path = head.path(buf);
     let target = head.target(buf);
@@ -187,16 +137,17 @@ fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Answer {
         return json(401, "Unauthorized", "{\"error\":\"unauthorized\"}".into());
     }
     match (method, path) {
-        (b"GET", b"/actuator/prometheus") => Answer {
-            status: 200,
-            reason: "OK",
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics::render(
+        (b"GET", b"/actuator/prometheus") => {
+            let mut r = Reply::new(200, "OK");
+            r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+            r.body = metrics::render(
                 &admin.metrics,
                 admin.shared.sessions.load(Ordering::Relaxed),
                 ready,
-            ),
-        },
+            )
+            .into_bytes();
+            r
+        }
         (b"GET", b"/actuator/sessions") => match form_value(query, "username") {
             Some(user) => {
                 let sessions = ask_all(admin, AdminQuery::BySubject(user));
@@ -237,12 +188,7 @@ fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Answer {
                     _ => json(404, "Not Found", "{\"error\":\"no such session\"}".into()),
                 },
                 b"DELETE" => match ask_owner(admin, &id, AdminQuery::End(id)) {
-                    Some(AdminAnswer::Ended(n)) if n > 0 => Answer {
-                        status: 204,
-                        reason: "No Content",
-                        content_type: "application/json",
-                        body: String::new(),
-                    },
+                    Some(AdminAnswer::Ended(n)) if n > 0 => json(204, "No Content", String::new()),
                     _ => json(404, "Not Found", "{\"error\":\"no such session\"}".into()),
                 },
                 _ => json(405, "Method Not Allowed", "{}".into()),
@@ -252,7 +198,7 @@ fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Answer {
     }
 }
 
-fn ask(worker: &flume::Sender<WorkerMsg>, query: AdminQuery) -> Option<AdminAnswer> {
+fn ask(worker: &Inbox, query: AdminQuery) -> Option<AdminAnswer> {
     let (tx, rx) = flume::bounded(1);
     worker.send(WorkerMsg::Admin { query, reply: tx }).ok()?;
     rx.recv_timeout(WORKER_ANSWER).ok()

@@ -27,14 +27,32 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use crate::gate::EndReason;
-use crate::tls::Handshake;
+use crate::clock::rfc3339;
 
 const LOG: &str = "sessiongate::audit";
 /// Events queued before new ones are dropped: seconds of a handshake flood.
 const CAPACITY: usize = 65_536;
+
+/// What a completed TLS handshake negotiated (`ACCESS_SESSION_ESTABLISH`, `Success`).
+#[derive(Debug)]
+pub struct Handshake {
+    pub sni: Option<Box<str>>,
+    pub protocol: &'static str,
+    pub cipher: &'static str,
+    /// A resumed session (ticket), not a full handshake.
+    pub resumed: bool,
+}
+
+/// How an HTTP session ended, as the trail tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Idle or lifetime expiry (`SESSION_EXPIRED`).
+    Expired,
+    /// Ended by someone (`SESSION_LOGOUT`): `kind` is `user`, `back-channel`, `admin` ...
+    Logout { kind: &'static str },
+}
 
 /// Why an established client connection closed (`ACCESS_SESSION_TERMINATED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +116,7 @@ enum Event {
     SessionEnded {
         subject: Box<str>,
         sid: Option<Box<str>>,
-        reason: EndReason,
+        reason: SessionEnd,
     },
     SessionRejected {
         subject: Box<str>,
@@ -277,8 +295,8 @@ pub fn session_created(subject: &str, sid: Option<&str>, worker: u8) {
     }
 }
 
-/// `SESSION_EXPIRED` for [`EndReason::Expired`], else `SESSION_LOGOUT` with its kind.
-pub fn session_ended(subject: &str, sid: Option<&str>, worker: u8, reason: EndReason) {
+/// `SESSION_EXPIRED` or `SESSION_LOGOUT` with its kind.
+pub fn session_ended(subject: &str, sid: Option<&str>, worker: u8, reason: SessionEnd) {
     if enabled() {
         submit(
             Some(usize::from(worker)),
@@ -372,7 +390,7 @@ impl Record {
             Event::Terminated { .. } => ("ACCESS_SESSION_TERMINATED", None),
             Event::SessionCreated { .. } => ("SESSION_CREATED", None),
             Event::SessionEnded {
-                reason: EndReason::Expired,
+                reason: SessionEnd::Expired,
                 ..
             } => ("SESSION_EXPIRED", None),
             Event::SessionEnded { .. } => ("SESSION_LOGOUT", None),
@@ -449,8 +467,8 @@ impl Record {
                 if let Some(s) = sid {
                     o.insert("sid".into(), (**s).into());
                 }
-                if *reason != EndReason::Expired {
-                    o.insert("kind".into(), reason.label().into());
+                if let SessionEnd::Logout { kind } = reason {
+                    o.insert("kind".into(), (*kind).into());
                 }
             }
             Event::SessionRejected {
@@ -470,46 +488,6 @@ impl Record {
     }
 }
 
-/// `2026-05-01T12:34:56.789Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (y, mo, day) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,18 +501,7 @@ mod tests {
     }
 
     fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(secs * 1000 + 5)
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00.005Z");
-        assert_eq!(rfc3339(at(4_102_444_799)), "2099-12-31T23:59:59.005Z");
-        for (y, m, d) in [(1970, 1, 1), (2000, 2, 29), (2024, 12, 31), (1969, 12, 31)] {
-            assert_eq!(civil_from_days(days_from_civil(y, m, d)), (y, m, d));
-        }
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        std::time::UNIX_EPOCH + Duration::from_millis(secs * 1000 + 5)
     }
 
     #[test]
@@ -599,15 +566,17 @@ mod tests {
                 },
             })
         };
-        let v = ended(EndReason::Expired);
+        let v = ended(SessionEnd::Expired);
         assert_eq!(v["event"], "SESSION_EXPIRED");
         assert!(v.get("kind").is_none());
-        let v = ended(EndReason::Backchannel);
+        let v = ended(SessionEnd::Logout {
+            kind: "back-channel",
+        });
         assert_eq!(v["event"], "SESSION_LOGOUT");
         assert_eq!(v["kind"], "back-channel");
         assert_eq!(v["sid"], "s-1");
-        assert_eq!(ended(EndReason::User)["kind"], "user");
-        assert_eq!(ended(EndReason::Admin)["kind"], "admin");
+        assert_eq!(ended(SessionEnd::Logout { kind: "user" })["kind"], "user");
+        assert_eq!(ended(SessionEnd::Logout { kind: "admin" })["kind"], "admin");
         let v = json(Record {
             time: at(0),
             worker: Some(0),

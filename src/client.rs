@@ -9,19 +9,20 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-use monoio_rustls::TlsConnector;
+use monoio::io::AsyncWriteRentExt;
 use rustls::pki_types::ServerName;
 
 use crate::config::HttpUrl;
 use crate::http::body::{ChunkedDecoder, Output};
 use crate::http::head::Framing;
 use crate::http::response::{parse_response, ResponseHead};
+use crate::net::outbound::{self, ConnectError, Connector, IdleConns, Stream};
+
+pub use crate::http::form::{form, form_decode, form_encode, form_value};
 
 const LOG: &str = "sessiongate::client";
 /// Largest response body read (discovery documents, JWKS and token answers are far smaller).
@@ -108,38 +109,13 @@ pub fn tls_config(ca_bundle: Option<&Path>) -> Result<Arc<rustls::ClientConfig>,
     Ok(Arc::new(cfg))
 }
 
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
-}
-
-impl Conn {
-    async fn write_all(&mut self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
-        match self {
-            Conn::Plain(s) => s.write_all(buf).await,
-            Conn::Tls(s) => s.write_all(buf).await,
-        }
-    }
-
-    async fn read_spare(&mut self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
-        let (len, cap) = (buf.len(), buf.capacity());
-        let slice = buf.slice_mut(len..cap);
-        let (r, slice) = match self {
-            Conn::Plain(s) => s.read(slice).await,
-            Conn::Tls(s) => s.read(slice).await,
-        };
-        (r, slice.into_inner())
-    }
-}
-
 type Key = (bool, String, u16);
 
 /// One per worker (or per start-up runtime); not `Send`.
 pub struct HttpClient {
-    connector: TlsConnector,
-    connect_timeout: Duration,
+    connector: Connector,
     timeout: Duration,
-    idle: RefCell<HashMap<Key, Vec<(Conn, Instant)>>>,
+    idle: RefCell<HashMap<Key, Rc<IdleConns>>>,
     resolved: RefCell<HashMap<(String, u16), Vec<SocketAddr>>>,
 }
 
@@ -150,8 +126,7 @@ impl HttpClient {
         timeout: Duration,
     ) -> Self {
         HttpClient {
-            connector: TlsConnector::from(tls),
-            connect_timeout,
+            connector: Connector::new(tls, connect_timeout),
             timeout,
             idle: RefCell::new(HashMap::new()),
             resolved: RefCell::new(HashMap::new()),
@@ -180,62 +155,36 @@ impl HttpClient {
         Ok(addrs)
     }
 
-    async fn connect(&self, url: &HttpUrl) -> Result<Conn, ClientError> {
-        let mut last = ClientError::Resolve(url.host.clone());
-        for addr in self.addrs(url)? {
-            let tcp =
-                match monoio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        last = ClientError::Connect(url.original.clone(), e);
-                        continue;
-                    }
-                    Err(_) => {
-                        last = ClientError::Timeout(format!("connect to {}", url.original));
-                        continue;
-                    }
-                };
-            let _ = tcp.set_nodelay(true);
-            if !url.tls {
-                return Ok(Conn::Plain(tcp));
-            }
-            let name = ServerName::try_from(url.host.clone())
-                .map_err(|e| ClientError::Tls(url.original.clone(), e.to_string()))?;
-            return match monoio::time::timeout(
-                self.connect_timeout,
-                self.connector.connect(name, tcp),
-            )
+    async fn connect(&self, url: &HttpUrl) -> Result<Stream, ClientError> {
+        let addrs = self.addrs(url)?;
+        let name = match url.tls {
+            true => Some(
+                ServerName::try_from(url.host.clone())
+                    .map_err(|e| ClientError::Tls(url.original.clone(), e.to_string()))?,
+            ),
+            false => None,
+        };
+        self.connector
+            .connect(&addrs, name.as_ref())
             .await
-            {
-                Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
-                Ok(Err(e)) => Err(ClientError::Tls(url.original.clone(), e.to_string())),
-                Err(_) => Err(ClientError::Timeout(format!(
-                    "TLS handshake with {}",
-                    url.original
-                ))),
-            };
-        }
-        Err(last)
+            .map_err(|e| match e {
+                ConnectError::Refused(e) => ClientError::Connect(url.original.clone(), e),
+                ConnectError::Timeout => {
+                    ClientError::Timeout(format!("connect to {}", url.original))
+                }
+                ConnectError::Tls(why) => ClientError::Tls(url.original.clone(), why),
+                ConnectError::TlsTimeout => {
+                    ClientError::Timeout(format!("TLS handshake with {}", url.original))
+                }
+            })
     }
 
-    fn take_idle(&self, key: &Key) -> Option<Conn> {
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(key)?;
-        while let Some((c, since)) = list.pop() {
-            if since.elapsed() < IDLE_REUSE {
-                return Some(c);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, key: Key, c: Conn) {
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(key).or_default();
-        if list.len() >= MAX_IDLE {
-            list.remove(0);
-        }
-        list.push((c, Instant::now()));
+    fn idle(&self, key: &Key) -> Rc<IdleConns> {
+        self.idle
+            .borrow_mut()
+            .entry(key.clone())
+            .or_default()
+            .clone()
     }
 
     /// Sends one request and reads the whole response. A non-2xx status is not an error;
@@ -274,54 +223,43 @@ impl HttpClient {
         if let Some((_, b)) = body {
             req.extend_from_slice(b);
         }
-        let key: Key = (url.tls, url.host.clone(), url.port);
+        let idle = self.idle(&(url.tls, url.host.clone(), url.port));
         let deadline = Instant::now() + self.timeout;
         // A pooled connection the server has closed fails before any byte of an answer; the
         // request never reached the server then, so one retry on a fresh connection is safe.
-        if let Some(conn) = self.take_idle(&key) {
+        for attempt in 0..2 {
+            let lease = outbound::lease(&idle, IDLE_REUSE, attempt == 0, self.connect(url)).await?;
             match self
-                .exchange(conn, &req, url, method == "HEAD", deadline)
+                .exchange(lease.stream, &req, url, method == "HEAD", deadline)
                 .await
             {
                 Ok((resp, conn)) => {
                     if let Some(c) = conn {
-                        self.put_idle(key, c);
+                        idle.put(c, MAX_IDLE);
                     }
                     return Ok(resp);
                 }
-                Err(Attempt::Untouched) => {
+                Err(Attempt::Untouched) if lease.reused => {
                     tracing::trace!(target: LOG, url = %url.original, "pooled connection was closed; reconnecting");
                 }
+                Err(Attempt::Untouched) => break,
                 Err(Attempt::Failed(e)) => return Err(e),
             }
         }
-        let conn = self.connect(url).await?;
-        match self
-            .exchange(conn, &req, url, method == "HEAD", deadline)
-            .await
-        {
-            Ok((resp, conn)) => {
-                if let Some(c) = conn {
-                    self.put_idle(key, c);
-                }
-                Ok(resp)
-            }
-            Err(Attempt::Untouched) => Err(ClientError::Protocol(
-                url.original.clone(),
-                "connection closed before a response",
-            )),
-            Err(Attempt::Failed(e)) => Err(e),
-        }
+        Err(ClientError::Protocol(
+            url.original.clone(),
+            "connection closed before a response",
+        ))
     }
 
     async fn exchange(
         &self,
-        mut conn: Conn,
+        mut conn: Stream,
         req: &[u8],
         url: &HttpUrl,
         is_head: bool,
         deadline: Instant,
-    ) -> Result<(Response, Option<Conn>), Attempt> {
+    ) -> Result<(Response, Option<Stream>), Attempt> {
         let remaining = || deadline.saturating_duration_since(Instant::now());
         let timeout = || Attempt::Failed(ClientError::Timeout(url.original.clone()));
         let (res, _) = monoio::time::timeout(remaining(), conn.write_all(req.to_vec()))
@@ -333,9 +271,10 @@ impl HttpClient {
         let mut buf = Vec::with_capacity(16 * 1024);
         let mut head = ResponseHead::default();
         loop {
-            let (res, b) = monoio::time::timeout(remaining(), conn.read_spare(buf))
-                .await
-                .map_err(|_| timeout())?;
+            let (res, b) =
+                monoio::time::timeout(remaining(), crate::net::read_spare(&mut conn, buf))
+                    .await
+                    .map_err(|_| timeout())?;
             buf = b;
             match res {
                 Ok(0) | Err(_) if buf.is_empty() => return Err(Attempt::Untouched),
@@ -404,9 +343,10 @@ impl HttpClient {
             if buf.capacity() < 16 * 1024 {
                 buf.reserve(16 * 1024);
             }
-            let (res, b) = monoio::time::timeout(remaining(), conn.read_spare(buf))
-                .await
-                .map_err(|_| timeout())?;
+            let (res, b) =
+                monoio::time::timeout(remaining(), crate::net::read_spare(&mut conn, buf))
+                    .await
+                    .map_err(|_| timeout())?;
             buf = b;
             match res {
                 Ok(0) if framing == Framing::Close => break,
@@ -435,79 +375,4 @@ enum Attempt {
 
 fn proto(url: &HttpUrl, why: &'static str) -> Attempt {
     Attempt::Failed(ClientError::Protocol(url.original.clone(), why))
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-pub fn form_encode(out: &mut String, v: &str) {
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = std::fmt::Write::write_fmt(out, format_args!("%{b:02X}"));
-            }
-        }
-    }
-}
-
-/// Builds a form body or query string from pairs.
-pub fn form(pairs: &[(&str, &str)]) -> String {
-    let mut s = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push('&');
-        }
-        form_encode(&mut s, k);
-        s.push('=');
-        form_encode(&mut s, v);
-    }
-    s
-}
-
-/// Percent-decodes a query or form value (`+` as space). `None` on bad escapes or UTF-8.
-pub fn form_decode(v: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        match v[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = v.get(i + 1..i + 3)?;
-                let s = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(s, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The value of `name` in a query string or form body.
-pub fn form_value(query: &[u8], name: &str) -> Option<String> {
-    query.split(|&b| b == b'&').find_map(|pair| {
-        let (k, v) = match memchr::memchr(b'=', pair) {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
-        };
-        (form_decode(k)? == name).then(|| form_decode(v)).flatten()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_round_trip() {
-        let f = form(&[("a b", "c&d=e/é"), ("x", "")]);
-        assert_eq!(f, "a+b=c%26d%3De%2F%C3%A9&x=");
-        assert_eq!(form_value(f.as_bytes(), "a b").as_deref(), Some("c&d=e/é"));
-        assert_eq!(form_value(f.as_bytes(), "x").as_deref(), Some(""));
-        assert_eq!(form_value(f.as_bytes(), "y"), None);
-        assert_eq!(form_decode(b"%zz"), None);
-    }
 }

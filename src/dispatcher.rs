@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::client::HttpClient;
 use crate::config::HttpUrl;
 use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use crate::signal::Signal;
 
 /// The censhare `LogoutSignalSender` maps onto this target.
 const LOG: &str = "sessiongate::dispatcher";
@@ -146,7 +146,7 @@ impl Dispatcher {
     }
 
     /// Runs the dispatcher: takes calls off the queue, at most `MAX_IN_FLIGHT` at once.
-    pub async fn run(self: Rc<Self>, stop: Shutdown) {
+    pub async fn run(self: Rc<Self>, stop: Signal) {
         loop {
             while self.in_flight.get() < MAX_IN_FLIGHT {
                 let Some(call) = self.queue.borrow_mut().pop_front() else {

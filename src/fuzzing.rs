@@ -496,7 +496,7 @@ pub fn cookie_parsing(data: &[u8]) {
     buf.extend_from_slice(b"\r\n\r\n");
     let mut head = RequestHead::default();
     if let Ok(Some(())) = parse_request(&buf, &Limits::default(), &mut head) {
-        let found = crate::gate::session_cookie(&head, &buf);
+        let found = crate::session::cookie::session_cookie(&head, &buf);
         assert_eq!(found, first_session_pair(&head, &buf));
         if let Some(v) = found {
             assert!(!v.contains(&b';'));

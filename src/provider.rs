@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::client::HttpClient;
 use crate::config::{Config, HttpUrl};
+use crate::messages::{Inbox, WorkerMsg};
 use crate::oidc::{self, ProviderMeta, ProviderState};
-use crate::worker::WorkerMsg;
 
 const LOG: &str = "sessiongate::provider";
 /// Periodic JWKS refresh, so a key the provider retires is dropped here too.
@@ -45,7 +45,7 @@ pub fn issuer(config: &Config) -> Option<HttpUrl> {
 pub fn spawn(
     issuer: HttpUrl,
     tls: Arc<rustls::ClientConfig>,
-    workers: Vec<flume::Sender<WorkerMsg>>,
+    workers: Vec<Inbox>,
 ) -> std::io::Result<RefreshRequester> {
     let (tx, rx) = flume::bounded(1);
     std::thread::Builder::new()
@@ -66,7 +66,7 @@ pub fn spawn(
 async fn run(
     issuer: HttpUrl,
     tls: Arc<rustls::ClientConfig>,
-    workers: Vec<flume::Sender<WorkerMsg>>,
+    workers: Vec<Inbox>,
     rx: flume::Receiver<()>,
 ) {
     let client = HttpClient::new(tls, Duration::from_secs(5), Duration::from_secs(10));

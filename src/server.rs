@@ -15,12 +15,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::audit;
 use crate::client;
 use crate::config::{Config, SslConfig};
-use crate::gate::Shared;
+use crate::messages::{Inbox, Shared, WorkerMsg};
 use crate::metrics::Metrics;
 use crate::provider;
 use crate::tls;
 use crate::upstream::Upstream;
-use crate::worker::{self, WorkerMsg, WorkerSpec};
+use crate::worker::{self, WorkerSpec};
 
 const LOG: &str = "sessiongate::server";
 const BACKLOG: i32 = 4096;
@@ -286,11 +286,7 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
 /// Re-reads the configuration file. Routes, upstreams, listener URLs and log levels take
 /// effect at once (sessions and open connections stay); what needs new listeners or
 /// workers is reported as needing a restart. An invalid file changes nothing.
-fn reload_config(
-    path: &Path,
-    running: &Arc<Config>,
-    inboxes: &[flume::Sender<WorkerMsg>],
-) -> Option<Arc<Config>> {
+fn reload_config(path: &Path, running: &Arc<Config>, inboxes: &[Inbox]) -> Option<Arc<Config>> {
     let new = match crate::config::load_file(path) {
         Ok(c) => c,
         Err(e) => {
@@ -331,7 +327,7 @@ fn reload_config(
     }
     crate::logging::set_levels(&new.logging);
     let new = Arc::new(new);
-    let reload = Arc::new(worker::Reload {
+    let reload = Arc::new(crate::messages::Reload {
         config: new.clone(),
         upstreams,
     });
@@ -344,7 +340,7 @@ fn reload_config(
 
 /// Loads `server.ssl.*` again and, when the files pass every start-up check, gives the new
 /// configuration to every worker; otherwise the running one stays and the error says why.
-fn reload_certificate(ssl: &SslConfig, inboxes: &[flume::Sender<WorkerMsg>]) {
+fn reload_certificate(ssl: &SslConfig, inboxes: &[Inbox]) {
     match tls::load(ssl, SystemTime::now()) {
         Ok(loaded) => {
             loaded.announce(ssl, SystemTime::now());

@@ -1,5 +1,5 @@
 //! TLS termination (`server.ssl.*`): the server certificate, loaded and checked at start and
-//! on SIGHUP, and the handshake each connection task runs before the proxy loop.
+//! on SIGHUP, and the handshake each TLS connection task runs before the proxy loop.
 //!
 //! - rustls with the ring provider, TLS 1.3 and 1.2, ALPN `http/1.1` only (a client that
 //!   offers only other protocols is refused with `no_application_protocol`, RFC 7301 §3.2).
@@ -25,12 +25,9 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRentExt;
@@ -42,9 +39,8 @@ use rustls::server::{NoServerSessionStorage, ServerConfig, ServerConnection};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{AlertDescription, Error as TlsError, ProtocolVersion};
 
-use crate::audit::{self, CloseReason};
+use crate::audit::Handshake;
 use crate::config::{Config, SslConfig};
-use crate::proxy::{self, ClientStream, Context};
 
 const LOG: &str = "sessiongate::tls";
 const CERT_KEY: &str = "server.ssl.certificate";
@@ -215,7 +211,7 @@ fn unix(t: SystemTime) -> i64 {
 
 /// `2026-05-01 12:00:00 UTC`.
 fn format_unix(secs: i64) -> String {
-    let (y, m, d) = audit::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::clock::civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
@@ -324,7 +320,7 @@ fn der_time(tag: u8, s: &[u8]) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
-    Some(audit::days_from_civil(year, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + sec))
+    Some(crate::clock::days_from_civil(year, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + sec))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -347,32 +343,9 @@ impl Terminator {
         *self.config.borrow_mut() = config;
     }
 
-    fn current(&self) -> Arc<ServerConfig> {
+    pub fn current(&self) -> Arc<ServerConfig> {
         self.config.borrow().clone()
     }
-}
-
-/// Client connections after the handshake: served by the proxy loop, never handed to
-/// another worker (the TLS state lives in this task).
-impl ClientStream for ServerTlsStream<TcpStream> {
-    const SCHEME: &'static str = "https";
-    // rustls state (and monoio-rustls's buffered records) cannot move between threads:
-    // requests for another worker's session are answered through that worker by message.
-    const MOVABLE: bool = false;
-
-    fn into_fd(self) -> Option<OwnedFd> {
-        None
-    }
-}
-
-/// What a completed handshake negotiated.
-#[derive(Debug)]
-pub struct Handshake {
-    pub sni: Option<Box<str>>,
-    pub protocol: &'static str,
-    pub cipher: &'static str,
-    /// A resumed session (ticket), not a full handshake.
-    pub resumed: bool,
 }
 
 /// Why a handshake failed, with the SNI if the ClientHello got that far.
@@ -388,56 +361,6 @@ enum HsError {
     Io(io::Error),
     Tls(TlsError),
     PlainHttp,
-}
-
-/// Serves one TLS client connection: handshake (bounded by the request-head timeout), then
-/// the proxy loop; both ends are audited.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Rc<Context>) {
-    let Some(term) = ctx.tls.as_ref() else {
-        proxy::serve(tcp, peer, ctx, Vec::new()).await;
-        return;
-    };
-    match accept(tcp, term.current(), ctx.timeouts.head).await {
-        Ok((stream, hs)) => {
-            audit::tls_established(ctx.worker, peer, &hs);
-            let mut open = Established {
-                worker: ctx.worker,
-                peer,
-                sni: hs.sni,
-                started: Instant::now(),
-                reason: None,
-            };
-            let worker = ctx.worker;
-            open.reason = Some(proxy::serve(stream, peer, ctx, Vec::new()).await);
-            tracing::trace!(target: LOG, worker, peer = %peer, reason = ?open.reason, "TLS connection closed");
-        }
-        Err(f) => {
-            tracing::debug!(target: LOG, worker = ctx.worker, peer = %peer, sni = ?f.sni, reason = %f.reason, "TLS handshake failed");
-            audit::tls_failed(ctx.worker, peer, f.sni.as_deref(), f.reason);
-        }
-    }
-}
-
-/// Audits the end of an established connection, also when its task is dropped unfinished
-/// (the runtime going away after the shutdown grace period).
-struct Established {
-    worker: usize,
-    peer: SocketAddr,
-    sni: Option<Box<str>>,
-    started: Instant,
-    reason: Option<CloseReason>,
-}
-
-impl Drop for Established {
-    fn drop(&mut self) {
-        audit::tls_terminated(
-            self.worker,
-            self.peer,
-            self.sni.as_deref(),
-            self.reason.unwrap_or(CloseReason::Shutdown),
-            self.started.elapsed(),
-        );
-    }
 }
 
 /// Runs the server side of a handshake on `tcp` within `limit`.
@@ -574,19 +497,19 @@ mod tests {
     fn der_times() {
         assert_eq!(
             der_time(0x17, b"240101000000Z"),
-            Some(audit::days_from_civil(2024, 1, 1) * 86_400)
+            Some(crate::clock::days_from_civil(2024, 1, 1) * 86_400)
         );
         assert_eq!(
             der_time(0x17, b"491231235959Z"),
-            Some(audit::days_from_civil(2049, 12, 31) * 86_400 + 86_399)
+            Some(crate::clock::days_from_civil(2049, 12, 31) * 86_400 + 86_399)
         );
         assert_eq!(
             der_time(0x17, b"500101000000Z"),
-            Some(audit::days_from_civil(1950, 1, 1) * 86_400)
+            Some(crate::clock::days_from_civil(1950, 1, 1) * 86_400)
         );
         assert_eq!(
             der_time(0x18, b"20500101000000Z"),
-            Some(audit::days_from_civil(2050, 1, 1) * 86_400)
+            Some(crate::clock::days_from_civil(2050, 1, 1) * 86_400)
         );
         assert_eq!(der_time(0x17, b"241301000000Z"), None);
         assert_eq!(der_time(0x17, b"2401010000000"), None);
@@ -704,7 +627,7 @@ mod tests {
             assert_eq!(l.chain, 1);
             assert_eq!(
                 l.not_after,
-                audit::days_from_civil(2090, 1, 1) * 86_400,
+                crate::clock::days_from_civil(2090, 1, 1) * 86_400,
                 "{name}"
             );
             assert_eq!(l.config.alpn_protocols, vec![b"http/1.1".to_vec()]);

@@ -1,8 +1,14 @@
-//! HTTP/1.1 message handling without I/O, so it can be fuzzed and benched alone.
+//! HTTP/1.1 message handling without I/O, so it can be fuzzed and benched alone: request
+//! heads ([`head`]), bodies ([`body`]), upstream response heads and the relayed head
+//! ([`response`]), the head sent upstream ([`forward`]), the gateway's own answers
+//! ([`reply`], [`error`]) and form encoding ([`form`]).
 
 pub mod body;
 pub mod error;
+pub mod form;
+pub mod forward;
 pub mod head;
+pub mod reply;
 pub mod response;
 
 /// ASCII case-insensitive comparison of a header name with a lower-case constant.

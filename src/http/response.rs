@@ -2,6 +2,7 @@
 //! connection-specific fields marked so the proxy writes a clean head to the client.
 //! Anything ambiguous from the backend is a 502, never forwarded.
 
+use std::io::Write as _;
 use std::mem::MaybeUninit;
 
 use super::error::HttpError;
@@ -158,6 +159,70 @@ pub fn parse_response(
     }
     out.reusable = !close;
     Ok(Some(()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// Same as upstream: Content-Length (or none for bodiless answers).
+    AsUpstream,
+    /// Re-framed as chunked.
+    Chunked,
+    /// Raw bytes, delimited by closing the connection.
+    Raw,
+    Interim,
+    Upgrade,
+}
+
+/// Writes the relayed head the client sees: status line, end-to-end fields, our framing.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    resp: &ResponseHead,
+    framing: ResponseFraming,
+    close: bool,
+    client_minor: u8,
+) {
+    let _ = write!(out, "HTTP/1.1 {} ", resp.code);
+    out.extend_from_slice(resp.reason(buf));
+    out.extend_from_slice(b"\r\n");
+    for f in resp.fields.iter().filter(|f| !f.hop) {
+        out.extend_from_slice(f.name(buf));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(f.value(buf));
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        ResponseFraming::AsUpstream => {
+            let n = match resp.framing() {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            };
+            // HEAD and 304 answers keep the length the upstream announced; 1xx/204 carry none.
+            let announced = if resp.code == 204 || resp.code < 200 {
+                None
+            } else if n == Some(0) {
+                resp.content_length.or(Some(0))
+            } else {
+                n
+            };
+            if let Some(n) = announced {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
+        }
+        ResponseFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ResponseFraming::Raw | ResponseFraming::Interim => {}
+        ResponseFraming::Upgrade => {
+            out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+        }
+    }
+    if !matches!(framing, ResponseFraming::Interim | ResponseFraming::Upgrade) {
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if client_minor == 0 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

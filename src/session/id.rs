@@ -1,7 +1,7 @@
 //! Session ids: who owns a session, and the secret that names it in the `SESSION` cookie.
 //!
 //! An id is 17 bytes: the index of the worker that created it (so any worker can tell
-//! where a cookie's session lives without a lookup, DESIGN §2) and 16 bytes (128 bits)
+//! where a cookie's session lives without a lookup) and 16 bytes (128 bits)
 //! from `ring::rand::SystemRandom`. The cookie carries it as unpadded base64url, always
 //! [`COOKIE_LEN`] characters; [`SessionId::parse`] accepts nothing else.
 //!
@@ -73,7 +73,7 @@ impl SessionId {
         self.0[0]
     }
 
-    /// The raw bytes, for a store that persists ids (DESIGN §11).
+    /// The raw bytes, for a store that persists ids.
     pub fn as_bytes(&self) -> &[u8; ID_LEN] {
         &self.0
     }

@@ -1,5 +1,5 @@
-//! The per-worker session core: ids, the session table, and the timer wheel that expires
-//! sessions (DESIGN §2, §5).
+//! The per-worker session core: ids, the session table and the timer wheel that expires
+//! sessions, the `SESSION` cookie, logins in progress and remembered provider logouts.
 //!
 //! # Ownership
 //! Each worker owns one [`SessionTable`] outright: no locks, no `Rc`, no atomics. A
@@ -44,27 +44,65 @@
 //! dependent memory access per lookup (control bytes, entry, record instead of control
 //! bytes, bucket).
 //!
-//! # Later: a shared store
-//! [`SessionStore`] is the boundary the request path and the sweeper use. DESIGN §11
-//! moves sessions to Redis; the shape that fits this trait is a Redis-backed store that
-//! keeps a local table as its cache: `get`/`touch` answer from the cache (a miss is
-//! loaded asynchronously by the worker, outside this trait, then `insert`ed), `touch`
-//! marks the entry so the new last-access time is written back in a batch per tick,
-//! `insert`/`remove` write through, and `expire` sweeps the cache (Redis expires its own
-//! copy by TTL; logouts elsewhere arrive by pub/sub as `remove`s).
+//! # The store boundary
+//! The worker's session gate talks to its sessions only through [`SessionStore`], so a
+//! second implementation can stand beside the in-memory [`SessionTable`]. The shape that
+//! fits it is a Redis-backed store keeping a local table as its cache: `get`/`touch`
+//! answer from the cache (a miss is loaded asynchronously by the worker, outside this
+//! trait, then `insert`ed), `touch` marks the entry so the new last-access time is written
+//! back in a batch per tick, `insert`/`remove` write through, and `expire` sweeps the cache
+//! (Redis expires its own copy by TTL; ends elsewhere arrive by pub/sub as `remove`s).
 
+pub mod cookie;
 pub mod id;
+pub mod pending;
 pub mod table;
+pub mod tombstones;
 pub mod wheel;
 
 pub use id::{IdHashBuilder, SessionId, COOKIE_LEN, ID_LEN};
 pub use table::{Session, SessionTable, TableConfig, NEVER};
 
-/// What the request path and the expiry sweep need from a session store. Kept minimal so
-/// a Redis-backed store (DESIGN §11) can implement it later; see the module docs.
+/// Why a session ends; decides the calls made for it and how it is counted and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Expired,
+    User,
+    Backchannel,
+    Admin,
+    /// The provider refused the refresh token (`invalid_grant`).
+    RefreshRefused,
+}
+
+impl EndReason {
+    /// The `reason` label of `sessiongate_sessions_ended_total`.
+    pub fn metric(self) -> &'static str {
+        match self {
+            EndReason::Backchannel => "backchannel",
+            EndReason::RefreshRefused => "refresh_refused",
+            other => other.label(),
+        }
+    }
+
+    /// How logs and the audit trail name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::User => "user",
+            EndReason::Backchannel => "back-channel",
+            EndReason::Admin => "admin",
+            EndReason::RefreshRefused => "refresh refused",
+        }
+    }
+}
+
+/// What the session gate needs from a session store: the request path (`touch`), logins
+/// and logouts, the expiry sweep, the admin API and fresh-token rounds.
 pub trait SessionStore {
     /// The session, without counting as use.
     fn get(&self, id: &SessionId) -> Option<&Session>;
+    /// The session for a change that is not a use (token refresh).
+    fn get_mut(&mut self, id: &SessionId) -> Option<&mut Session>;
     /// The session, recording a use at `now` (ms); `None` if unknown or past its deadline.
     fn touch(&mut self, id: &SessionId, now: u64) -> Option<&mut Session>;
     /// Adds a session; returns one it replaced under the same id.
@@ -73,11 +111,23 @@ pub trait SessionStore {
     fn remove(&mut self, id: &SessionId) -> Option<Session>;
     /// Moves every session whose deadline has passed by `now` (ms) into `out`.
     fn expire(&mut self, now: u64, out: &mut Vec<Session>);
+    /// The sessions of one provider session (`sid`).
+    fn ids_by_sid(&self, sid: &str) -> Vec<SessionId>;
+    /// The sessions of one user (`sub`).
+    fn ids_by_subject(&self, subject: &str) -> Vec<SessionId>;
+    /// Visits every session (fresh-token rounds).
+    fn for_each_mut(&mut self, f: &mut dyn FnMut(&mut Session));
+    /// How long an unused session lives, in ms.
+    fn idle_timeout_ms(&self) -> u64;
 }
 
 impl SessionStore for SessionTable {
     fn get(&self, id: &SessionId) -> Option<&Session> {
         SessionTable::get(self, id)
+    }
+
+    fn get_mut(&mut self, id: &SessionId) -> Option<&mut Session> {
+        SessionTable::get_mut(self, id)
     }
 
     fn touch(&mut self, id: &SessionId, now: u64) -> Option<&mut Session> {
@@ -94,6 +144,22 @@ impl SessionStore for SessionTable {
 
     fn expire(&mut self, now: u64, out: &mut Vec<Session>) {
         SessionTable::expire(self, now, out)
+    }
+
+    fn ids_by_sid(&self, sid: &str) -> Vec<SessionId> {
+        SessionTable::ids_by_sid(self, sid).collect()
+    }
+
+    fn ids_by_subject(&self, subject: &str) -> Vec<SessionId> {
+        SessionTable::ids_by_subject(self, subject).collect()
+    }
+
+    fn for_each_mut(&mut self, f: &mut dyn FnMut(&mut Session)) {
+        self.iter_mut().for_each(f)
+    }
+
+    fn idle_timeout_ms(&self) -> u64 {
+        self.config().idle_timeout_ms
     }
 }
 

@@ -73,7 +73,7 @@ pub struct Session {
     sid: Option<Box<str>>,
     created_ms: u64,
     last_access_ms: u64,
-    pub access_token: Box<str>,
+    pub access_token: std::rc::Rc<str>,
     /// When the access token expires ([`NEVER`] if unknown).
     pub access_expires_ms: u64,
     pub refresh_token: Box<str>,
@@ -89,7 +89,7 @@ pub struct Session {
     /// than a last-sent time: it answers "used since the last send?" exactly and costs one
     /// byte where a timestamp costs eight.
     pub used_since_fresh_send: bool,
-    /// WebSocket connections open in this session, closed when it ends (DESIGN §5).
+    /// WebSocket connections open in this session, closed when it ends.
     pub open_websockets: u16,
 }
 
@@ -103,7 +103,7 @@ impl Session {
             sid,
             created_ms: now_ms,
             last_access_ms: now_ms,
-            access_token: Box::default(),
+            access_token: std::rc::Rc::from(""),
             access_expires_ms: NEVER,
             refresh_token: Box::default(),
             refresh_expires_ms: NEVER,

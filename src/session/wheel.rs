@@ -1,4 +1,4 @@
-//! A hashed timer wheel over compact handles (DESIGN §5; Varghese & Lauck, scheme 6).
+//! A hashed timer wheel over compact handles (Varghese & Lauck, scheme 6).
 //!
 //! Time is counted in ticks. The wheel has a power-of-two number of slots; a handle due at
 //! tick `t` sits in slot `t mod slots`, on a doubly linked list. The links live wherever

@@ -1,6 +1,11 @@
-//! One worker: a thread with its own monoio runtime, listener, router and upstream pools.
-//! Nothing here is shared with other workers; the only cross-thread input is the stop
-//! message, received through a channel whose waker monoio's `sync` feature makes safe.
+//! One worker: a thread with its own monoio runtime, listeners, session gate, routing
+//! table and upstream pools. Nothing here is shared with other workers; what crosses
+//! threads arrives in the worker's inbox ([`crate::messages::WorkerMsg`]: stop, provider
+//! keys, handed-off connections, peer questions, back-channel logouts, admin queries,
+//! reloads), a channel whose waker monoio's `sync` feature makes safe.
+//!
+//! The worker's state is [`crate::state::WorkerState`]; its inbox is handled in [`inbox`],
+//! its connection tasks (plain, or TLS with the handshake audited) in [`connection`].
 
 use std::cell::Cell;
 use std::net::TcpListener as StdListener;
@@ -10,67 +15,23 @@ use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-use std::os::fd::OwnedFd;
+mod connection;
+mod inbox;
 
-use crate::backchannel::{LogoutError, LogoutToken};
+use crate::auth::{Gate, GateDeps};
+use crate::clock::Clock;
 use crate::config::{Config, Driver};
-use crate::gate::{Gate, GateDeps, Shared};
 use crate::http::head::Limits;
-use crate::oidc::ProviderState;
+use crate::messages::{Inbox, Shared, WorkerMsg};
 use crate::provider::RefreshRequester;
-use crate::proxy::{self, Context, Routing, Timeouts};
 use crate::route::Router;
-use crate::shutdown::Shutdown;
+use crate::signal::Signal;
+use crate::state::{Routing, Timeouts, WorkerState};
 use crate::upstream::{Pools, Upstream};
 
 const LOG: &str = "sessiongate::worker";
 /// Submission queue size: enough for thousands of connections' reads in flight per tick.
 const RING_ENTRIES: u32 = 4096;
-
-/// Messages a worker receives from the main thread, the provider thread and its peers.
-pub enum WorkerMsg {
-    /// Stop accepting, drain, exit.
-    Stop,
-    /// New provider metadata or keys.
-    Provider(Arc<ProviderState>),
-    /// A client connection whose session lives here: the socket, its peer address and the
-    /// bytes already read from it (at least one full request head).
-    HandOff {
-        fd: OwnedFd,
-        peer: std::net::SocketAddr,
-        buffered: Vec<u8>,
-    },
-    /// To worker 0: admit a validated logout token (replay check) and fan it out.
-    Backchannel {
-        token: LogoutToken,
-        raw: String,
-        reply: flume::Sender<Result<(), LogoutError>>,
-    },
-    /// From the management listener: a question about this worker's sessions.
-    Admin {
-        query: crate::admin::AdminQuery,
-        reply: flume::Sender<crate::admin::AdminAnswer>,
-    },
-    /// A configuration reload: new routes and upstreams, new listener URLs.
-    Reload(Arc<Reload>),
-    /// From another worker whose connection cannot move here (TLS).
-    Peer(crate::gate::PeerRequest),
-    /// To every worker: end the sessions of a provider logout.
-    EndSessions {
-        sid: Option<String>,
-        sub: Option<String>,
-        iat: u64,
-    },
-    /// A reloaded server certificate (SIGHUP), already checked: for the connections
-    /// accepted from now on; open ones keep theirs.
-    ServerTls(Arc<rustls::ServerConfig>),
-}
-
-/// What a worker takes from a reloaded configuration.
-pub struct Reload {
-    pub config: Arc<Config>,
-    pub upstreams: Vec<Upstream>,
-}
 
 /// What the main thread hands a worker.
 pub struct WorkerSpec {
@@ -80,7 +41,7 @@ pub struct WorkerSpec {
     pub upstreams: Vec<Upstream>,
     pub inbox: flume::Receiver<WorkerMsg>,
     /// Every worker's inbox, this one's included, indexed by worker id.
-    pub peers: Vec<flume::Sender<WorkerMsg>>,
+    pub peers: Vec<Inbox>,
     pub shared: Arc<Shared>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub refresher: Option<RefreshRequester>,
@@ -165,7 +126,16 @@ pub fn run(spec: WorkerSpec, ready: std::sync::mpsc::Sender<Result<DriverInUse, 
 }
 
 /// Decrements the worker's open-connection count when a connection task ends.
-struct Open(Rc<Cell<usize>>, Arc<crate::metrics::Metrics>);
+pub(crate) struct Open(Rc<Cell<usize>>, Arc<crate::metrics::Metrics>);
+
+impl Open {
+    /// Counts a connection task as open until the guard drops.
+    pub(crate) fn new(open: &Rc<Cell<usize>>, ctx: &WorkerState) -> Open {
+        open.set(open.get() + 1);
+        crate::metrics::Metrics::inc(&ctx.metrics.connections_open);
+        Open(open.clone(), ctx.metrics.clone())
+    }
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -206,7 +176,7 @@ async fn serve(
         g.upstream_connect_timeout,
         spec.tls_client.clone(),
     );
-    let ctx = Rc::new(Context {
+    let ctx = Rc::new(WorkerState {
         routing: std::cell::RefCell::new(Rc::new(Routing::new(router, pools))),
         tls_client: spec.tls_client.clone(),
         limits: Limits {
@@ -218,7 +188,7 @@ async fn serve(
         max_body_bytes: g.max_body_bytes,
         access_log: g.access_log,
         hand_off: g.connection_hand_off,
-        shutdown: Shutdown::new(),
+        shutdown: Signal::new(),
         worker: spec.id,
         gate: spec.refresher.and_then(|r| {
             let deps = GateDeps {
@@ -228,6 +198,7 @@ async fn serve(
                 banner: spec.banner.as_deref().map(Rc::from),
                 peers: spec.peers.clone(),
                 metrics: spec.metrics.clone(),
+                clock: Clock::system(),
             };
             Gate::new(cfg, spec.id as u8, deps)
         }),
@@ -236,11 +207,11 @@ async fn serve(
         tls: spec.server_tls.map(crate::tls::Terminator::new),
     });
     let open = Rc::new(Cell::new(0usize));
-    monoio::spawn(inbox(spec.inbox, ctx.clone(), open.clone()));
+    monoio::spawn(inbox::run(spec.inbox, ctx.clone(), open.clone()));
     if let Some(g) = &ctx.gate {
         monoio::spawn(expiry(ctx.clone(), cfg.cg.session_check_interval));
         monoio::spawn(fresh_tokens(ctx.clone(), cfg.cg.fresh_token_send_interval));
-        monoio::spawn(g.dispatcher.clone().run(ctx.shutdown.clone()));
+        monoio::spawn(g.dispatcher().clone().run(ctx.shutdown.clone()));
     }
     let _ = ready.send(Ok(in_use));
     tracing::debug!(target: LOG, worker = spec.id, driver = ?in_use, "worker started");
@@ -259,11 +230,11 @@ async fn serve(
     // Outgoing calls (logouts above all) get the rest of the grace period; retries stop
     // waiting for their delays once shutdown starts.
     if let Some(g) = &ctx.gate {
-        while g.dispatcher.pending() > 0 && Instant::now() < deadline {
+        while g.dispatcher().pending() > 0 && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
-        if g.dispatcher.pending() > 0 {
-            tracing::error!(target: "sessiongate::dispatcher", worker = spec.id, pending = g.dispatcher.pending(), "grace period over with outgoing calls undelivered: lost");
+        if g.dispatcher().pending() > 0 {
+            tracing::error!(target: "sessiongate::dispatcher", worker = spec.id, pending = g.dispatcher().pending(), "grace period over with outgoing calls undelivered: lost");
         }
     }
 }
@@ -271,7 +242,7 @@ async fn serve(
 /// Accepts on one listener until shutdown; `tls`: its connections start with a handshake.
 async fn accept(
     listener: monoio::net::TcpListener,
-    ctx: Rc<Context>,
+    ctx: Rc<WorkerState>,
     open: Rc<Cell<usize>>,
     tls: bool,
 ) {
@@ -285,15 +256,13 @@ async fn accept(
             Some(Ok((stream, peer))) => {
                 crate::metrics::Metrics::inc(&ctx.metrics.connections_accepted);
                 let _ = stream.set_nodelay(true);
-                open.set(open.get() + 1);
-                let guard = Open(open.clone(), ctx.metrics.clone());
-                crate::metrics::Metrics::inc(&ctx.metrics.connections_open);
+                let guard = Open::new(&open, &ctx);
                 let ctx = ctx.clone();
                 monoio::spawn(async move {
                     if tls {
-                        crate::tls::serve(stream, peer, ctx).await;
+                        connection::serve_tls(stream, peer, ctx).await;
                     } else {
-                        proxy::serve(stream, peer, ctx, Vec::new()).await;
+                        crate::proxy::serve(stream, peer, ctx, Vec::new()).await;
                     }
                     drop(guard);
                 });
@@ -307,90 +276,8 @@ async fn accept(
     }
 }
 
-/// Handles the worker's messages until the channel closes.
-async fn inbox(rx: flume::Receiver<WorkerMsg>, ctx: Rc<Context>, open: Rc<Cell<usize>>) {
-    while let Ok(msg) = rx.recv_async().await {
-        match msg {
-            WorkerMsg::Stop => ctx.shutdown.trigger(),
-            WorkerMsg::Provider(state) => {
-                if let Some(g) = &ctx.gate {
-                    g.set_provider(state);
-                }
-            }
-            WorkerMsg::Backchannel { token, raw, reply } => {
-                let r = match &ctx.gate {
-                    Some(g) => g.admit_logout(token, raw),
-                    None => Err(LogoutError::NotReady),
-                };
-                let _ = reply.send(r);
-            }
-            WorkerMsg::Admin { query, reply } => {
-                let answer = match &ctx.gate {
-                    Some(g) => g.admin(query),
-                    None => crate::admin::AdminAnswer::Sessions(Vec::new()),
-                };
-                let _ = reply.send(answer);
-            }
-            WorkerMsg::Reload(r) => {
-                let g = &r.config.gateway;
-                let pools = Pools::new(
-                    r.upstreams.clone(),
-                    g.upstream_pool_size,
-                    g.upstream_idle_timeout,
-                    g.upstream_connect_timeout,
-                    ctx.tls_client.clone(),
-                );
-                let routing = Routing::new(Router::new(&r.config.routes), pools);
-                *ctx.routing.borrow_mut() = Rc::new(routing);
-                if let Some(gate) = &ctx.gate {
-                    gate.set_listeners(crate::gate::Listeners::from_config(&r.config.cg));
-                }
-                tracing::debug!(target: LOG, worker = ctx.worker, "configuration reloaded");
-            }
-            WorkerMsg::Peer(req) => {
-                // Answering may await a token refresh: never block the inbox on it.
-                let ctx = ctx.clone();
-                monoio::spawn(async move {
-                    if let Some(g) = &ctx.gate {
-                        g.serve_peer(req).await;
-                    }
-                });
-            }
-            WorkerMsg::EndSessions { sid, sub, iat } => {
-                if let Some(g) = &ctx.gate {
-                    g.end_matching(sid.as_deref(), sub.as_deref(), iat);
-                }
-            }
-            WorkerMsg::ServerTls(config) => {
-                if let Some(t) = &ctx.tls {
-                    t.set(config);
-                }
-            }
-            WorkerMsg::HandOff { fd, peer, buffered } => {
-                let stream = match monoio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(target: LOG, worker = ctx.worker, error = %e, "cannot adopt a handed-off connection");
-                        continue;
-                    }
-                };
-                open.set(open.get() + 1);
-                let guard = Open(open.clone(), ctx.metrics.clone());
-                crate::metrics::Metrics::inc(&ctx.metrics.connections_open);
-                let ctx = ctx.clone();
-                monoio::spawn(async move {
-                    proxy::serve(stream, peer, ctx, buffered).await;
-                    drop(guard);
-                });
-            }
-        }
-    }
-    // The main thread is gone: stop as well.
-    ctx.shutdown.trigger();
-}
-
 /// Processes session expiry every `cg.sessionCheckIntervalMs` (the wheel's tick).
-async fn expiry(ctx: Rc<Context>, every: Duration) {
+async fn expiry(ctx: Rc<WorkerState>, every: Duration) {
     let mut scratch = Vec::new();
     let Some(gate) = ctx.gate.as_ref() else {
         return;
@@ -400,12 +287,12 @@ async fn expiry(ctx: Rc<Context>, every: Duration) {
             _ = monoio::time::sleep(every) => {}
             _ = ctx.shutdown.wait() => return,
         }
-        gate.expire(&mut scratch).await;
+        gate.expire(&mut scratch);
     }
 }
 
 /// Sends fresh tokens every `cg.freshTokenSendIntervalMs`.
-async fn fresh_tokens(ctx: Rc<Context>, every: Duration) {
+async fn fresh_tokens(ctx: Rc<WorkerState>, every: Duration) {
     let Some(gate) = ctx.gate.as_ref() else {
         return;
     };

@@ -1,6 +1,8 @@
-//! The per-worker stop signal. A worker's tasks are all on one thread, so this is an `Rc`
-//! with a flag and a slab of waiting wakers; no locks, no atomics. Registering, re-polling
-//! and dropping a wait are O(1), since every idle keep-alive connection waits on it.
+//! A one-shot signal for the tasks of one worker: its stop, the end of a session's
+//! WebSockets, a token refresh finishing, new provider keys. A worker's tasks are all on one
+//! thread, so this is an `Rc` with a flag and a slab of waiting wakers; no locks, no
+//! atomics. Registering, re-polling and dropping a wait are O(1), since every idle
+//! keep-alive connection waits on the stop signal.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -9,7 +11,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 #[derive(Clone, Default)]
-pub struct Shutdown {
+pub struct Signal {
     inner: Rc<Inner>,
 }
 
@@ -25,7 +27,7 @@ struct Slots {
     free: Vec<usize>,
 }
 
-impl Shutdown {
+impl Signal {
     pub fn new() -> Self {
         Self::default()
     }
@@ -59,7 +61,7 @@ impl Shutdown {
 }
 
 pub struct Wait<'a> {
-    s: &'a Shutdown,
+    s: &'a Signal,
     slot: Option<usize>,
 }
 
@@ -108,7 +110,7 @@ mod tests {
 
     #[test]
     fn slots_are_reused() {
-        let s = Shutdown::new();
+        let s = Signal::new();
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         for _ in 0..100 {

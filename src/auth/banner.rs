@@ -1,0 +1,67 @@
+//! The access banner (`sessiongate.access-banner`): a page every session must accept once
+//! before its first request goes upstream. Navigations get the page with an Accept button;
+//! other requests get 403 JSON until then.
+
+use crate::client::{form_encode, form_value};
+use crate::http::head::RequestHead;
+use crate::http::reply::{html_escape, Reply};
+use crate::messages::{PeerRequest, WorkerMsg};
+use crate::session::cookie::session_cookie;
+use crate::session::SessionId;
+
+use super::{is_navigation, query, safe_return, Decision, Gate};
+
+/// Where the banner's form posts.
+pub const ACCEPT_PATH: &[u8] = b"/sessiongate/banner/accept";
+
+impl Gate {
+    /// The banner for a session that has not accepted it yet.
+    pub(super) fn banner_page(&self, head: &RequestHead, buf: &[u8]) -> Reply {
+        if !is_navigation(head, buf) {
+            return Reply::json(
+                403,
+                "Forbidden",
+                "{\"error\":\"access_banner_not_accepted\"}".into(),
+            );
+        }
+        let target = safe_return(&String::from_utf8_lossy(head.target(buf)));
+        let mut action = String::from_utf8_lossy(ACCEPT_PATH).into_owned();
+        action.push_str("?return=");
+        form_encode(&mut action, &target);
+        Reply::html(
+            200,
+            "OK",
+            format!(
+                "<!doctype html><html><head><meta charset=\"utf-8\"><title>Access banner</title></head><body>\
+                 <div class=\"banner\">{}</div>\
+                 <form method=\"post\" action=\"{}\"><button type=\"submit\">Accept</button></form></body></html>\n",
+                self.settings.banner.as_deref().unwrap_or(""),
+                html_escape(&action)
+            ),
+        )
+    }
+
+    /// `POST /sessiongate/banner/accept?return=...`: records the acceptance in the session
+    /// (wherever it lives) and sends the browser back.
+    pub(super) fn accept_banner(&self, head: &RequestHead, buf: &[u8], movable: bool) -> Decision {
+        let back = safe_return(
+            &form_value(query(head.target(buf)), "return").unwrap_or_else(|| "/".into()),
+        );
+        if let Some(id) = session_cookie(head, buf).and_then(SessionId::parse) {
+            if id.owner() == self.worker {
+                self.accept_banner_here(&id);
+            } else if movable {
+                return Decision::HandOff(id.owner());
+            } else if let Some(peer) = self.peers.get(usize::from(id.owner())) {
+                let _ = peer.send(WorkerMsg::Peer(PeerRequest::AcceptBanner { id }));
+            }
+        }
+        Decision::Reply(Reply::redirect(back))
+    }
+
+    pub(super) fn accept_banner_here(&self, id: &SessionId) {
+        if let Some(s) = self.store.borrow_mut().touch(id, self.clock.now_ms()) {
+            s.banner_accepted = true;
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! A session's access token on the request path: handed out while it is fresh, refreshed
+//! at the provider shortly before it expires (one refresh per session at a time; other
+//! requests of the session wait for it), and the session ended when the provider refuses
+//! the refresh token.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::oidc::{self, RefreshFailure, TokenResponse};
+use crate::session::table::{Session, NEVER};
+use crate::session::{EndReason, SessionId};
+use crate::signal::Signal;
+
+use super::{Gate, LOG};
+
+/// Refresh this long before the access token expires, but never more than a third of its
+/// lifetime (a fixed 60 s leeway on 60 s tokens would refresh on every request).
+const REFRESH_LEEWAY_MS: u64 = 30_000;
+/// How long a request waits for another request's refresh of its session.
+const REFRESH_WAIT: Duration = Duration::from_secs(10);
+
+impl Gate {
+    /// Touches a session of this worker, refreshes its access token when due, and answers
+    /// the token and whether the access banner was accepted; `None` when there is no such
+    /// live session.
+    pub(super) async fn session_token(&self, id: &SessionId) -> Option<(Rc<str>, bool)> {
+        let now = self.clock.now_ms();
+        let refresh = {
+            let mut store = self.store.borrow_mut();
+            let s = store.touch(id, now)?;
+            if refresh_due(s, now) && !s.refresh_token.is_empty() && s.try_begin_refresh() {
+                Some(s.refresh_token.to_string())
+            } else if s.access_expires_ms > now || !s.refreshing {
+                // The common case: one lookup, the token shared, not copied.
+                return Some((s.access_token.clone(), s.banner_accepted));
+            } else {
+                None
+            }
+        };
+        match refresh {
+            Some(rt) => {
+                self.refreshing.borrow_mut().insert(*id, Signal::new());
+                self.refresh(id, &rt).await;
+                if let Some(done) = self.refreshing.borrow_mut().remove(id) {
+                    done.trigger();
+                }
+            }
+            None => {
+                // Expired while another request refreshes it: wait for that refresh rather
+                // than send a token the backend would refuse.
+                let done = self.refreshing.borrow().get(id).cloned();
+                if let Some(done) = done {
+                    let _ = monoio::time::timeout(REFRESH_WAIT, done.wait()).await;
+                }
+            }
+        }
+        let store = self.store.borrow();
+        let s = store.get(id)?;
+        Some((s.access_token.clone(), s.banner_accepted))
+    }
+
+    /// Refreshes a session's tokens; a refused grant ends the session, a network error
+    /// leaves it (the next request tries again).
+    async fn refresh(&self, id: &SessionId, refresh_token: &str) {
+        let Some(p) = self.keys.current() else {
+            if let Some(s) = self.store.borrow_mut().get_mut(id) {
+                s.refreshing = false;
+            }
+            return;
+        };
+        let result = oidc::refresh(self.calls.client(), &p.meta, &self.reg, refresh_token).await;
+        match result {
+            Ok(t) => {
+                let (now, unix_ms) = (self.clock.now_ms(), self.clock.unix_ms());
+                if let Some(s) = self.store.borrow_mut().get_mut(id) {
+                    store_tokens(s, t, now, unix_ms);
+                    Metrics::inc(&self.metrics.refreshes);
+                    tracing::debug!(target: LOG, session = %id.encode().as_str(), "access token refreshed");
+                }
+            }
+            Err(RefreshFailure::InvalidGrant(why)) => {
+                tracing::info!(target: LOG, session = %id.encode().as_str(), why, "refresh refused; session ended");
+                self.end_session(id, EndReason::RefreshRefused);
+            }
+            Err(RefreshFailure::Transient(why)) => {
+                tracing::warn!(target: LOG, session = %id.encode().as_str(), why, "refresh failed; will retry");
+                if let Some(s) = self.store.borrow_mut().get_mut(id) {
+                    s.refreshing = false;
+                }
+            }
+        }
+    }
+}
+
+/// A refresh's answer into the session.
+fn store_tokens(s: &mut Session, t: TokenResponse, now: u64, unix_ms: u64) {
+    s.refreshing = false;
+    s.access_expires_ms = access_expiry(&t, now, unix_ms);
+    s.access_token = t.access_token.into();
+    if let Some(r) = t.refresh_token {
+        // Rotation: the old refresh token is dead now; never send it again.
+        s.refresh_token = r.into_boxed_str();
+    }
+    if let Some(i) = t.id_token {
+        s.id_token = i.into_boxed_str();
+    }
+}
+
+/// When the access token expires on the session clock (`now` ms; `unix_ms` the wall clock
+/// at the same instant), from `expires_in` (RFC 6749 §5.1) and the token's own `exp`,
+/// whichever is first; without either the token is used until the session's other limits
+/// end it.
+pub fn access_expiry(t: &TokenResponse, now: u64, unix_ms: u64) -> u64 {
+    let by_expires_in = t
+        .expires_in
+        .filter(|&e| e > 0)
+        .map(|e| now.saturating_add(e.saturating_mul(1000)))
+        .unwrap_or(NEVER);
+    // A JWT access token's own `exp` is what the backend checks; `expires_in` counts from
+    // when the provider answered, up to a second later. (The token came straight from the
+    // token endpoint, so reading it unverified is safe.)
+    let by_exp = jwt_exp(&t.access_token)
+        .map(|exp| now.saturating_add(exp.saturating_mul(1000).saturating_sub(unix_ms)));
+    by_exp.map_or(by_expires_in, |e| e.min(by_expires_in))
+}
+
+/// The `exp` claim of a JWT, read without verification.
+fn jwt_exp(token: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("exp")?.as_u64()
+}
+
+/// The access token is due for refresh at `now`: within the leeway of its expiry, the
+/// leeway capped at a third of the token's remaining life since the session's last use.
+pub fn refresh_due(s: &Session, now: u64) -> bool {
+    if s.access_expires_ms == NEVER {
+        return false;
+    }
+    let life = s
+        .access_expires_ms
+        .saturating_sub(s.last_access_ms().min(now));
+    let leeway = REFRESH_LEEWAY_MS.min(life / 3).max(1000);
+    now + leeway >= s.access_expires_ms
+}

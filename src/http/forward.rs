@@ -1,0 +1,102 @@
+//! The request head sent upstream: the request line with the route's rewritten target,
+//! the upstream's Host, the client's end-to-end fields after the route's filters, the
+//! session's credentials, `X-Forwarded-*`, and the gateway's own framing.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use super::head::{Framing, RequestHead};
+use super::name_is;
+use crate::config::Filter;
+use crate::route::Route;
+use crate::session::cookie;
+
+/// What the upstream head is made from besides the client's head.
+pub struct Forward<'a> {
+    pub route: &'a Route,
+    /// The upstream's Host value.
+    pub authority: &'a str,
+    /// The client's address (`X-Forwarded-For`).
+    pub peer: IpAddr,
+    /// `X-Forwarded-Proto`: the client stream's scheme.
+    pub scheme: &'static str,
+    /// The session's access token: sent as `Authorization: Bearer`, in place of any
+    /// Authorization the client sent, and the SESSION cookie is stripped.
+    pub bearer: Option<&'a str>,
+}
+
+/// Writes the upstream request head for `h` (whose bytes are in `buf`) into `out`.
+pub fn write_upstream_head(out: &mut Vec<u8>, h: &RequestHead, buf: &[u8], f: &Forward) {
+    let route = f.route;
+    out.extend_from_slice(h.method(buf));
+    out.push(b' ');
+    route.rewrite_target(h.target(buf), out);
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(f.authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    'fields: for field in h.fields.iter().filter(|f| !f.hop) {
+        let name = field.name(buf);
+        if f.bearer.is_some() {
+            if name_is(name, b"authorization") {
+                continue;
+            }
+            if name_is(name, b"cookie") {
+                cookie::write_without_session(out, field.value(buf));
+                continue;
+            }
+        }
+        for filter in &route.filters {
+            match filter {
+                Filter::RemoveRequestHeader(n) | Filter::SetRequestHeader(n, _)
+                    if name.eq_ignore_ascii_case(n.as_bytes()) =>
+                {
+                    continue 'fields
+                }
+                _ => {}
+            }
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(field.value(buf));
+        out.extend_from_slice(b"\r\n");
+    }
+    for filter in &route.filters {
+        if let Filter::AddRequestHeader(n, v) | Filter::SetRequestHeader(n, v) = filter {
+            let _ = write!(out, "{n}: {v}\r\n");
+        }
+    }
+    if let Some(token) = f.bearer {
+        out.extend_from_slice(b"Authorization: Bearer ");
+        out.extend_from_slice(token.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(i) = h.forwarded_for {
+        out.extend_from_slice(h.fields[i].value(buf));
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{}\r\nX-Forwarded-Proto: {}\r\n", f.peer, f.scheme);
+    if let Some(host) = h.host(buf).filter(|v| !v.is_empty()) {
+        out.extend_from_slice(b"X-Forwarded-Host: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\n");
+    }
+    match h.body_framing() {
+        Framing::Length(0) if !method_may_have_body(h.method(buf)) => {}
+        Framing::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Close => {}
+    }
+    if h.websocket {
+        out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Methods whose requests usually carry a body: an explicit `Content-Length: 0` is kept for
+/// them, since some backends insist on it for POST.
+fn method_may_have_body(m: &[u8]) -> bool {
+    matches!(m, b"POST" | b"PUT" | b"PATCH")
+}

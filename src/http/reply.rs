@@ -1,0 +1,146 @@
+//! The one writer of the answers the gateway makes itself (login redirects, 401 JSON, its
+//! pages, the management API, the plain-HTTP-on-TLS-port answer). The canned refusals of
+//! [`super::error::HttpError`] use the same shape, precomputed, so refusing allocates
+//! nothing; a test keeps the two in step.
+
+use std::io::Write as _;
+
+/// A complete response with a small body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub reason: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn new(status: u16, reason: &'static str) -> Reply {
+        Reply {
+            status,
+            reason,
+            headers: Vec::new(),
+            content_type: "text/plain; charset=utf-8",
+            body: Vec::new(),
+        }
+    }
+
+    pub fn text(status: u16, reason: &'static str, body: &str) -> Reply {
+        let mut r = Reply::new(status, reason);
+        r.body = body.as_bytes().to_vec();
+        r
+    }
+
+    pub fn redirect(location: String) -> Reply {
+        Reply::new(302, "Found").with_header("Location", location)
+    }
+
+    pub fn json(status: u16, reason: &'static str, body: String) -> Reply {
+        let mut r = Reply::new(status, reason);
+        r.content_type = "application/json";
+        r.body = body.into_bytes();
+        r
+    }
+
+    /// A small HTML page: a title, a message and a link back to the start.
+    pub fn page(status: u16, reason: &'static str, title: &str, message: &str) -> Reply {
+        let body = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+             <body><h1>{t}</h1><p>{m}</p><p><a href=\"/\">Start again</a></p></body></html>\n",
+            t = html_escape(title),
+            m = html_escape(message)
+        );
+        Reply::html(status, reason, body)
+    }
+
+    pub fn html(status: u16, reason: &'static str, body: String) -> Reply {
+        let mut r = Reply::new(status, reason);
+        r.content_type = "text/html; charset=utf-8";
+        r.body = body.into_bytes();
+        r
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Serialises the reply; `close` adds `Connection: close`.
+    pub fn write(&self, out: &mut Vec<u8>, close: bool) {
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, self.reason);
+        for (n, v) in &self.headers {
+            let _ = write!(out, "{n}: {v}\r\n");
+        }
+        let _ = write!(
+            out,
+            "Content-Type: {}\r\nCache-Control: no-store\r\n",
+            self.content_type
+        );
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
+        out.extend_from_slice(&self.body);
+    }
+
+    /// The serialised reply.
+    pub fn to_bytes(&self, close: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.body.len());
+        self.write(&mut out, close);
+        out
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error::HttpError;
+
+    #[test]
+    fn canned_refusals_are_what_the_writer_writes() {
+        for e in [
+            HttpError::BadRequest("x"),
+            HttpError::NotFound,
+            HttpError::RequestTimeout,
+            HttpError::GatewayTimeout,
+            HttpError::BadGateway("x"),
+        ] {
+            let canned = e.response();
+            let text = std::str::from_utf8(canned).unwrap();
+            let status_line = text.lines().next().unwrap();
+            let reason: &'static str = status_line
+                .splitn(3, ' ')
+                .nth(2)
+                .unwrap()
+                .to_string()
+                .leak();
+            let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+            let written = Reply::text(e.status(), reason, body).to_bytes(true);
+            assert_eq!(std::str::from_utf8(&written).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn page_escapes_its_text() {
+        let r = Reply::page(400, "Bad Request", "<t>", "a&b");
+        let body = String::from_utf8(r.body).unwrap();
+        assert!(body.contains("<title>&lt;t&gt;</title>") && body.contains("a&amp;b"));
+    }
+}

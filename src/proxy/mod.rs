@@ -1,0 +1,232 @@
+//! The per-connection loop: read a request head, let the session gate decide, forward it
+//! upstream with its body streamed, stream the response back, and repeat while the
+//! connection persists.
+//!
+//! One exchange in steps, a file each: [`request`] reads the head and request bodies,
+//! [`exchange`] authorizes, picks the upstream and sends the head (retrying once on a
+//! stale pooled connection), [`response`] reads and relays the response, [`upgrade`] runs
+//! a WebSocket after a 101.
+//!
+//! Buffers are owned by the connection and reused for every request on it; monoio's
+//! ownership-passing I/O moves them into each read or write and hands them back.
+//! Every refusal happens before the first byte goes upstream (the buffered part of a chunked
+//! body is decoded first), so a smuggling attempt never reaches the backend.
+
+mod exchange;
+mod request;
+mod response;
+mod upgrade;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+
+use crate::audit::CloseReason;
+use crate::http::error::HttpError;
+use crate::http::head::RequestHead;
+use crate::http::response::ResponseHead;
+use crate::messages::WorkerMsg;
+use crate::metrics::Metrics;
+use crate::net::inbound::ClientStream;
+use crate::session::SessionId;
+use crate::state::WorkerState;
+use crate::upstream::Stream;
+
+const LOG: &str = "sessiongate::proxy";
+/// Size of the body and response read buffers.
+const IO_CHUNK: usize = 64 * 1024;
+
+/// Why a connection ended; only used for logging.
+#[derive(Debug)]
+enum End {
+    /// Normal close: peer closed, `Connection: close`, shutdown.
+    Quiet,
+    /// No request within the keep-alive idle timeout.
+    Idle,
+    /// We answered an error and closed.
+    Answered(HttpError),
+    /// The peer or upstream failed mid-stream; nothing more can be said.
+    Broken(&'static str),
+}
+
+/// What follows an exchange.
+enum Next {
+    KeepAlive,
+    Close,
+    Upgraded(Stream),
+    HandOff(u8),
+}
+
+/// Per-connection state: the buffers reused by every request.
+struct Conn {
+    peer: SocketAddr,
+    /// Bytes read from the client and not yet consumed.
+    cbuf: Vec<u8>,
+    /// Bytes going out (upstream request head, re-framed bodies, response heads).
+    obuf: Vec<u8>,
+    /// Bytes read from the upstream and not yet consumed.
+    rbuf: Vec<u8>,
+    head: RequestHead,
+    resp: ResponseHead,
+    /// Method and target of the current request, for the access log (empty while no
+    /// head has been accepted).
+    log_request: Vec<u8>,
+    started: Instant,
+    /// The session's access token for the current request (sent as `Authorization:
+    /// Bearer`; the client's own Authorization and SESSION cookie are stripped).
+    bearer: Option<Rc<str>>,
+    /// The session the current request belongs to.
+    session: Option<SessionId>,
+    /// `X-Forwarded-Proto`: the client stream's scheme.
+    scheme: &'static str,
+}
+
+/// Serves one client connection to its end; says why it ended.
+///
+/// After a broken exchange the connection is dropped without a graceful shutdown: a write
+/// cut short by its timeout leaves a TLS stream unable to write again (its record buffer
+/// went with the cancelled write), and a TLS client should see the missing close_notify as
+/// the truncation it is.
+pub async fn serve<S: ClientStream>(
+    mut client: S,
+    peer: SocketAddr,
+    ctx: Rc<WorkerState>,
+    buffered: Vec<u8>,
+) -> CloseReason {
+    let mut cbuf = buffered;
+    let want = ctx.limits.max_head_bytes.max(4096);
+    cbuf.reserve(want.saturating_sub(cbuf.len()));
+    let mut conn = Conn {
+        peer,
+        cbuf,
+        obuf: Vec::with_capacity(4096),
+        rbuf: Vec::with_capacity(IO_CHUNK),
+        head: RequestHead::default(),
+        resp: ResponseHead::default(),
+        log_request: Vec::new(),
+        started: Instant::now(),
+        bearer: None,
+        session: None,
+        scheme: S::SCHEME,
+    };
+    let closed = loop {
+        match exchange::exchange(&mut client, &mut conn, &ctx).await {
+            Ok(Next::KeepAlive) => continue,
+            Ok(Next::Close) => break CloseReason::ConnectionClose,
+            Ok(Next::Upgraded(upstream)) => {
+                upgrade::websocket(client, upstream, conn, &ctx).await;
+                return CloseReason::UpgradeEnded;
+            }
+            Ok(Next::HandOff(owner)) => {
+                hand_off(client, conn, &ctx, owner);
+                return CloseReason::OwnerElsewhere;
+            }
+            Err(End::Answered(e)) => {
+                if !refuse(&mut client, &conn, &ctx, e).await {
+                    return CloseReason::Error("client write failed");
+                }
+                break CloseReason::Refused(e.status());
+            }
+            Err(End::Broken(why)) => {
+                tracing::debug!(target: LOG, peer = %peer, why, "connection broken");
+                return CloseReason::Error(why);
+            }
+            Err(End::Quiet) => break CloseReason::PeerClosed,
+            Err(End::Idle) => break CloseReason::IdleTimeout,
+        }
+    };
+    let _ = client.shutdown().await;
+    match closed {
+        // A stop ends idle connections and answers the last request with `close`.
+        CloseReason::PeerClosed | CloseReason::ConnectionClose if ctx.shutdown.is_triggered() => {
+            CloseReason::Shutdown
+        }
+        _ => closed,
+    }
+}
+
+/// Answers a refused request with its canned response; `false` when that write failed.
+async fn refuse<S: ClientStream>(
+    client: &mut S,
+    c: &Conn,
+    ctx: &WorkerState,
+    e: HttpError,
+) -> bool {
+    tracing::debug!(target: LOG, peer = %c.peer, status = e.status(), reason = %e, "refused");
+    match e {
+        HttpError::BadGateway(_) => Metrics::inc(&ctx.metrics.upstream_connect_errors),
+        HttpError::GatewayTimeout => Metrics::inc(&ctx.metrics.upstream_timeouts),
+        _ => {}
+    }
+    log_access(ctx, c, e.status());
+    let written = monoio::time::timeout(ctx.timeouts.body, client.write_all(e.response())).await;
+    matches!(written, Ok((Ok(_), _)))
+}
+
+/// Moves the connection to the worker that owns its session: at most one hop per client
+/// connection, after which every request is served where the session lives.
+fn hand_off<S: ClientStream>(client: S, conn: Conn, ctx: &WorkerState, owner: u8) {
+    let Some(peer_inbox) = ctx.peers.get(usize::from(owner)) else {
+        // A session id from another gateway instance (or forged): no such worker here.
+        tracing::debug!(target: LOG, owner, "session names an unknown worker; closing");
+        return;
+    };
+    let Some(fd) = client.into_fd() else { return };
+    Metrics::inc(&ctx.metrics.handoffs);
+    let msg = WorkerMsg::HandOff {
+        fd,
+        peer: conn.peer,
+        buffered: conn.cbuf,
+    };
+    if peer_inbox.send(msg).is_err() {
+        tracing::warn!(target: LOG, owner, "owner worker is gone; connection dropped");
+    }
+}
+
+fn log_access(ctx: &WorkerState, c: &Conn, status: u16) {
+    ctx.metrics.response(status);
+    if !ctx.access_log {
+        return;
+    }
+    // Attacker bytes: lossy UTF-8 and escaped, so a log line cannot be forged.
+    tracing::info!(
+        target: "sessiongate::access",
+        peer = %c.peer,
+        request = %if c.log_request.is_empty() {
+            "-".into()
+        } else {
+            String::from_utf8_lossy(&c.log_request)
+        }
+        .escape_debug(),
+        status,
+        micros = c.started.elapsed().as_micros() as u64,
+        worker = ctx.worker,
+    );
+}
+
+/// Writes `bytes` to the client within `dur`.
+async fn write_all<S: AsyncWriteRent>(s: &mut S, bytes: &[u8], dur: Duration) -> Result<(), End> {
+    // monoio writes owned buffers; a copy of a small head is cheaper than threading buffers.
+    let v = bytes.to_vec();
+    match monoio::time::timeout(dur, s.write_all(v)).await {
+        Ok((Ok(_), _)) => Ok(()),
+        _ => Err(End::Broken("client write failed")),
+    }
+}
+
+/// Writes `c.obuf` whole to `s` within `dur` and hands the (cleared) buffer back to `c`.
+async fn flush_obuf<S: AsyncWriteRent>(
+    s: &mut S,
+    c: &mut Conn,
+    dur: Duration,
+) -> std::io::Result<()> {
+    let out = std::mem::take(&mut c.obuf);
+    let (res, out) = monoio::time::timeout(dur, s.write_all(out))
+        .await
+        .unwrap_or_else(|_| (Err(std::io::ErrorKind::TimedOut.into()), Vec::new()));
+    c.obuf = out;
+    c.obuf.clear();
+    res.map(|_| ())
+}

@@ -1,0 +1,97 @@
+//! The worker's inbox: what other threads tell it, handled on its own loop.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::auth::calls::Listeners;
+use crate::backchannel::LogoutError;
+use crate::messages::{AdminAnswer, WorkerMsg};
+use crate::route::Router;
+use crate::state::{Routing, WorkerState};
+use crate::upstream::Pools;
+
+use super::{Open, LOG};
+
+/// Handles the worker's messages until the channel closes.
+pub(super) async fn run(
+    rx: flume::Receiver<WorkerMsg>,
+    ctx: Rc<WorkerState>,
+    open: Rc<Cell<usize>>,
+) {
+    while let Ok(msg) = rx.recv_async().await {
+        match msg {
+            WorkerMsg::Stop => ctx.shutdown.trigger(),
+            WorkerMsg::Provider(state) => {
+                if let Some(g) = &ctx.gate {
+                    g.set_provider(state);
+                }
+            }
+            WorkerMsg::Backchannel { token, raw, reply } => {
+                let r = match &ctx.gate {
+                    Some(g) => g.admit_logout(token, raw),
+                    None => Err(LogoutError::NotReady),
+                };
+                let _ = reply.send(r);
+            }
+            WorkerMsg::Admin { query, reply } => {
+                let answer = match &ctx.gate {
+                    Some(g) => g.admin(query),
+                    None => AdminAnswer::Sessions(Vec::new()),
+                };
+                let _ = reply.send(answer);
+            }
+            WorkerMsg::Reload(r) => {
+                let g = &r.config.gateway;
+                let pools = Pools::new(
+                    r.upstreams.clone(),
+                    g.upstream_pool_size,
+                    g.upstream_idle_timeout,
+                    g.upstream_connect_timeout,
+                    ctx.tls_client.clone(),
+                );
+                let routing = Routing::new(Router::new(&r.config.routes), pools);
+                *ctx.routing.borrow_mut() = Rc::new(routing);
+                if let Some(gate) = &ctx.gate {
+                    gate.set_listeners(Listeners::from_config(&r.config.cg));
+                }
+                tracing::debug!(target: LOG, worker = ctx.worker, "configuration reloaded");
+            }
+            WorkerMsg::Peer(req) => {
+                // Answering may await a token refresh: never block the inbox on it.
+                let ctx = ctx.clone();
+                monoio::spawn(async move {
+                    if let Some(g) = &ctx.gate {
+                        g.serve_peer(req).await;
+                    }
+                });
+            }
+            WorkerMsg::EndSessions { sid, sub, iat } => {
+                if let Some(g) = &ctx.gate {
+                    g.end_matching(sid.as_deref(), sub.as_deref(), iat);
+                }
+            }
+            WorkerMsg::ServerTls(config) => {
+                if let Some(t) = &ctx.tls {
+                    t.set(config);
+                }
+            }
+            WorkerMsg::HandOff { fd, peer, buffered } => {
+                let stream = match monoio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(target: LOG, worker = ctx.worker, error = %e, "cannot adopt a handed-off connection");
+                        continue;
+                    }
+                };
+                let guard = Open::new(&open, &ctx);
+                let ctx = ctx.clone();
+                monoio::spawn(async move {
+                    crate::proxy::serve(stream, peer, ctx, buffered).await;
+                    drop(guard);
+                });
+            }
+        }
+    }
+    // The main thread is gone: stop as well.
+    ctx.shutdown.trigger();
+}
