@@ -73,7 +73,7 @@ pub struct Policy {
 
 /// Extracts `logout_token` from an `application/x-www-form-urlencoded` body.
 pub fn token_from_form(body: &[u8]) -> Result<String, LogoutError> {
-    crate::client::form_value(body, "logout_token")
+    crate::http::form::form_value(body, "logout_token")
         .filter(|t| !t.is_empty())
         .ok_or(LogoutError::MissingToken)
 }

@@ -22,8 +22,6 @@ use crate::http::head::Framing;
 use crate::http::response::{parse_response, ResponseHead};
 use crate::net::outbound::{self, ConnectError, Connector, IdleConns, Stream};
 
-pub use crate::http::form::{form, form_decode, form_encode, form_value};
-
 const LOG: &str = "sessiongate::client";
 /// Largest response body read (discovery documents, JWKS and token answers are far smaller).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;

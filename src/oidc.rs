@@ -8,8 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::client::{form, form_encode, ClientError, HttpClient};
+use crate::client::{ClientError, HttpClient};
 use crate::config::{ClientAuthMethod, HttpUrl, Registration};
+use crate::http::form::{form, form_encode};
 use crate::jwt::JwkSet;
 
 const LOG: &str = "sessiongate::oidc";

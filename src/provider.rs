@@ -24,6 +24,12 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 pub struct RefreshRequester(flume::Sender<()>);
 
 impl RefreshRequester {
+    /// A requester and the receiving end the provider thread (or a test) listens on.
+    pub fn channel() -> (RefreshRequester, flume::Receiver<()>) {
+        let (tx, rx) = flume::bounded(1);
+        (RefreshRequester(tx), rx)
+    }
+
     /// Asks once; repeated asks while one is pending collapse into it.
     pub fn request(&self) {
         let _ = self.0.try_send(());

@@ -2,7 +2,7 @@
 //! before its first request goes upstream. Navigations get the page with an Accept button;
 //! other requests get 403 JSON until then.
 
-use crate::client::{form_encode, form_value};
+use crate::http::form::{form_encode, form_value};
 use crate::http::head::RequestHead;
 use crate::http::reply::{html_escape, Reply};
 use crate::messages::{PeerRequest, WorkerMsg};

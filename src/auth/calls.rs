@@ -7,9 +7,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::backchannel::LogoutToken;
-use crate::client::{form, HttpClient};
+use crate::client::HttpClient;
 use crate::config::{CgConfig, HttpUrl};
 use crate::dispatcher::{Call, CallKind, Dispatcher};
+use crate::http::form::form;
 use crate::oidc;
 use crate::session::table::{Session, NEVER};
 use crate::session::EndReason;

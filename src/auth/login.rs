@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::audit;
-use crate::client::form_value;
+use crate::http::form::form_value;
 use crate::http::head::RequestHead;
 use crate::http::reply::Reply;
 use crate::jwt::Claims;

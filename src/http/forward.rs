@@ -9,7 +9,6 @@ use super::head::{Framing, RequestHead};
 use super::name_is;
 use crate::config::Filter;
 use crate::route::Route;
-use crate::session::cookie;
 
 /// What the upstream head is made from besides the client's head.
 pub struct Forward<'a> {
@@ -21,8 +20,10 @@ pub struct Forward<'a> {
     /// `X-Forwarded-Proto`: the client stream's scheme.
     pub scheme: &'static str,
     /// The session's access token: sent as `Authorization: Bearer`, in place of any
-    /// Authorization the client sent, and the SESSION cookie is stripped.
+    /// Authorization the client sent, and the session cookie is stripped.
     pub bearer: Option<&'a str>,
+    /// The name of the gateway's session cookie.
+    pub session_cookie: &'a str,
 }
 
 /// Writes the upstream request head for `h` (whose bytes are in `buf`) into `out`.
@@ -41,7 +42,7 @@ pub fn write_upstream_head(out: &mut Vec<u8>, h: &RequestHead, buf: &[u8], f: &F
                 continue;
             }
             if name_is(name, b"cookie") {
-                cookie::write_without_session(out, field.value(buf));
+                write_cookie_without(out, field.value(buf), f.session_cookie.as_bytes());
                 continue;
             }
         }
@@ -99,4 +100,43 @@ pub fn write_upstream_head(out: &mut Vec<u8>, h: &RequestHead, buf: &[u8], f: &F
 /// them, since some backends insist on it for POST.
 fn method_may_have_body(m: &[u8]) -> bool {
     matches!(m, b"POST" | b"PUT" | b"PATCH")
+}
+
+/// Writes a `Cookie` field line without the pair named `name`; nothing when no pair is left.
+fn write_cookie_without(out: &mut Vec<u8>, value: &[u8], name: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(b"Cookie: ");
+    let mut any = false;
+    for pair in value.split(|&b| b == b';') {
+        let pair = super::trim_ows(pair);
+        let pair_name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        if pair.is_empty() || pair_name == name {
+            continue;
+        }
+        if any {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+        any = true;
+    }
+    if any {
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.truncate(start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_the_session_pair() {
+        let mut out = Vec::new();
+        write_cookie_without(&mut out, b"theme=dark; SESSION=abc;x=1", b"SESSION");
+        assert_eq!(out, b"Cookie: theme=dark; x=1\r\n");
+        out.clear();
+        write_cookie_without(&mut out, b"SESSION=abc", b"SESSION");
+        assert!(out.is_empty(), "a field with nothing left is dropped");
+    }
 }

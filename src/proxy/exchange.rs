@@ -139,6 +139,7 @@ async fn send_request<S: ClientStream>(
         peer: c.peer.ip(),
         scheme: c.scheme,
         bearer: c.bearer.as_deref(),
+        session_cookie: crate::session::cookie::COOKIE,
     };
     write_upstream_head(&mut c.obuf, &c.head, &c.cbuf, &forward);
     let mut left = take_buffered_body(c, ctx)?;

@@ -1,5 +1,5 @@
-//! The `SESSION` cookie: found in a request, set and cleared in an answer, and stripped
-//! from what goes upstream (the backend never sees the gateway's credential).
+//! The `SESSION` cookie: found in a request, set and cleared in an answer. (What goes
+//! upstream never carries it: [`crate::http::forward`] strips it by this name.)
 
 use crate::http::head::RequestHead;
 use crate::http::{name_is, trim_ows};
@@ -32,30 +32,6 @@ pub fn set_cookie(value: &str, secure: bool, max_age: Option<u64>) -> String {
     c
 }
 
-/// Writes a `Cookie` field line without the SESSION pair; nothing when no pair is left.
-pub fn write_without_session(out: &mut Vec<u8>, value: &[u8]) {
-    let start = out.len();
-    out.extend_from_slice(b"Cookie: ");
-    let mut any = false;
-    for pair in value.split(|&b| b == b';') {
-        let pair = trim_ows(pair);
-        let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
-        if pair.is_empty() || name == COOKIE.as_bytes() {
-            continue;
-        }
-        if any {
-            out.extend_from_slice(b"; ");
-        }
-        out.extend_from_slice(pair);
-        any = true;
-    }
-    if any {
-        out.extend_from_slice(b"\r\n");
-    } else {
-        out.truncate(start);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,16 +50,6 @@ mod tests {
         assert_eq!(session_cookie(&head(raw), raw), Some(&b"abc"[..]));
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: SESSIONX=abc\r\n\r\n";
         assert_eq!(session_cookie(&head(raw), raw), None);
-    }
-
-    #[test]
-    fn strips_only_the_session_pair() {
-        let mut out = Vec::new();
-        write_without_session(&mut out, b"theme=dark; SESSION=abc;x=1");
-        assert_eq!(out, b"Cookie: theme=dark; x=1\r\n");
-        out.clear();
-        write_without_session(&mut out, b"SESSION=abc");
-        assert!(out.is_empty(), "a field with nothing left is dropped");
     }
 
     #[test]
