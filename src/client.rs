@@ -258,38 +258,30 @@ impl HttpClient {
         is_head: bool,
         deadline: Instant,
     ) -> Result<(Response, Option<Stream>), Attempt> {
-        let remaining = || deadline.saturating_duration_since(Instant::now());
-        let timeout = || Attempt::Failed(ClientError::Timeout(url.original.clone()));
-        let (res, _) = monoio::time::timeout(remaining(), conn.write_all(req.to_vec()))
-            .await
-            .map_err(|_| timeout())?;
-        if res.is_err() {
-            return Err(Attempt::Untouched);
+        let mut io = Io {
+            url,
+            deadline,
+            buf: Vec::with_capacity(16 * 1024),
+        };
+        let written = monoio::time::timeout(io.remaining(), conn.write_all(req.to_vec())).await;
+        match written {
+            Err(_) => return Err(io.timeout()),
+            Ok((Err(_), _)) => return Err(Attempt::Untouched),
+            Ok((Ok(_), _)) => {}
         }
-        let mut buf = Vec::with_capacity(16 * 1024);
         let mut head = ResponseHead::default();
         loop {
-            let (res, b) =
-                monoio::time::timeout(remaining(), crate::net::read_spare(&mut conn, buf))
-                    .await
-                    .map_err(|_| timeout())?;
-            buf = b;
-            match res {
-                Ok(0) | Err(_) if buf.is_empty() => return Err(Attempt::Untouched),
-                Ok(0) => return Err(proto(url, "connection closed in response head")),
-                Err(e) => return Err(Attempt::Failed(ClientError::Io(url.original.clone(), e))),
-                Ok(_) => {}
+            match io.read(&mut conn).await? {
+                0 if io.buf.is_empty() => return Err(Attempt::Untouched),
+                0 => return Err(proto(url, "connection closed in response head")),
+                _ => {}
             }
-            match parse_response(&buf, MAX_HEAD, is_head, &mut head) {
+            match parse_response(&io.buf, MAX_HEAD, is_head, &mut head) {
                 Ok(Some(())) if head.is_interim() => {
-                    buf.drain(..head.head_len);
+                    io.buf.drain(..head.head_len);
                 }
                 Ok(Some(())) => break,
-                Ok(None) => {
-                    if buf.capacity() - buf.len() < 4096 {
-                        buf.reserve(16 * 1024);
-                    }
-                }
+                Ok(None) => {}
                 Err(_) => return Err(proto(url, "malformed response head")),
             }
         }
@@ -298,70 +290,103 @@ impl HttpClient {
             .iter()
             .map(|f| {
                 (
-                    String::from_utf8_lossy(f.name(&buf)).into_owned(),
-                    String::from_utf8_lossy(f.value(&buf)).into_owned(),
+                    String::from_utf8_lossy(f.name(&io.buf)).into_owned(),
+                    String::from_utf8_lossy(f.value(&io.buf)).into_owned(),
                 )
             })
             .collect();
-        let status = head.code;
         let framing = head.framing();
-        let reusable = head.reusable;
-        buf.drain(..head.head_len);
-        let mut body = Vec::new();
-        let mut decoder = ChunkedDecoder::new(Output::Raw, MAX_BODY as u64, MAX_HEAD);
-        loop {
-            let done = match framing {
-                Framing::Length(n) => {
-                    body.extend_from_slice(&buf);
-                    buf.clear();
-                    if body.len() as u64 > n {
-                        return Err(proto(url, "more body than announced"));
-                    }
-                    body.len() as u64 == n
-                }
-                Framing::Chunked => {
-                    let p = decoder
-                        .feed(&buf, &mut body)
-                        .map_err(|_| proto(url, "malformed chunked body"))?;
-                    buf.drain(..p.consumed);
-                    p.done
-                }
-                Framing::Close => {
-                    body.extend_from_slice(&buf);
-                    buf.clear();
-                    false
-                }
-            };
-            if body.len() > MAX_BODY {
-                return Err(proto(url, "response body too large"));
-            }
-            if done {
-                break;
-            }
-            if buf.capacity() < 16 * 1024 {
-                buf.reserve(16 * 1024);
-            }
-            let (res, b) =
-                monoio::time::timeout(remaining(), crate::net::read_spare(&mut conn, buf))
-                    .await
-                    .map_err(|_| timeout())?;
-            buf = b;
-            match res {
-                Ok(0) if framing == Framing::Close => break,
-                Ok(0) => return Err(proto(url, "connection closed in response body")),
-                Err(e) => return Err(Attempt::Failed(ClientError::Io(url.original.clone(), e))),
-                Ok(_) => {}
-            }
+        io.buf.drain(..head.head_len);
+        let body = read_body(&mut io, &mut conn, framing).await?;
+        let keep = head.reusable && io.buf.is_empty() && framing != Framing::Close;
+        let resp = Response {
+            status: head.code,
+            headers,
+            body,
+        };
+        Ok((resp, keep.then_some(conn)))
+    }
+}
+
+/// A call's reads: the buffer, and the deadline of the whole call.
+struct Io<'a> {
+    url: &'a HttpUrl,
+    deadline: Instant,
+    buf: Vec<u8>,
+}
+
+impl Io<'_> {
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    fn timeout(&self) -> Attempt {
+        Attempt::Failed(ClientError::Timeout(self.url.original.clone()))
+    }
+
+    /// Reads more into `buf` (growing it when nearly full); the count read, 0 at EOF.
+    async fn read(&mut self, conn: &mut Stream) -> Result<usize, Attempt> {
+        crate::net::reserve_read(&mut self.buf, 16 * 1024);
+        let buf = std::mem::take(&mut self.buf);
+        let (res, buf) = crate::net::read_spare_within(conn, buf, self.remaining())
+            .await
+            .ok_or_else(|| self.timeout())?;
+        self.buf = buf;
+        match res {
+            Ok(n) => Ok(n),
+            // Nothing of an answer yet: the server may never have seen the request.
+            Err(_) if self.buf.is_empty() => Ok(0),
+            Err(e) => Err(Attempt::Failed(ClientError::Io(
+                self.url.original.clone(),
+                e,
+            ))),
         }
-        let keep = reusable && buf.is_empty() && framing != Framing::Close;
-        Ok((
-            Response {
-                status,
-                headers,
-                body,
-            },
-            keep.then_some(conn),
-        ))
+    }
+}
+
+/// Reads a response body whole (at most [`MAX_BODY`]) after its head.
+async fn read_body(
+    io: &mut Io<'_>,
+    conn: &mut Stream,
+    framing: Framing,
+) -> Result<Vec<u8>, Attempt> {
+    let url = io.url;
+    let mut body = Vec::new();
+    let mut decoder = ChunkedDecoder::new(Output::Raw, MAX_BODY as u64, MAX_HEAD);
+    loop {
+        let done = match framing {
+            Framing::Length(n) => {
+                body.extend_from_slice(&io.buf);
+                io.buf.clear();
+                if body.len() as u64 > n {
+                    return Err(proto(url, "more body than announced"));
+                }
+                body.len() as u64 == n
+            }
+            Framing::Chunked => {
+                let p = decoder
+                    .feed(&io.buf, &mut body)
+                    .map_err(|_| proto(url, "malformed chunked body"))?;
+                io.buf.drain(..p.consumed);
+                p.done
+            }
+            Framing::Close => {
+                body.extend_from_slice(&io.buf);
+                io.buf.clear();
+                false
+            }
+        };
+        if body.len() > MAX_BODY {
+            return Err(proto(url, "response body too large"));
+        }
+        if done {
+            return Ok(body);
+        }
+        match io.read(conn).await? {
+            0 if framing == Framing::Close => return Ok(body),
+            0 => return Err(proto(url, "connection closed in response body")),
+            _ => {}
+        }
     }
 }
 

@@ -82,11 +82,7 @@ async fn backchannel<S: ClientStream>(
     let body = read_whole_body(client, c, ctx, crate::backchannel::MAX_BODY).await?;
     let reply = gate.backchannel(&body).await;
     let keep = c.head.keep_alive && !ctx.shutdown.is_triggered();
-    c.obuf.clear();
-    reply.write(&mut c.obuf, !keep);
-    write_all(client, &c.obuf, ctx.timeouts.body).await?;
-    log_access(ctx, c, reply.status);
-    Ok(if keep { Next::KeepAlive } else { Next::Close })
+    write_reply(client, c, ctx, &reply, keep).await
 }
 
 /// An answer of the gateway's own. It reads no body: a request that has one ends the
@@ -100,10 +96,21 @@ async fn answer<S: ClientStream>(
     let keep = c.head.keep_alive
         && c.head.body_framing() == Framing::Length(0)
         && !ctx.shutdown.is_triggered();
+    c.cbuf.drain(..c.head.head_len);
+    write_reply(client, c, ctx, reply, keep).await
+}
+
+/// Writes a reply of the gateway's own; `keep`: the connection stays open after it.
+async fn write_reply<S: ClientStream>(
+    client: &mut S,
+    c: &mut Conn,
+    ctx: &WorkerState,
+    reply: &Reply,
+    keep: bool,
+) -> Result<Next, End> {
     c.obuf.clear();
     reply.write(&mut c.obuf, !keep);
     write_all(client, &c.obuf, ctx.timeouts.body).await?;
-    c.cbuf.drain(..c.head.head_len);
     log_access(ctx, c, reply.status);
     Ok(if keep { Next::KeepAlive } else { Next::Close })
 }

@@ -76,22 +76,13 @@ fn build_runtime(driver: Driver, worker: usize) -> std::io::Result<(Runtime, Dri
                 .setup_coop_taskrun()
                 .setup_single_issuer()
                 .setup_defer_taskrun();
-            match RuntimeBuilder::<IoUringDriver>::new()
-                .with_entries(RING_ENTRIES)
-                .uring_builder(tuned)
-                .enable_timer()
-                .build()
-            {
+            match uring(Some(tuned)) {
                 Ok(rt) => return Ok((Runtime::Uring(rt), DriverInUse::UringTuned)),
                 Err(e) => {
                     tracing::info!(target: LOG, worker, error = %e, "io_uring refused the tuned setup; using the default one")
                 }
             }
-            match RuntimeBuilder::<IoUringDriver>::new()
-                .with_entries(RING_ENTRIES)
-                .enable_timer()
-                .build()
-            {
+            match uring(None) {
                 Ok(rt) => return Ok((Runtime::Uring(rt), DriverInUse::Uring)),
                 Err(e) => {
                     tracing::warn!(target: LOG, worker, error = %e, "io_uring unavailable; falling back to the legacy (epoll) driver")
@@ -105,6 +96,17 @@ fn build_runtime(driver: Driver, worker: usize) -> std::io::Result<(Runtime, Dri
         .enable_timer()
         .build()?;
     Ok((Runtime::Legacy(rt), DriverInUse::Legacy))
+}
+
+/// An io_uring runtime with the worker's ring size, set up by `setup` when given.
+fn uring(
+    setup: Option<io_uring::Builder>,
+) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+    let mut b = RuntimeBuilder::<IoUringDriver>::new().with_entries(RING_ENTRIES);
+    if let Some(setup) = setup {
+        b = b.uring_builder(setup);
+    }
+    b.enable_timer().build()
 }
 
 /// Runs a worker on the calling thread until it is told to stop and has drained.
