@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Many logins at once through a sessiongate in front of the test provider
 (tests/oidc/provider.js), for perf/overload.sh. Standard library only; the same browser-like
-flow as perf/login.py (redirects, login form, consent form), one cookie jar per login.
+flow as perf/login.py (perflib.Browser: redirects, login form, consent form), one cookie jar
+and one connection per request for every login.
 
 Usage: login_storm.py URL --count N [--parallel P] [--prefix USER] [--min-seconds S]
                       [--max-seconds T] [--cookies FILE]
@@ -16,66 +17,12 @@ Prints one JSON object: attempts, sessions (SESSION cookie set), by callback sta
 the callback (with a sample error), and the elapsed time.
 """
 import argparse
-import http.client
 import json
-import re
 import sys
 import threading
 import time
-import urllib.parse as up
 
-
-class Browser:
-    def __init__(self):
-        self.jar = {}
-        self.callback = None  # (status, headers) of the gateway's callback answer
-
-    def request(self, method, url, body=None):
-        u = up.urlsplit(url)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        headers = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Connection": "close"}
-        cookies = self.jar.get(u.port, {})
-        if cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        path = u.path + ("?" + u.query if u.query else "")
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            data = r.read()
-        finally:
-            conn.close()
-        for k, v in r.getheaders():
-            if k.lower() == "set-cookie":
-                name, val = v.split(";")[0].split("=", 1)
-                self.jar.setdefault(u.port, {})[name] = val
-        hdrs = {k.lower(): v for k, v in r.getheaders()}
-        if u.path.startswith("/login/oauth2/code/"):
-            self.callback = (r.status, hdrs)
-        return r.status, hdrs, data
-
-    def login(self, url, user):
-        gateway_port = up.urlsplit(url).port
-        status, headers, body = self.request("GET", url)
-        for _ in range(20):
-            if self.callback is not None:
-                break
-            if status in (302, 303):
-                url = up.urljoin(url, headers["location"])
-                status, headers, body = self.request("GET", url)
-                continue
-            if status == 200 and b"<form" in body:
-                html = body.decode()
-                action = re.search(r'<form[^>]*action="([^"]+)"', html).group(1)
-                fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', html))
-                if 'name="login"' in html:
-                    fields.update(login=user, password=user)
-                url = up.urljoin(url, action)
-                status, headers, body = self.request("POST", url, up.urlencode(fields))
-                continue
-            break
-        return self.jar.get(gateway_port, {}).get("SESSION")
+from perflib import Browser
 
 
 def main():
@@ -113,10 +60,10 @@ def main():
             n = take()
             if n is None:
                 return
-            b = Browser()
+            b = Browser(timeout=30, close=True)
             err = None
             try:
-                session = b.login(a.url, f"{a.prefix}{n}")
+                session = b.login(a.url, f"{a.prefix}{n}", stop_at_callback=True)
             except Exception as e:  # noqa: BLE001 - counted and reported
                 session, err = None, f"{type(e).__name__}: {e}"
             with lock:

@@ -67,7 +67,8 @@
 # stopped on exit (trap), also on Ctrl-C or error.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUN="$ROOT/perf/.run-overload"
 
 DURATION="${DURATION:-10}"
@@ -89,26 +90,12 @@ TRIES="${TRIES:-3}"
 GATEWAY_ENV="${GATEWAY_ENV:-}"
 HEAD_TIMEOUT_S=10 # sessiongate.request-head-timeout-ms default, in seconds
 
-log() { printf '[overload] %s\n' "$*" >&2; }
-die() { printf '[overload] error: %s\n' "$*" >&2; exit 1; }
+PERF_TAG=overload
 [[ " $PARTS " == *" 2 "* && " $PARTS " != *" 1 "* ]] && die "part 2 needs part 1 (PARTS)"
 
 # --- tools -------------------------------------------------------------------------------
-missing=()
-for tool in nginx wrk curl; do
-    command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
-done
-if ((${#missing[@]})); then
-    log "missing: ${missing[*]}; installing nginx wrk curl with apt-get"
-    SUDO=""
-    if [[ $EUID -ne 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "not root and no sudo: install nginx wrk curl"
-        SUDO="sudo"
-    fi
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y nginx wrk curl
-fi
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+need_tools nginx wrk curl
+NGINX="$(tool_path nginx)"
 [[ -x "$NGINX" ]] || die "nginx not found after install"
 # The interpreter itself, not a version-manager shim (which would fork on every start).
 PYTHON="$(python3 -c 'import sys; print(sys.executable)')" || die "python3 is needed"
@@ -125,161 +112,29 @@ NOFILE="$(ulimit -n)"
     || die "open-file limit $NOFILE is below IDLE + SLOW + 1024 = $((IDLE + SLOW + 1024))"
 
 # --- CPU layout ----------------------------------------------------------------------------
-NCPU="$(nproc)"
-if [[ "$NCPU" -ge 2 ]] && command -v taskset >/dev/null 2>&1; then
-    pin_proxy=(taskset -c "$PROXY_CPU")
-    pin_load=(taskset -c "$LOAD_CPUS")
+if setup_pinning; then
     pin_attack=(taskset -c "$ATTACK_CPUS")
     layout="gateway on CPU $PROXY_CPU; wrk + backend (+ provider) on CPU $LOAD_CPUS; crowds and storm on CPU $ATTACK_CPUS"
 else
-    pin_proxy=() pin_load=() pin_attack=()
+    pin_attack=()
     layout="no pinning ($NCPU CPU(s) or no taskset): numbers are indicative only"
     log "warning: $layout"
 fi
 
 # --- build -------------------------------------------------------------------------------
-if [[ -n "${SESSIONGATE_BIN:-}" ]]; then
-    SG_BIN="$SESSIONGATE_BIN"
-else
-    SG_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sessiongate"
-    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-        log "cargo build --release"
-        (cd "$ROOT" && cargo build --release) >&2
-    fi
-fi
-[[ -x "$SG_BIN" ]] || die "no sessiongate binary at $SG_BIN"
+build_gateway sessiongate
 
-# --- processes and cleanup ---------------------------------------------------------------
-rm -rf "$RUN"
-mkdir -p "$RUN"
+# --- processes ---------------------------------------------------------------------------
+init_run
 echo '*' >"$RUN/.gitignore" # the whole run directory stays out of git
-PIDS=()
-
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local rc=$?
-    local i
-    # newest first: crowds and clients before the gateway, the gateway before its backend
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${PIDS[i]}"
-    done
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A free TCP port on 127.0.0.1 below the ephemeral range (see perf/proxy.sh).
-EPHEMERAL_LOW="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
-((EPHEMERAL_LOW > 12000)) || EPHEMERAL_LOW=61000
-USED_PORTS=" "
-port_in_use() {
-    local p=$1
-    if command -v ss >/dev/null 2>&1 && [[ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ]]; then
-        return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
-}
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
-        [[ "$USED_PORTS" == *" $p "* ]] && continue
-        if ! port_in_use "$p"; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-wait_line() { # file pattern pid what seconds
-    local i
-    for ((i = 0; i < $5 * 10; i++)); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || die "$4 exited early; see $1 and ${1%.*}.err"
-        sleep 0.1
-    done
-    die "$4: no '$2' within $5 s; see $1"
-}
-
-BACKEND_PORT="$(free_port)"
-GW_PORT="$(free_port)"
-MGMT_PORT="$(free_port)"
-GW2_PORT="$(free_port)"
-MGMT2_PORT="$(free_port)"
-PROVIDER_PORT="$(free_port)"
-
-NGINX_USER=""
-[[ $EUID -eq 0 ]] && NGINX_USER="user root;"
-mkdir -p "$RUN/backend"
-cat >"$RUN/backend/nginx.conf" <<EOF
-$NGINX_USER
-daemon off;
-master_process on;
-worker_processes 1;
-pid $RUN/backend/nginx.pid;
-error_log $RUN/backend/error.log warn;
-events { worker_connections 16384; multi_accept on; }
-http {
-    access_log off;
-    client_body_temp_path $RUN/backend/client_body;
-    proxy_temp_path $RUN/backend/proxy;
-    fastcgi_temp_path $RUN/backend/fastcgi;
-    uwsgi_temp_path $RUN/backend/uwsgi;
-    scgi_temp_path $RUN/backend/scgi;
-    keepalive_timeout 300s;
-    keepalive_requests 100000000;
-    server {
-        listen 127.0.0.1:$BACKEND_PORT reuseport backlog=4096;
-        location / {
-            default_type text/plain;
-            return 200 "hello\n";
-        }
-    }
-}
-EOF
+free_port BACKEND_PORT GW_PORT MGMT_PORT GW2_PORT MGMT2_PORT PROVIDER_PORT
 
 log "starting backend (nginx) on :$BACKEND_PORT"
-"${pin_load[@]}" "$NGINX" -p "$RUN/backend" -c "$RUN/backend/nginx.conf" \
-    >"$RUN/backend.out" 2>"$RUN/backend.err" &
-PIDS+=($!)
-BACKEND_PID=$!
-for _ in $(seq 300); do
-    [[ "$(curl -fsS --max-time 2 "http://127.0.0.1:$BACKEND_PORT/" 2>/dev/null)" == hello ]] && break
-    kill -0 "$BACKEND_PID" 2>/dev/null || die "backend exited early; see $RUN/backend.err"
-    sleep 0.1
-done
+start_backend 16384
 
-# start_gateway NAME CONFIG: starts it pinned, waits for the ready line, sets GW_PID
-GW_PID=""
-start_gateway() {
-    local name=$1 config=$2
-    "$SG_BIN" check --config "$config" >"$RUN/$name.check" 2>&1 \
-        || die "sessiongate check refused $config: $(cat "$RUN/$name.check")"
-    # shellcheck disable=SC2086 # GATEWAY_ENV is a list of NAME=value words
-    env $GATEWAY_ENV "${pin_proxy[@]}" "$SG_BIN" run --config "$config" \
-        >"$RUN/$name.out" 2>"$RUN/$name.err" &
-    GW_PID=$!
-    PIDS+=("$GW_PID")
-    wait_line "$RUN/$name.out" "sessiongate listening on http://" "$GW_PID" "$name" 30
-    wait_line "$RUN/$name.out" "sessiongate management on http://" "$GW_PID" "$name" 30
-}
-stop_gateway() {
-    stop_pid "$GW_PID"
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ "$p" == "$GW_PID" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
+# Extra environment of the gateways: GATEWAY_ENV's NAME=value words.
+read -r -a GW_ENV <<<"$GATEWAY_ENV"
+
 metric() { # port name: one value from /actuator/prometheus
     curl -fsS --max-time 5 "http://127.0.0.1:$1/actuator/prometheus" 2>/dev/null \
         | awk -v n="$2" '$1 == n { print $2; found = 1 } END { if (!found) print "?" }'
@@ -290,64 +145,7 @@ mem_of() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r + 0, h +
 thp_of() { awk '/^AnonHugePages:/ { print $2 + 0 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-# --- CPU accounting (as perf/proxy.sh, all from /proc, in clock ticks) ---------------------
-CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
-cpu_snap() {
-    awk '/^cpu[0-9]+ / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $1, t, $5 + $6 }
-         /^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print "all", t, $9 }' /proc/stat
-}
-snap_field() { awk -v n="$2" -v c="$3" '$1 == n { print $c }' <<<"$1"; }
-cpu_busy() {
-    local cpu=$1 before=$2 after=$3 t0 t1 i0 i1
-    t0="$(snap_field "$before" "cpu$cpu" 2)"
-    t1="$(snap_field "$after" "cpu$cpu" 2)"
-    i0="$(snap_field "$before" "cpu$cpu" 3)"
-    i1="$(snap_field "$after" "cpu$cpu" 3)"
-    awk -v dt="$((t1 - t0))" -v di="$((i1 - i0))" \
-        'BEGIN { printf "%.1f", (dt > 0 ? 100 * (dt - di) / dt : 0) }'
-}
-children_of() {
-    local f line rest fields
-    for f in /proc/[0-9]*/stat; do
-        { line="$(<"$f")"; } 2>/dev/null || continue
-        rest="${line##*) }"
-        read -r -a fields <<<"$rest"
-        [[ "${fields[1]}" == "$1" ]] && { f="${f#/proc/}"; echo "${f%/stat}"; }
-    done
-    return 0
-}
-# utime+stime of processes (all their threads)
-proc_ticks() {
-    local pid line rest fields sum=0
-    for pid in "$@"; do
-        { line="$(<"/proc/$pid/stat")"; } 2>/dev/null || continue
-        rest="${line##*) }"
-        read -r -a fields <<<"$rest"
-        sum=$((sum + fields[11] + fields[12]))
-    done
-    echo "$sum"
-}
-# "pid ticks" of every user process except ours (EXCLUDE) and kernel threads, reaped
-# children included (see perf/proxy.sh)
-others_snap() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v ex=" $EXCLUDE " '{
-        pid = $1; sub(/^.*\) /, "")
-        if (pid == 2 || $2 == 2 || index(ex, " " pid " ")) next
-        print pid, $12 + $13 + $14 + $15
-    }'
-}
-others_ticks() {
-    awk 'NR == FNR { t0[$1] = $2; next }
-         { seen[$1] = 1; d += $2 - ($1 in t0 ? t0[$1] : 0) }
-         END { for (p in t0) if (!(p in seen)) d -= t0[p]; print (d > 0 ? d : 0) }' \
-        <(echo "$1") <(echo "$2")
-}
-# shellcheck disable=SC2046
-EXCLUDE="$$ $BACKEND_PID $(children_of "$BACKEND_PID" | tr '\n' ' ')"
-LOAD_CPU_ONE=""
-[[ "$LOAD_CPUS" =~ ^[0-9]+$ && ${#pin_load[@]} -gt 0 ]] && LOAD_CPU_ONE="$LOAD_CPUS"
-PROXY_CPU_ONE=""
-[[ "$PROXY_CPU" =~ ^[0-9]+$ && ${#pin_proxy[@]} -gt 0 ]] && PROXY_CPU_ONE="$PROXY_CPU"
+EXCLUDE="$$ $(tree_of "$BACKEND_PID")"
 
 # measure LABEL URL [wrk options...]: `wrk -t1 -c64 -dDURATION --latency` with the CPU
 # accounting; repeated (at most TRIES times) while other programs used more than OTHER_MAX
@@ -360,42 +158,17 @@ MEASURE_PRE=""
 MEASURE_POST=""
 NOISY=0
 measure() {
-    local label=$1 url=$2 try out snap0 snap1 o0 o1 rps req p99 n2xx sock other pcpu lcpu us
-    local elapsed best="" a0 a1 acpu
+    local label=$1 url=$2 try out rps p99 n2xx sock other pcpu lcpu us best="" acpu
     shift 2
     for try in $(seq "$TRIES"); do
         out="$RUN/wrk-$label-$try.txt"
         [[ -n "$MEASURE_PRE" ]] && "$MEASURE_PRE" "$try"
-        # shellcheck disable=SC2086 # pid list
-        a0="$(proc_ticks $ATTACK_PIDS)"
-        o0="$(others_snap)"
-        snap0="$(cpu_snap)"
-        "${pin_load[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" \
-            "$url" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
-        snap1="$(cpu_snap)"
-        o1="$(others_snap)"
-        # shellcheck disable=SC2086 # pid list
-        a1="$(proc_ticks $ATTACK_PIDS)"
+        wrk_measured "$out" "$ATTACK_PIDS" "$url" "$@"
         [[ -n "$MEASURE_POST" ]] && "$MEASURE_POST" "$try"
-        rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
-        req="$(awk '/requests in/ {print $1}' "$out")"
-        p99="$(awk '$1 == "99%" { v = $2; n = v + 0
-            if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000
-            printf "%.3f", n }' "$out")"
-        [[ -n "$rps" && -n "$req" && -n "$p99" ]] || die "could not parse $out"
-        n2xx="$(awk '/Non-2xx or 3xx responses:/ { n += $NF } END { print n + 0 }' "$out")"
-        sock="$(awk '/Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")"
-        elapsed=$((($(snap_field "$snap1" all 2) - $(snap_field "$snap0" all 2)) / NCPU))
-        other="$(awk -v o="$(others_ticks "$o0" "$o1")" -v e="$elapsed" \
-            'BEGIN { v = (e > 0 ? 100 * o / e : 0); printf "%.1f", (v < 0 ? 0 : v) }')"
-        acpu="$(awk -v a="$((a1 - a0))" -v e="$elapsed" 'BEGIN { printf "%.1f", (e > 0 ? 100 * a / e : 0) }')"
-        pcpu="-" lcpu="-" us="-"
-        if [[ -n "$PROXY_CPU_ONE" ]]; then
-            pcpu="$(cpu_busy "$PROXY_CPU_ONE" "$snap0" "$snap1")"
-            us="$(awk -v c="$pcpu" -v e="$elapsed" -v t="$CLK_TCK" -v n="$req" \
-                'BEGIN { printf "%.2f", (n > 0 ? (c / 100) * e / t * 1e6 / n : 0) }')"
-        fi
-        [[ -n "$LOAD_CPU_ONE" ]] && lcpu="$(cpu_busy "$LOAD_CPU_ONE" "$snap0" "$snap1")"
+        rps=$W_RPS p99=$W_P99 n2xx=$W_N2XX sock=$W_SOCK other=$W_OTHER pcpu=$W_PCPU lcpu=$W_LCPU
+        acpu="$(pct_of_core "$W_TICKS" "$W_ELAPSED")"
+        us="-"
+        [[ "$pcpu" == - ]] || us="$(us_per_req "$pcpu" "$W_ELAPSED" "$W_REQ")"
         log "$label try $try/$TRIES: $rps req/s, p99 $p99 ms, non-2xx $n2xx, socket errors $sock," \
             "gateway cpu $pcpu% ($us us/req), load cpu $lcpu%, attackers $acpu%, other $other%"
         if [[ -z "$best" ]] || awk -v o="$other" -v b="${R_OTHER[$label]}" 'BEGIN { exit !(o < b) }'; then
@@ -405,12 +178,12 @@ measure() {
             R_TRY[$label]=$try
         fi
         R_TRIES[$label]=$try
-        awk -v o="$other" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }' || break
+        num_gt "$other" "$OTHER_MAX" || break
         if ((try < TRIES)); then
             log "other programs used $other% of a core (> $OTHER_MAX %): repeating"
         fi
     done
-    if awk -v o="${R_OTHER[$label]}" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }'; then
+    if num_gt "${R_OTHER[$label]}" "$OTHER_MAX"; then
         NOISY=1
         log "warning: $label stayed noisy in all $TRIES tries (kept try ${R_TRY[$label]})"
     fi
@@ -426,25 +199,17 @@ mem_point() { # label pid
 
 # --- part 1: unloaded ----------------------------------------------------------------------
 if [[ " $PARTS " == *" 1 "* ]]; then
-    cat >"$RUN/gateway.yml" <<EOF
+    gateway_conf "$RUN/gateway.yml" "$BACKEND_PORT" <<EOF
 server: {address: 127.0.0.1, port: $GW_PORT}
 management.server: {address: 127.0.0.1, port: $MGMT_PORT}
-spring:
-  cloud:
-    gateway:
-      routes:
-        - id: backend
-          uri: http://127.0.0.1:$BACKEND_PORT
-          predicates: [Path=/**]
 sessiongate:
   workers: 1
   access-log: false
   connection-idle-timeout-ms: 300000
   request-head-timeout-ms: $((HEAD_TIMEOUT_S * 1000))
-logging: {level: {root: WARN}}
 EOF
     log "starting sessiongate on :$GW_PORT (1 worker)"
-    start_gateway gateway "$RUN/gateway.yml"
+    start_gateway gateway "$RUN/gateway.yml" "sessiongate management on http://"
     SG1_PID=$GW_PID
     EXCLUDE+=" $SG1_PID"
     [[ "$(curl -fsS --max-time 2 "http://127.0.0.1:$GW_PORT/")" == hello ]] \
@@ -572,35 +337,16 @@ if [[ " $PARTS " == *" 3 "* ]]; then
     EXCLUDE+=" $PROVIDER_PID"
     ATTACK_PIDS="$PROVIDER_PID"
     wait_line "$RUN/provider.out" "provider listening on" "$PROVIDER_PID" "the provider" 30
-    cat >"$RUN/gateway-oidc.yml" <<EOF
+    gateway_conf "$RUN/gateway-oidc.yml" "$BACKEND_PORT" "$PROVIDER_PORT" <<EOF
 server: {address: 127.0.0.1, port: $GW2_PORT}
 management.server: {address: 127.0.0.1, port: $MGMT2_PORT}
-spring:
-  security:
-    oauth2:
-      client:
-        registration:
-          demo: {client-id: gateway, client-secret: secret, scope: "openid,profile,email"}
-        provider:
-          demo: {issuer-uri: "http://127.0.0.1:$PROVIDER_PORT"}
-  cloud:
-    gateway:
-      routes:
-        - {id: app, uri: "http://127.0.0.1:$BACKEND_PORT", predicates: ["Path=/**"]}
 cg: {useSecureSessionCookie: false, sessionTimeoutSec: 3600, maxSessions: $SESSIONS}
 sessiongate: {workers: 1, access-log: false}
-logging: {level: {root: WARN}}
 EOF
-    start_gateway gateway-oidc "$RUN/gateway-oidc.yml"
+    start_gateway gateway-oidc "$RUN/gateway-oidc.yml" "sessiongate management on http://"
     SG2_PID=$GW_PID
     EXCLUDE+=" $SG2_PID"
-    # Logins answer 503 until the provider's keys are loaded.
-    for _ in $(seq 100); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: text/html' "http://127.0.0.1:$GW2_PORT/")
-        [[ "$code" == 302 ]] && break
-        sleep 0.1
-    done
-    [[ "$code" == 302 ]] || die "the gateway never redirected to the provider"
+    wait_login_redirect "$GW2_PORT"
     "${pin_attack[@]}" "$PYTHON" "$ROOT/perf/login_storm.py" "http://127.0.0.1:$GW2_PORT/" \
         --count "$SESSIONS" --parallel 10 --prefix user --cookies "$RUN/sessions.txt" \
         >"$RUN/fill.json" 2>"$RUN/fill.err" || die "the logins failed: $(cat "$RUN/fill.err")"
@@ -643,7 +389,7 @@ print(sum(r["attempts"] for r in runs), sum(r["by_status"].get("503", 0) for r i
 fi
 
 # --- report ------------------------------------------------------------------------------
-sg_rev="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)"
+sg_rev="$(git_rev)"
 dirty=""
 [[ -n "$(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] && dirty=" (+ uncommitted changes in src/)"
 pass() { if eval "$1"; then echo pass; else echo FAIL; fi; }
@@ -651,7 +397,7 @@ FAILED=0
 echo
 echo "command:  DURATION=$DURATION IDLE=$IDLE SLOW=$SLOW SESSIONS=$SESSIONS STORM=$STORM STORM_PARALLEL=$STORM_PARALLEL bash perf/overload.sh"
 echo "          (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; noisy wrk runs repeated up to $TRIES times, quietest kept)"
-echo "machine:  $NCPU CPUs, $(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), kernel $(uname -r), open-file limit $NOFILE"
+echo "machine:  $NCPU CPUs, $(cpu_model), kernel $(uname -r), open-file limit $NOFILE"
 echo "layout:   $layout"
 echo "versions: sessiongate $sg_rev$dirty; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'); $("$PYTHON" -V 2>&1); node $(node -v 2>/dev/null || echo -)"
 echo "gateway:  workers 1, connection-idle-timeout-ms 300000, request-head-timeout-ms $((HEAD_TIMEOUT_S * 1000))${GATEWAY_ENV:+, environment $GATEWAY_ENV}"
@@ -666,7 +412,7 @@ printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "---------------------------------
 row() { # label title
     local l=$1 mark=""
     [[ -n "${R_RPS[$l]:-}" ]] || return 0
-    awk -v o="${R_OTHER[$l]}" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }' && mark="*"
+    num_gt "${R_OTHER[$l]}" "$OTHER_MAX" && mark="*"
     printf '| %-44s | %8.0f | %7.2f | %7d | %6d | %10s%% | %14s | %7s%% | %8s%% | %6s | %5s |\n' "$2" \
         "${R_RPS[$l]}" "${R_P99[$l]}" "${R_N2XX[$l]}" "${R_SOCK[$l]}" "${R_PCPU[$l]}" \
         "${R_US[$l]}" "${R_LCPU[$l]}" "${R_ACPU[$l]}" "${R_OTHER[$l]}%$mark" "${R_TRIES[$l]}"

@@ -20,37 +20,29 @@
 # Needs nginx, wrk, node (npm ci --prefix tests) and python3; installs nginx/wrk if missing.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUN="$ROOT/perf/.run-session"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPUS="${LOAD_CPUS:-1}"
-log() { printf '[perf] %s\n' "$*" >&2; }
-die() { printf '[perf] error: %s\n' "$*" >&2; exit 1; }
+THREADS=1 # for run_wrk: one wrk thread, not a knob here
+PERF_TAG=perf
 
-for tool in nginx wrk; do
-    command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null; break; }
-done
+need_tools nginx wrk
+setup_pinning || log "warning: no pinning ($NCPU CPU(s) or no taskset): numbers are indicative only"
 command -v node >/dev/null || die "node is needed for the provider"
 [[ -d "$ROOT/tests/node_modules/oidc-provider" ]] || npm ci --prefix "$ROOT/tests" --no-audit --no-fund
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     (cd "$ROOT" && cargo build --release -q)
 fi
-BIN="$ROOT/target/release/sessiongate"
-rm -rf "$RUN" && mkdir -p "$RUN"
-
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SG_BIN="$ROOT/target/release/sessiongate"
+init_run
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "port $1 never opened"; }
 
-BACKEND=$(free_port); NGINX=$(free_port); PROVIDER=$(free_port); GW=$(free_port)
+free_port BACKEND NGINX PROVIDER GW
 cat >"$RUN/backend.conf" <<EOF
 worker_processes 1; daemon off; pid $RUN/backend.pid; error_log $RUN/backend.err;
 events { worker_connections 4096; }
@@ -65,99 +57,66 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://backend;
     proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 EOF
-taskset -c "$LOAD_CPUS" nginx -c "$RUN/backend.conf" & PIDS+=($!)
-taskset -c "$PROXY_CPU" nginx -c "$RUN/nginx.conf" & PIDS+=($!)
+"${pin_load[@]}" nginx -c "$RUN/backend.conf" & PIDS+=($!)
+"${pin_proxy[@]}" nginx -c "$RUN/nginx.conf" & PIDS+=($!)
 PORT=$PROVIDER ISSUER="http://127.0.0.1:$PROVIDER" ACCESS_TOKEN_TTL=3600 \
     REDIRECT_URI="http://127.0.0.1:$GW/login/oauth2/code/demo" \
-    taskset -c "$LOAD_CPUS" node "$ROOT/tests/oidc/provider.js" >"$RUN/provider.out" 2>"$RUN/provider.err" & PIDS+=($!)
+    "${pin_load[@]}" node "$ROOT/tests/oidc/provider.js" >"$RUN/provider.out" 2>"$RUN/provider.err" & PIDS+=($!)
 wait_port "$BACKEND"; wait_port "$NGINX"; wait_port "$PROVIDER"
 
-gateway_config() { # workers
-    cat >"$RUN/gateway-$1.yml" <<EOF
+start_session_gateway() { # workers
+    gateway_conf "$RUN/gateway-$1.yml" "$BACKEND" "$PROVIDER" <<EOF
 server: {address: 127.0.0.1, port: $GW}
-spring:
-  security:
-    oauth2:
-      client:
-        registration:
-          demo: {client-id: gateway, client-secret: secret, scope: "openid,profile,email"}
-        provider:
-          demo: {issuer-uri: "http://127.0.0.1:$PROVIDER"}
-  cloud:
-    gateway:
-      routes:
-        - {id: app, uri: "http://127.0.0.1:$BACKEND", predicates: ["Path=/**"]}
 cg: {useSecureSessionCookie: false, sessionTimeoutSec: 3600}
 sessiongate: {workers: $1}
-logging: {level: {root: WARN}}
 EOF
+    start_gateway "gateway-$1" "$RUN/gateway-$1.yml"
+    wait_login_redirect "$GW"
 }
-GW_PID=""
-start_gateway() { # workers cpus
-    gateway_config "$1"
-    taskset -c "$2" "$BIN" run --config "$RUN/gateway-$1.yml" >"$RUN/gateway-$1.out" 2>"$RUN/gateway-$1.err" &
-    GW_PID=$!; PIDS+=("$GW_PID")
-    wait_port "$GW"
-    # Logins answer 503 until the provider's keys are loaded.
-    for _ in $(seq 100); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: text/html' "http://127.0.0.1:$GW/")
-        [[ "$code" == 302 ]] && return 0
-        sleep 0.1
-    done
-    die "gateway never redirected to the provider"
-}
-stop_gateway() {
-    kill "$GW_PID"
-    wait "$GW_PID" 2>/dev/null || true
+stop_session_gateway() {
+    stop_gateway
     # The next gateway binds the same port: wait until this one has let go of it.
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$GW") 2>/dev/null || return 0; sleep 0.05; done
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-wrk_run() { # url out extra-header...
-    local url=$1 out=$2; shift 2
-    taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1
-}
-rps_of() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
 p99_of() { awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"; }
 non2xx() { awk '/Non-2xx/ {print $5}' | head -1; }
 
 # ---- part 1: cookie-authenticated throughput --------------------------------------------
-start_gateway 1 "$PROXY_CPU"
+start_session_gateway 1
 COOKIE=$(python3 "$ROOT/perf/login.py" "http://127.0.0.1:$GW/" perf)
 log "logged in; SESSION=${COOKIE:0:6}..."
 HDR="Cookie: SESSION=$COOKIE; theme=dark"
 for r in $(seq "$ROUNDS"); do
-    wrk_run "http://127.0.0.1:$GW/" "$RUN/gw-$r.txt" -H "$HDR"
-    wrk_run "http://127.0.0.1:$NGINX/" "$RUN/nginx-$r.txt" -H "$HDR"
+    run_wrk "$DURATION" "$RUN/gw-$r.txt" "http://127.0.0.1:$GW/" -H "$HDR"
+    run_wrk "$DURATION" "$RUN/nginx-$r.txt" "http://127.0.0.1:$NGINX/" -H "$HDR"
     log "round $r: sessiongate $(rps_of "$RUN/gw-$r.txt") req/s, nginx $(rps_of "$RUN/nginx-$r.txt") req/s"
 done
 for t in gw nginx; do
     [[ -z "$(cat "$RUN"/$t-*.txt | non2xx)" ]] || die "$t answered non-2xx: see $RUN"
 done
-GW_RPS=$(for r in $(seq "$ROUNDS"); do rps_of "$RUN/gw-$r.txt"; done | median)
-NG_RPS=$(for r in $(seq "$ROUNDS"); do rps_of "$RUN/nginx-$r.txt"; done | median)
-GW_P99=$(for r in $(seq "$ROUNDS"); do p99_of "$RUN/gw-$r.txt"; done | median)
-NG_P99=$(for r in $(seq "$ROUNDS"); do p99_of "$RUN/nginx-$r.txt"; done | median)
-stop_gateway
+GW_RPS=$(median "$(for r in $(seq "$ROUNDS"); do rps_of "$RUN/gw-$r.txt"; done)")
+NG_RPS=$(median "$(for r in $(seq "$ROUNDS"); do rps_of "$RUN/nginx-$r.txt"; done)")
+GW_P99=$(median "$(for r in $(seq "$ROUNDS"); do p99_of "$RUN/gw-$r.txt"; done)")
+NG_P99=$(median "$(for r in $(seq "$ROUNDS"); do p99_of "$RUN/nginx-$r.txt"; done)")
+stop_session_gateway
 
 # ---- part 2: hand-off cost ----------------------------------------------------------------
 # One connection per request; the gateway's own CPU time per request, 1 worker vs 2.
-handoff_run() { # workers cpus label
-    start_gateway "$1" "$2"
+handoff_run() { # workers label
+    start_session_gateway "$1"
     local cookie t0 t1 n
     cookie=$(python3 "$ROOT/perf/login.py" "http://127.0.0.1:$GW/" perf)
-    t0=$(cpu_ticks "$GW_PID")
-    wrk_run "http://127.0.0.1:$GW/" "$RUN/close-$3.txt" -H "Cookie: SESSION=$cookie" -H "Connection: close"
-    t1=$(cpu_ticks "$GW_PID")
-    n=$(awk '/requests in/ {print $1}' "$RUN/close-$3.txt")
-    stop_gateway
+    t0=$(proc_ticks "$GW_PID")
+    run_wrk "$DURATION" "$RUN/close-$2.txt" "http://127.0.0.1:$GW/" -H "Cookie: SESSION=$cookie" -H "Connection: close"
+    t1=$(proc_ticks "$GW_PID")
+    n=$(awk '/requests in/ {print $1}' "$RUN/close-$2.txt")
+    stop_session_gateway
     # clock ticks (1/100 s) -> microseconds per request
-    echo "$(rps_of "$RUN/close-$3.txt") $(( (t1 - t0) * 10000 / n ))" >"$RUN/handoff-$3.txt"
+    echo "$(rps_of "$RUN/close-$2.txt") $(( (t1 - t0) * 10000 / n ))" >"$RUN/handoff-$2.txt"
 }
 # Not in a subshell: the gateways it starts must stay known to the cleanup trap.
-handoff_run 1 "$PROXY_CPU" one
-handoff_run 2 "$PROXY_CPU" two
+handoff_run 1 one
+handoff_run 2 two
 read -r ONE_RPS ONE_US <"$RUN/handoff-one.txt"
 read -r TWO_RPS TWO_US <"$RUN/handoff-two.txt"
 

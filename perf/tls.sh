@@ -40,7 +40,8 @@
 # rounds); above a few % the run is void (a warning is printed).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUN="$ROOT/perf/.run-tls"
 
 ROUNDS="${ROUNDS:-3}"
@@ -51,8 +52,7 @@ PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPUS="${LOAD_CPUS:-1}"
 TARGETS="${TARGETS:-sessiongate nginx}"
 
-log() { printf '[perf-tls] %s\n' "$*" >&2; }
-die() { printf '[perf-tls] error: %s\n' "$*" >&2; exit 1; }
+PERF_TAG=perf-tls
 
 case "$PROTO" in
 1.3) MINMAX="TLSv1.3"; SUITE="TLS_AES_128_GCM_SHA256" ;;
@@ -60,69 +60,12 @@ case "$PROTO" in
 *) die "PROTO must be 1.3 or 1.2" ;;
 esac
 
-# --- tools -------------------------------------------------------------------------------
-missing=()
-for tool in nginx wrk openssl curl; do
-    command -v "$tool" >/dev/null 2>&1 || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
-done
-if ((${#missing[@]})); then
-    log "missing: ${missing[*]}; installing with apt-get"
-    SUDO=""
-    if [[ $EUID -ne 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "not root and no sudo: install ${missing[*]}"
-        SUDO="sudo"
-    fi
-    $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y nginx wrk openssl curl
-fi
-NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-
-NCPU="$(nproc)"
-if [[ "$NCPU" -ge 2 ]] && command -v taskset >/dev/null 2>&1; then
-    pin_proxy=(taskset -c "$PROXY_CPU")
-    pin_load=(taskset -c "$LOAD_CPUS")
-else
-    pin_proxy=()
-    pin_load=()
-    log "warning: $NCPU CPU(s) or no taskset: no pinning, numbers are indicative only"
-fi
-
-# --- build -------------------------------------------------------------------------------
-if [[ -n "${SESSIONGATE_BIN:-}" ]]; then
-    SG_BIN="$SESSIONGATE_BIN"
-else
-    SG_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sessiongate"
-    if [[ "${SKIP_BUILD:-0}" != 1 && " $TARGETS " == *" sessiongate "* ]]; then
-        log "cargo build --release"
-        (cd "$ROOT" && cargo build --release)
-    fi
-fi
-[[ " $TARGETS " != *" sessiongate "* || -x "$SG_BIN" ]] || die "no sessiongate binary at $SG_BIN"
-
-# --- processes and cleanup ---------------------------------------------------------------
-rm -rf "$RUN"
-mkdir -p "$RUN"
-PIDS=()
-cleanup() {
-    local rc=$? pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# --- tools, CPU layout, build, processes --------------------------------------------------
+need_tools nginx wrk openssl curl
+NGINX="$(tool_path nginx)"
+setup_pinning || log "warning: $NCPU CPU(s) or no taskset: no pinning, numbers are indicative only"
+build_gateway "$TARGETS"
+init_run
 
 # --- certificate and client TLS settings -------------------------------------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
@@ -143,117 +86,44 @@ Groups = X25519:P-256
 EOF
 export OPENSSL_CONF="$RUN/openssl-client.cnf"
 
-BACKEND_PORT="$(free_port)"
-SG_PORT="$(free_port)"
-NGINX_PORT="$(free_port)"
-NGINX_USER=""
-[[ $EUID -eq 0 ]] && NGINX_USER="user root;"
-
-nginx_conf() {
-    local dir=$1 body=$2
-    mkdir -p "$dir"
-    cat >"$dir/nginx.conf" <<EOF
-$NGINX_USER
-daemon off;
-master_process on;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; multi_accept on; }
-http {
-    access_log off;
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    keepalive_timeout 300s;
-    keepalive_requests 100000000;
-$body
-}
-EOF
-}
-
-nginx_conf "$RUN/backend" "
-    server {
-        listen 127.0.0.1:$BACKEND_PORT reuseport backlog=4096;
-        location / { default_type text/plain; return 200 \"hello\n\"; }
-    }"
+free_port BACKEND_PORT SG_PORT NGINX_PORT
 
 # nginx as TLS-terminating proxy: same certificate, protocol, suite and group; session
 # tickets and cache at their defaults (s_time -new never resumes anyway).
-nginx_conf "$RUN/nginx" "
-    upstream backend {
-        server 127.0.0.1:$BACKEND_PORT;
-        keepalive 64;
-        keepalive_requests 100000000;
-        keepalive_timeout 300s;
-    }
-    server {
-        listen 127.0.0.1:$NGINX_PORT ssl reuseport backlog=4096;
+nginx_proxy_conf "$RUN/nginx" "127.0.0.1:$NGINX_PORT ssl reuseport backlog=4096" "\
         ssl_certificate $RUN/tls.crt;
         ssl_certificate_key $RUN/tls.key;
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;
         ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
-        ssl_ecdh_curve X25519;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }
-    }"
+        ssl_ecdh_curve X25519;"
 
-cat >"$RUN/sessiongate.yml" <<EOF
+gateway_conf "$RUN/sessiongate.yml" "$BACKEND_PORT" <<EOF
 server:
   address: 127.0.0.1
   port: $SG_PORT
   ssl:
     certificate: $RUN/tls.crt
     certificate-private-key: $RUN/tls.key
-spring:
-  cloud:
-    gateway:
-      routes:
-        - id: backend
-          uri: http://127.0.0.1:$BACKEND_PORT
-          predicates: [Path=/**]
 sessiongate: {workers: 1, access-log: false}
-logging: {level: {root: WARN}}
 EOF
 
-wait_hello() {
-    local name=$1 url=$2 pid=$3
-    for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited early; see $RUN/$name.*"
-        [[ "$(curl -ksS --max-time 2 "$url" 2>/dev/null)" == hello ]] && return 0
-        sleep 0.1
-    done
-    die "$name did not answer hello at $url; see $RUN/$name.*"
-}
-
-"${pin_load[@]}" "$NGINX" -p "$RUN/backend" -c "$RUN/backend/nginx.conf" \
-    >"$RUN/backend.out" 2>"$RUN/backend.err" &
-PIDS+=($!)
-wait_hello backend "http://127.0.0.1:$BACKEND_PORT/" "${PIDS[-1]}"
+start_backend 4096
 
 declare -A PORT_OF=([sessiongate]=$SG_PORT [nginx]=$NGINX_PORT)
 declare -A PID_OF
 for target in $TARGETS; do
     case "$target" in
     sessiongate)
-        "$SG_BIN" check --config "$RUN/sessiongate.yml" >"$RUN/sessiongate.check" 2>&1 \
-            || die "sessiongate check refused the config: $(cat "$RUN/sessiongate.check")"
-        "${pin_proxy[@]}" "$SG_BIN" run --config "$RUN/sessiongate.yml" \
-            >"$RUN/sessiongate.out" 2>"$RUN/sessiongate.err" &
+        start_gateway sessiongate "$RUN/sessiongate.yml"
         ;;
     nginx)
         "${pin_proxy[@]}" "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" \
             >"$RUN/nginx.out" 2>"$RUN/nginx.err" &
+        PIDS+=($!)
         ;;
     *) die "unknown target '$target' (known: sessiongate nginx)" ;;
     esac
-    PIDS+=($!)
     PID_OF[$target]=${PIDS[-1]}
     wait_hello "$target" "https://127.0.0.1:${PORT_OF[$target]}/" "${PIDS[-1]}"
     # What a pinned client negotiates with this target.
@@ -263,54 +133,14 @@ for target in $TARGETS; do
     echo "$negotiated" >"$RUN/$target.negotiated"
 done
 
-# A process and its direct children (nginx master + worker).
-tree_of() {
-    local root=$1 f line rest fields pid
-    echo "$root"
-    for f in /proc/[0-9]*/stat; do
-        { line="$(<"$f")"; } 2>/dev/null || continue
-        rest="${line##*) }"
-        read -r -a fields <<<"$rest"
-        pid="${f#/proc/}"
-        [[ "${fields[1]}" == "$root" ]] && echo "${pid%/stat}"
-    done
-    return 0
-}
-# utime+stime (clock ticks) of these processes.
-proc_ticks() {
-    local sum=0 pid line rest fields
-    for pid in "$@"; do
-        { line="$(<"/proc/$pid/stat")"; } 2>/dev/null || continue
-        rest="${line##*) }"
-        read -r -a fields <<<"$rest"
-        sum=$((sum + fields[11] + fields[12]))
-    done
-    echo "$sum"
-}
-# CPU used by programs outside the benchmark (as in proxy.sh): "pid ticks" of every user
-# process but ours, reaped children included, and the difference between two snapshots.
-# $1: the shell that runs (and reaps) the load generators.
-others_snap() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v ex=" $EXCLUDE $1 " '{
-        pid = $1; sub(/^.*\) /, "")
-        if (pid == 2 || $2 == 2 || index(ex, " " pid " ")) next
-        print pid, $12 + $13 + $14 + $15
-    }'
-}
-others_ticks() {
-    awk 'NR == FNR { t0[$1] = $2; next }
-         { seen[$1] = 1; d += $2 - ($1 in t0 ? t0[$1] : 0) }
-         END { for (p in t0) if (!(p in seen)) d -= t0[p]; print (d > 0 ? d : 0) }' \
-        <(echo "$1") <(echo "$2")
-}
-CLK_TCK="$(getconf CLK_TCK)"
 declare -A TREE_OF
-EXCLUDE="$$ $(tree_of "${PIDS[0]}" | tr '\n' ' ')"
+EXCLUDE="$$ $(tree_of "$BACKEND_PID")"
 for target in $TARGETS; do
-    TREE_OF[$target]="$(tree_of "${PID_OF[$target]}" | tr '\n' ' ')"
+    TREE_OF[$target]="$(tree_of "${PID_OF[$target]}")"
     EXCLUDE+=" ${TREE_OF[$target]}"
 done
-# other% (of one core over DURATION) between two snapshots
+# other% (of one core over DURATION) between two others_snap outputs. The measurements run
+# in a subshell (me) that runs and reaps the load generators: others_snap leaves it out.
 other_pct() {
     awk -v t="$(others_ticks "$1" "$2")" -v hz="$CLK_TCK" -v d="$DURATION" \
         'BEGIN { printf "%.1f", t / hz / d * 100 }'
@@ -364,13 +194,11 @@ keepalive() {
         }' "$out"
 }
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
-
 declare -A HS_RATE HS_US HS_CPU KA_RATE KA_P99 KA_US KA_CPU KA_ERR OTHER_MAX
 NOISY=0
 note_other() {
     local o=$1 target=$2
-    if awk -v o="$o" 'BEGIN { exit !(o > 5) }'; then NOISY=1; fi
+    if num_gt "$o" 5; then NOISY=1; fi
     OTHER_MAX[$target]="$(awk -v a="${OTHER_MAX[$target]:-0}" -v b="$o" 'BEGIN { print (b > a ? b : a) }')"
 }
 for target in $TARGETS; do
@@ -400,30 +228,29 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 printf '\nTLS %s (%s), %s rounds x %ss, %s s_time clients, wrk -t1 -c64\n' "$PROTO" "$SUITE" "$ROUNDS" "$DURATION" "$PARALLEL"
 printf '| %-11s | %12s | %12s | %8s | %10s | %8s | %9s | %8s | %6s | %6s | %-18s | %-18s |\n' \
     target "handshakes/s" "us/handshake" "hs cpu%" "req/s" "p99 ms" "us/req" "ka cpu%" errors "other%" "handshakes/s, rounds" "req/s, rounds"
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------- -------------: -------------: ---------: -----------: ---------: ----------: ---------: -------: -------: -------------------- --------------------
 for target in $TARGETS; do
     printf '| %-11s | %12s | %12s | %8s | %10s | %8s | %9s | %8s | %6s | %6s | %-18s | %-18s |\n' "$target" \
-        "$(med "${HS_RATE[$target]}")" "$(med "${HS_US[$target]}")" "$(med "${HS_CPU[$target]}")" \
-        "$(med "${KA_RATE[$target]}")" "$(med "${KA_P99[$target]}")" "$(med "${KA_US[$target]}")" \
-        "$(med "${KA_CPU[$target]}")" "${KA_ERR[$target]}" "${OTHER_MAX[$target]}" \
+        "$(median "${HS_RATE[$target]}")" "$(median "${HS_US[$target]}")" "$(median "${HS_CPU[$target]}")" \
+        "$(median "${KA_RATE[$target]}")" "$(median "${KA_P99[$target]}")" "$(median "${KA_US[$target]}")" \
+        "$(median "${KA_CPU[$target]}")" "${KA_ERR[$target]}" "${OTHER_MAX[$target]}" \
         "${HS_RATE[$target]% }" "${KA_RATE[$target]% }"
 done
 if ((NOISY)); then
     log "warning: programs outside the benchmark used more than 5% of a core in some round (other%: the maximum over the rounds); repeat on a quiet machine"
 fi
 if [[ " $TARGETS " == *" sessiongate "* && " $TARGETS " == *" nginx "* ]]; then
-    awk -v a="$(med "${HS_RATE[sessiongate]}")" -v b="$(med "${HS_RATE[nginx]}")" \
-        -v c="$(med "${HS_US[sessiongate]}")" -v d="$(med "${HS_US[nginx]}")" \
-        -v e="$(med "${KA_RATE[sessiongate]}")" -v f="$(med "${KA_RATE[nginx]}")" \
-        -v g="$(med "${KA_US[sessiongate]}")" -v h="$(med "${KA_US[nginx]}")" \
+    awk -v a="$(median "${HS_RATE[sessiongate]}")" -v b="$(median "${HS_RATE[nginx]}")" \
+        -v c="$(median "${HS_US[sessiongate]}")" -v d="$(median "${HS_US[nginx]}")" \
+        -v e="$(median "${KA_RATE[sessiongate]}")" -v f="$(median "${KA_RATE[nginx]}")" \
+        -v g="$(median "${KA_US[sessiongate]}")" -v h="$(median "${KA_US[nginx]}")" \
         'BEGIN { printf "\nsessiongate/nginx: handshakes/s %.2f, us/handshake %.2f; keep-alive req/s %.2f, us/req %.2f\n", a / b, c / d, e / f, g / h }'
 fi
 printf 'negotiated:'
 for target in $TARGETS; do printf ' %s: %s;' "$target" "$(cat "$RUN/$target.negotiated")"; done
 printf '\nmachine: %s CPUs, %s, kernel %s; %s; %s; wrk %s\n' "$NCPU" \
-    "$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')" "$(uname -r)" \
+    "$(cpu_model)" "$(uname -r)" \
     "$("$NGINX" -v 2>&1)" "$(openssl version)" "$(wrk -v 2>&1 | awk 'NR == 1 { print $2 }')"
