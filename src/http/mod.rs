@@ -4,6 +4,7 @@ pub mod body;
 pub mod error;
 pub mod head;
 pub mod response;
+pub mod url;
 
 /// ASCII case-insensitive comparison of a header name with a lower-case constant.
 #[inline]
