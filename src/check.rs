@@ -1,11 +1,13 @@
 //! `sessiongate check`: beyond validation, the values an operator must align elsewhere
 //! (the provider's SSO Session Idle, the backend's session limits) and warnings for
-//! settings that do not fit together (DESIGN §3, the censhare seed's remarks).
+//! settings that do not fit together: a check interval not below the session timeout, fresh
+//! tokens slower than the backend's keep-alive or the timeout, listener URLs on the local
+//! host, a Secure session cookie without TLS or a trusted front proxy.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::{Config, HttpUrl};
+use crate::config::Config;
 
 /// Facts `check` cannot read from the file.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +70,6 @@ pub const DEFAULT_LIFESPAN: Duration = Duration::from_secs(300);
 /// The report: lines to print and warnings (each a line on its own).
 pub fn report(cfg: &Config, input: &CheckInput) -> (String, Vec<String>) {
     let mut out = String::new();
-    let mut warnings = Vec::new();
     let cg = &cfg.cg;
     let timeout = cg.session_timeout.as_secs();
     let tick = cg.session_check_interval.as_millis() as u64;
@@ -97,7 +98,21 @@ pub fn report(cfg: &Config, input: &CheckInput) -> (String, Vec<String>) {
         "sessions expire between {timeout} s and {:.1} s after their last request",
         timeout as f64 + tick as f64 / 1000.0
     );
+    if cfg.oauth2.registrations.is_empty() {
+        let _ = writeln!(
+            out,
+            "no spring.security.oauth2 registration: proxy only, no login"
+        );
+    }
+    (out, warnings(cfg, input))
+}
 
+/// Settings that do not fit together, in the order the report prints them.
+fn warnings(cfg: &Config, input: &CheckInput) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let cg = &cfg.cg;
+    let timeout = cg.session_timeout.as_secs();
+    let tick = cg.session_check_interval.as_millis() as u64;
     if tick >= cg.session_timeout.as_millis() as u64 {
         warnings.push(format!(
             "cg.sessionCheckIntervalMs ({tick} ms) is not below cg.sessionTimeoutSec ({timeout} s): sessions may live up to twice their timeout"
@@ -116,28 +131,7 @@ pub fn report(cfg: &Config, input: &CheckInput) -> (String, Vec<String>) {
             warnings.push("cg.freshTokenSendIntervalMs is not below cg.sessionTimeoutSec".into());
         }
     }
-    let mut urls: Vec<(&str, &HttpUrl)> = Vec::new();
-    if let Some(u) = &cg.censhare_logout_url {
-        urls.push(("cg.censhareLogoutUrl", u));
-    }
-    urls.extend(
-        cg.fresh_token_listeners
-            .iter()
-            .map(|u| ("cg.freshTokenListeners", u)),
-    );
-    urls.extend(
-        cg.logout_listeners
-            .iter()
-            .map(|u| ("cg.logoutListeners", u)),
-    );
-    for (key, u) in urls {
-        if is_local(&u.host) {
-            warnings.push(format!(
-                "{key}: {} names the local host; use an alias of the server instead (it keeps working when a component moves)",
-                u.original
-            ));
-        }
-    }
+    warnings.extend(local_url_warnings(cfg));
     if cg.use_secure_session_cookie
         && cfg.server.ssl.is_none()
         && cfg.gateway.trusted_proxies.is_empty()
@@ -146,13 +140,32 @@ pub fn report(cfg: &Config, input: &CheckInput) -> (String, Vec<String>) {
             "cg.useSecureSessionCookie is true but there is no TLS listener (server.ssl) and no trusted front proxy (sessiongate.trusted-proxies): browsers drop a Secure cookie received over plain http".into(),
         );
     }
-    if cfg.oauth2.registrations.is_empty() {
-        let _ = writeln!(
-            out,
-            "no spring.security.oauth2 registration: proxy only, no login"
+    warnings
+}
+
+/// The `cg` URLs that name the local host.
+fn local_url_warnings(cfg: &Config) -> impl Iterator<Item = String> + '_ {
+    let cg = &cfg.cg;
+    let urls = cg
+        .censhare_logout_url
+        .iter()
+        .map(|u| ("cg.censhareLogoutUrl", u))
+        .chain(
+            cg.fresh_token_listeners
+                .iter()
+                .map(|u| ("cg.freshTokenListeners", u)),
+        )
+        .chain(
+            cg.logout_listeners
+                .iter()
+                .map(|u| ("cg.logoutListeners", u)),
         );
-    }
-    (out, warnings)
+    urls.filter(|(_, u)| is_local(&u.host)).map(|(key, u)| {
+        format!(
+            "{key}: {} names the local host; use an alias of the server instead (it keeps working when a component moves)",
+            u.original
+        )
+    })
 }
 
 /// Asks the provider for a token with the configured client to read `expires_in`; `None`

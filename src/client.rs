@@ -8,13 +8,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::config::HttpUrl;
 use crate::http::body::{ChunkedDecoder, Output};
@@ -71,32 +70,20 @@ impl Response {
     }
 }
 
-/// Client-side TLS settings: the system roots plus an optional CA bundle (PEM).
-pub fn tls_config(ca_bundle: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// Client-side TLS settings: the system roots plus the certificates of the CA bundle
+/// (`sessiongate.ca-bundle`, read and checked when the configuration was loaded).
+pub fn tls_config(
+    ca_bundle: Option<&[CertificateDer<'static>]>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
         let _ = roots.add(cert);
     }
-    if let Some(path) = ca_bundle {
-        use rustls_pki_types::pem::PemObject;
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("sessiongate.ca-bundle: cannot read {}: {e}", path.display()))?;
-        let mut n = 0;
-        for cert in certs {
-            let cert =
-                cert.map_err(|e| format!("sessiongate.ca-bundle: {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("sessiongate.ca-bundle: {}: {e}", path.display()))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(format!(
-                "sessiongate.ca-bundle: {} holds no certificate",
-                path.display()
-            ));
-        }
+    for cert in ca_bundle.unwrap_or_default() {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("sessiongate.ca-bundle: {e}"))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)

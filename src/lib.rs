@@ -54,4 +54,5 @@ pub mod signal;
 pub mod state;
 pub mod tls;
 pub mod upstream;
+pub mod url;
 pub mod worker;

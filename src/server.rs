@@ -55,8 +55,6 @@ pub enum StartError {
     Worker(String),
     #[error("{0}")]
     Tls(String),
-    #[error("{0}")]
-    Banner(String),
 }
 
 /// Every distinct route upstream, resolved once.
@@ -118,11 +116,6 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
     let upstreams = resolve_upstreams(&config)?;
     let addr = SocketAddr::new(config.server.address, config.server.port);
     let n = config.gateway.workers;
-    if n > 255 {
-        return Err(StartError::Worker(
-            "sessiongate.workers: at most 255 (a session id names its worker in one byte)".into(),
-        ));
-    }
     let server_tls = match &config.server.ssl {
         Some(ssl) => {
             let loaded = tls::load(ssl, SystemTime::now())?;
@@ -160,17 +153,7 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
 
     let tls_client =
         client::tls_config(config.gateway.ca_bundle.as_deref()).map_err(StartError::Tls)?;
-    let banner = match &config.gateway.access_banner {
-        Some(path) => Some(Arc::<str>::from(std::fs::read_to_string(path).map_err(
-            |e| {
-                StartError::Banner(format!(
-                    "sessiongate.access-banner: cannot read {}: {e}",
-                    path.display()
-                ))
-            },
-        )?)),
-        None => None,
-    };
+    let banner = config.gateway.access_banner.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     // Unbounded: a stop or a handed-off connection must never be refused; their number is
     // bounded by the connections the workers themselves accepted.

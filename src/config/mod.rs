@@ -4,14 +4,23 @@
 //! dotted keys expanded and `${ENV:default}` placeholders resolved; `validate` converts that
 //! tree once into the resolved, typed structs below, refusing anything unknown or out of
 //! range with an error that names the key. Nothing downstream re-checks a value.
+//!
+//! Values of other modules' types are held as those modules define them: URLs as
+//! [`HttpUrl`] (`crate::url`), routes as [`RouteConfig`] with their patterns compiled
+//! (`route`, which does not depend on this module).
 
 mod raw;
 mod validate;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+
+pub use crate::route::{Filter, Predicate, RouteConfig};
+pub use crate::url::HttpUrl;
 pub(crate) use validate::load_str_with;
 pub use validate::{load_file, load_str, ConfigError};
 
@@ -110,68 +119,6 @@ pub struct Provider {
     pub user_name_attribute: Option<String>,
 }
 
-/// An absolute http(s) URL, split once at load time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUrl {
-    /// The URL as written (after placeholder expansion).
-    pub original: String,
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    /// Path and query, at least `/`.
-    pub path_and_query: String,
-}
-
-impl HttpUrl {
-    /// `host` or `host:port` as it belongs in a Host header (port omitted when default).
-    pub fn authority(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default {
-            host
-        } else {
-            format!("{}:{}", host, self.port)
-        }
-    }
-}
-
-/// One entry of `spring.cloud.gateway.routes`.
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    pub id: String,
-    pub uri: HttpUrl,
-    pub order: i32,
-    pub predicates: Vec<Predicate>,
-    pub filters: Vec<Filter>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Predicate {
-    /// `Path=/a/**,/b/*`: Spring path patterns, any may match.
-    Path(Vec<String>),
-    /// `Host=**.example.com,api.example.org`: Spring host patterns (`*`, `**`), any may match.
-    Host(Vec<String>),
-    /// `Method=GET,POST`: upper-case method names.
-    Method(Vec<String>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Filter {
-    /// Remove this many leading path segments.
-    StripPrefix(usize),
-    /// Prepend this path (starts with `/`, no trailing `/`).
-    PrefixPath(String),
-    AddRequestHeader(String, String),
-    SetRequestHeader(String, String),
-    RemoveRequestHeader(String),
-    /// Marks the OIDC back-channel logout endpoint (behaviour in a later issue).
-    BackchannelLogout,
-}
-
 /// `logging.level.*`: Spring-style logger names mapped to our targets.
 #[derive(Debug, Clone, Default)]
 pub struct LoggingConfig {
@@ -201,7 +148,7 @@ pub enum Driver {
 /// `sessiongate.*`: our own knobs, kebab-case.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// `workers`, 0 in the file means one per core; here already resolved to >= 1.
+    /// `workers`, 0 in the file means one per core; here already resolved to 1..=255.
     pub workers: usize,
     pub driver: Driver,
     pub connection_idle_timeout: Duration,
@@ -228,11 +175,14 @@ pub struct GatewayConfig {
     pub connection_hand_off: bool,
     pub post_logout_redirect_uri: Option<String>,
     pub session_max_lifetime: Option<Duration>,
-    pub access_banner: Option<PathBuf>,
+    /// The text of the `access-banner` file, read at load.
+    pub access_banner: Option<Arc<str>>,
     pub keep_alive_after_disconnect: Option<Duration>,
     pub audit_log: Option<String>,
     pub http_port: Option<u16>,
     pub trusted_proxies: Vec<IpAddr>,
     pub jwt_clock_skew: Duration,
-    pub ca_bundle: Option<PathBuf>,
+    /// The certificates of the `ca-bundle` PEM file, read at load: trusted for outgoing
+    /// https besides the system roots.
+    pub ca_bundle: Option<Vec<CertificateDer<'static>>>,
 }

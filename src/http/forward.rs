@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::head::{Framing, RequestHead};
 use super::name_is;
-use crate::config::Filter;
+use crate::route::Filter;
 use crate::route::Route;
 
 /// What the upstream head is made from besides the client's head.

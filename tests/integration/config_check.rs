@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use crate::client::HOST;
 use crate::harness::{
-    check, routes_yaml, run_expecting_exit, sessiongate, Gateway, Route, EX_CONFIG,
+    check, routes_yaml, run_expecting_exit, sessiongate, Gateway, Route, TempConfig, EX_CONFIG,
 };
 
 /// A complete file in the documented shape, every `sessiongate` knob spelled out.
@@ -119,21 +119,56 @@ fn check_refuses_yaml_syntax_error() {
     assert_eq!(out.code, Some(EX_CONFIG), "stderr:\n{}", out.stderr);
 }
 
-#[test]
-fn run_refuses_bad_config_with_64() {
-    let yaml = full_config("").replace("max-head-bytes: 16384", "max-head-bytes: lots");
-    let out = run_expecting_exit(&yaml);
+/// `run` must refuse this config with exit 64 and an error naming `key`, before it binds
+/// a port; `check` must refuse it the same way.
+fn assert_run_refused(yaml: &str, key: &str) {
+    let out = run_expecting_exit(yaml);
     assert_eq!(out.code, Some(EX_CONFIG), "stderr:\n{}", out.stderr);
-    assert!(
-        out.stderr.contains("max-head-bytes"),
-        "stderr:\n{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(key), "stderr:\n{}", out.stderr);
     assert!(
         !out.stdout.contains("listening"),
         "a bad config must be refused before any port is bound:\n{}",
         out.stdout
     );
+    assert_refused(yaml, key);
+}
+
+#[test]
+fn run_refuses_bad_config_with_64() {
+    let yaml = full_config("").replace("max-head-bytes: 16384", "max-head-bytes: lots");
+    assert_run_refused(&yaml, "max-head-bytes");
+}
+
+/// What a start needs beyond the file is checked with it: more than 255 workers, an access
+/// banner that cannot be read, a CA bundle that cannot be read or holds no certificate.
+#[test]
+fn run_refuses_start_time_rules_with_64() {
+    let empty = TempConfig::new("");
+    let empty_bundle = format!("  ca-bundle: {}\n", empty.path.display());
+    let cases = [
+        (
+            full_config("").replace("workers: 2", "workers: 256"),
+            "sessiongate.workers: at most 255".to_string(),
+        ),
+        (
+            full_config("  access-banner: /nonexistent/sessiongate-it-banner.html\n"),
+            "sessiongate.access-banner: cannot read".to_string(),
+        ),
+        (
+            full_config("  ca-bundle: /nonexistent/sessiongate-it-ca.pem\n"),
+            "sessiongate.ca-bundle: cannot read".to_string(),
+        ),
+        (
+            full_config(&empty_bundle),
+            format!(
+                "sessiongate.ca-bundle: {} holds no certificate",
+                empty.path.display()
+            ),
+        ),
+    ];
+    for (yaml, key) in cases {
+        assert_run_refused(&yaml, &key);
+    }
 }
 
 #[test]
@@ -165,7 +200,8 @@ fn help_and_version() {
     );
 }
 
-/// DESIGN §3: `${ENV_VAR:default}` placeholders are expanded.
+/// `${ENV_VAR:default}` placeholders are replaced by the variable's value, or by the default
+/// when the variable is unset.
 #[test]
 fn env_placeholders_are_expanded() {
     let backend = Backend::recording();
@@ -180,7 +216,7 @@ fn env_placeholders_are_expanded() {
     assert_eq!(backend.single_request().target, "/via-env");
 }
 
-/// DESIGN §3: dotted keys mean the same as nested ones.
+/// A dotted key (`sessiongate.max-uri-bytes: 100`) means the same as the nested form.
 #[test]
 fn dotted_keys_work_like_nested_ones() {
     let backend = Backend::recording();

@@ -22,6 +22,7 @@ mod check;
 mod config_check;
 mod hostile;
 mod large_body;
+mod layering;
 mod oidc;
 mod proxy;
 mod reload;

@@ -1,0 +1,133 @@
+//! `sessiongate.*`: the gateway's own knobs (workers, driver, limits, timeouts, upstream
+//! pool, sessions, trusted proxies).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::files::{access_banner, ca_bundle};
+use super::number::{IntRule, COUNT, COUNT_U64, MS, POSITIVE_MS, POSITIVE_SECS, SECS};
+use super::section::{parse_ip, parse_url, Section};
+use super::{ConfigError, Result};
+use crate::config::{Driver, GatewayConfig, HttpUrl};
+
+pub(super) const SESSIONGATE_KEYS: &[&str] = &[
+    "workers",
+    "driver",
+    "connection-idle-timeout-ms",
+    "request-head-timeout-ms",
+    "body-read-timeout-ms",
+    "max-head-bytes",
+    "max-headers",
+    "max-uri-bytes",
+    "max-body-bytes",
+    "upstream-connect-timeout-ms",
+    "upstream-response-timeout-ms",
+    "upstream-idle-timeout-ms",
+    "upstream-pool-size",
+    "shutdown-grace-ms",
+    "access-log",
+    "connection-hand-off",
+    "post-logout-redirect-uri",
+    "session-max-lifetime-sec",
+    "access-banner",
+    "keep-alive-after-disconnect-sec",
+    "audit-log",
+    "http-port",
+    "trusted-proxies",
+    "jwt-clock-skew-sec",
+    "ca-bundle",
+    "management-token",
+];
+
+const MIB: u64 = 1024 * 1024;
+
+pub(super) fn gateway(s: &Section) -> Result<GatewayConfig> {
+    Ok(GatewayConfig {
+        workers: workers(s)?,
+        driver: driver(s)?,
+        connection_idle_timeout: s.millis("connection-idle-timeout-ms", POSITIVE_MS, 300_000)?,
+        request_head_timeout: s.millis("request-head-timeout-ms", POSITIVE_MS, 10_000)?,
+        body_read_timeout: s.millis("body-read-timeout-ms", POSITIVE_MS, 30_000)?,
+        max_head_bytes: s.int("max-head-bytes", IntRule::range(1024, MIB), 16_384)? as usize,
+        max_headers: s.int("max-headers", IntRule::range(1, 1000), 100)? as usize,
+        max_uri_bytes: s.int("max-uri-bytes", IntRule::range(16, MIB), 8192)? as usize,
+        max_body_bytes: s.int("max-body-bytes", COUNT_U64, 0)?,
+        upstream_connect_timeout: s.millis("upstream-connect-timeout-ms", POSITIVE_MS, 3000)?,
+        upstream_response_timeout: s.millis("upstream-response-timeout-ms", POSITIVE_MS, 60_000)?,
+        upstream_idle_timeout: s.millis("upstream-idle-timeout-ms", POSITIVE_MS, 60_000)?,
+        upstream_pool_size: s.int("upstream-pool-size", IntRule::range(0, 65_536), 64)? as usize,
+        shutdown_grace: s.millis("shutdown-grace-ms", MS, 10_000)?,
+        access_log: s.bool("access-log", false)?,
+        connection_hand_off: s.bool("connection-hand-off", true)?,
+        post_logout_redirect_uri: post_logout_redirect(s)?,
+        session_max_lifetime: s
+            .opt_int("session-max-lifetime-sec", POSITIVE_SECS)?
+            .map(Duration::from_secs),
+        access_banner: access_banner(s)?,
+        keep_alive_after_disconnect: s
+            .opt_int("keep-alive-after-disconnect-sec", SECS)?
+            .filter(|secs| *secs > 0)
+            .map(Duration::from_secs),
+        audit_log: s.text("audit-log")?,
+        http_port: s.port("http-port")?,
+        trusted_proxies: trusted_proxies(s)?,
+        jwt_clock_skew: s.secs("jwt-clock-skew-sec", IntRule::secs(0, 3600), 30)?,
+        ca_bundle: ca_bundle(s)?,
+    })
+}
+
+/// The most workers: a session id names the worker that holds it in one byte.
+const MAX_WORKERS: usize = u8::MAX as usize;
+
+/// `workers`: 0 means one per core. The number, as written or as resolved from the cores,
+/// is at most [`MAX_WORKERS`].
+fn workers(s: &Section) -> Result<usize> {
+    let configured = s.int("workers", COUNT, 0)?;
+    let n = match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
+    };
+    if n <= MAX_WORKERS {
+        return Ok(n);
+    }
+    let given = match configured {
+        0 => format!("0 (one per core) gives {n} on this machine"),
+        _ => format!("got {n}"),
+    };
+    Err(ConfigError::invalid(
+        &s.key("workers"),
+        format!("at most {MAX_WORKERS} (a session id names its worker in one byte); {given}"),
+    ))
+}
+
+fn driver(s: &Section) -> Result<Driver> {
+    match s.text("driver")?.as_deref() {
+        None | Some("io_uring") => Ok(Driver::IoUring),
+        Some("legacy") => Ok(Driver::Legacy),
+        Some(other) => Err(ConfigError::invalid(
+            &s.key("driver"),
+            format!("expected io_uring or legacy, got {other:?}"),
+        )),
+    }
+}
+
+/// An absolute http(s) URL, or a path on the gateway itself (`/`, `/goodbye`).
+fn post_logout_redirect(s: &Section) -> Result<Option<String>> {
+    let Some(uri) = s.text("post-logout-redirect-uri")? else {
+        return Ok(None);
+    };
+    let local_path = uri.starts_with('/')
+        && !uri.starts_with("//")
+        && HttpUrl::parse(&format!("http://h{uri}")).is_ok();
+    if !local_path {
+        parse_url(&uri, &s.key("post-logout-redirect-uri"))?;
+    }
+    Ok(Some(uri))
+}
+
+fn trusted_proxies(s: &Section) -> Result<Vec<IpAddr>> {
+    s.list("trusted-proxies")?
+        .iter()
+        .map(|(path, v)| parse_ip(v, path))
+        .collect()
+}

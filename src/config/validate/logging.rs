@@ -1,0 +1,47 @@
+//! `logging.level.*`: logger names and their levels, in file order.
+
+use super::section::Section;
+use super::{ConfigError, Result};
+use crate::config::raw::{child_path, Node};
+use crate::config::{LogLevel, LoggingConfig};
+
+/// `logging.level`: names kept as written, in file order; a nested YAML map under a name
+/// (`com: {censhare: DEBUG}`) is read as the dotted name, as Spring does.
+pub(super) fn logging(s: &Section) -> Result<LoggingConfig> {
+    let mut levels = Vec::new();
+    collect_levels(&s.open_section("level")?, "", &mut levels)?;
+    Ok(LoggingConfig { levels })
+}
+
+fn collect_levels(s: &Section, prefix: &str, out: &mut Vec<(String, LogLevel)>) -> Result<()> {
+    for (name, node) in s.entries {
+        let full = child_path(prefix, name);
+        match node {
+            Node::Map(_) => collect_levels(&s.open_section(name)?, &full, out)?,
+            _ => {
+                if let Some(level) = s.text(name)? {
+                    out.push((full, log_level(&level, &s.key(name))?));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn log_level(level: &str, path: &str) -> Result<LogLevel> {
+    Ok(match level.to_ascii_uppercase().as_str() {
+        "TRACE" => LogLevel::Trace,
+        "DEBUG" => LogLevel::Debug,
+        "INFO" => LogLevel::Info,
+        "WARN" => LogLevel::Warn,
+        // Spring Boot's FATAL: nothing of ours logs above ERROR.
+        "ERROR" | "FATAL" => LogLevel::Error,
+        "OFF" | "FALSE" => LogLevel::Off,
+        _ => {
+            return Err(ConfigError::invalid(
+                path,
+                format!("expected TRACE, DEBUG, INFO, WARN, ERROR or OFF, got {level:?}"),
+            ))
+        }
+    })
+}

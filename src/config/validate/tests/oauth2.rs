@@ -1,0 +1,82 @@
+//! `spring.security.oauth2.client`: registrations, providers and Spring's rules for them.
+
+use super::{fails, load};
+use crate::config::ClientAuthMethod;
+
+const KEYCLOAK: &str = "
+spring.security.oauth2.client:
+  registration:
+    keycloak:
+      client-id: gateway
+      client-secret: ${CLIENT_SECRET}
+      scope: openid, profile,email
+  provider:
+    keycloak:
+      issuer-uri: https://sso.example.com/realms/censhare
+";
+
+#[test]
+fn oauth2_registration_and_provider() {
+    let c = load(KEYCLOAK);
+    let r = &c.oauth2.registrations[0];
+    assert_eq!(r.id, "keycloak");
+    assert_eq!(r.client_id, "gateway");
+    assert_eq!(r.client_secret.as_deref(), Some("from-env"));
+    assert_eq!(r.scope, ["openid", "profile", "email"]);
+    assert_eq!(r.provider, "keycloak");
+    assert_eq!(
+        r.client_authentication_method,
+        ClientAuthMethod::ClientSecretBasic
+    );
+    assert_eq!(r.authorization_grant_type, "authorization_code");
+    let p = &c.oauth2.providers[0];
+    assert_eq!(p.issuer_uri.as_ref().unwrap().host, "sso.example.com");
+}
+
+#[test]
+fn oauth2_rules() {
+    let public = load(
+        "spring.security.oauth2.client.registration.google: {client-id: x, scope: [openid]}\n",
+    );
+    let r = &public.oauth2.registrations[0];
+    assert_eq!(r.client_authentication_method, ClientAuthMethod::None);
+    assert_eq!(public.oauth2.providers[0].id, "google");
+    let post = load(&format!(
+        "{KEYCLOAK}spring.security.oauth2.client.registration.keycloak.client-authentication-method: post\n"
+    ));
+    assert_eq!(
+        post.oauth2.registrations[0].client_authentication_method,
+        ClientAuthMethod::ClientSecretPost
+    );
+    let reg = "spring.security.oauth2.client.registration.kc";
+    fails(
+        &format!("{reg}: {{client-id: a, client-secret: s}}\n"),
+        &format!("{reg}.provider"),
+        "not defined",
+    );
+    fails(
+        &format!("{KEYCLOAK}{reg}: {{client-id: a, client-secret: b, provider: keycloak, authorization-grant-type: client_credentials}}\n"),
+        &format!("{reg}.authorization-grant-type"),
+        "authorization_code",
+    );
+    fails(
+        &format!("{KEYCLOAK}{reg}: {{client-secret: b, provider: keycloak}}\n"),
+        &format!("{reg}.client-id"),
+        "required",
+    );
+    fails(
+        &format!("{KEYCLOAK}{reg}: {{client-id: a, provider: keycloak, client-authentication-method: basic}}\n"),
+        &format!("{reg}.client-secret"),
+        "required",
+    );
+    fails(
+        &format!("{KEYCLOAK}{reg}: {{client-id: a, provider: keycloak, client-secert: b}}\n"),
+        &format!("{reg}.client-secert"),
+        "did you mean",
+    );
+    fails(
+        "spring.security.oauth2.client.provider.kc: {jwk-set-uri: 'https://x/'}\n",
+        "spring.security.oauth2.client.provider.kc.issuer-uri",
+        "required unless",
+    );
+}
