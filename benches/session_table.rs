@@ -35,7 +35,7 @@
 //! | id generate (`SystemRandom`, syscall) | 396 ns                                    |
 //! | cookie parse / encode                 | 12.4 ns / 16.9 ns                         |
 //!
-//! Conclusion: the wheel's costs are what DESIGN §5 asks (nothing-due tick in ns; per
+//! Conclusion: the wheel's costs are what its design promises (nothing-due tick in ns; per
 //! expired or re-slotted session O(1)); structures fit in 256 B/session, the strings push
 //! the total past it. A cold lookup is three dependent cache misses (control bytes,
 //! index entry, record), so over 1M random sessions it is bound by this VM's memory

@@ -13,7 +13,7 @@
 # against the gateway and nginx in turn; medians and the ratio.
 # Part 2 (hand-off): a 2-worker gateway, one new connection per request
 # (`Connection: close`), so about half the connections land on the worker that does not own
-# the session and are handed over (fd + buffered bytes, DESIGN §2). The gateway's CPU time
+# the session and are handed over (fd + buffered bytes over the owner's inbox). The gateway's CPU time
 # per request against the same run with 1 worker (no hand-off) gives the cost of one hop.
 #
 # Environment: ROUNDS=3 DURATION=10 CONNECTIONS=64 PROXY_CPU=0 LOAD_CPUS=1 SKIP_BUILD=1

@@ -1,4 +1,4 @@
-//! The per-worker dispatcher of outgoing calls (DESIGN §7): logouts at the backend and the
+//! The per-worker dispatcher of outgoing calls: logouts at the backend and the
 //! provider, fresh-token propagation, logout relays. Connection errors, timeouts and 5xx are
 //! retried up to `cg.maxRetryAttempts` times after `cg.minRetryDelaySeconds × 2^(n-1)`;
 //! a 4xx is final. Every final failure is logged at ERROR with what was lost.

@@ -1,28 +1,65 @@
 //! sessiongate: an edge gateway that owns user sessions in front of a web backend.
 //!
 //! # Map of the crate
-//! - [`config`]: `application.yml` (Cloud Gateway shape) read and validated once.
-//! - [`route`]: routes compiled from config; allocation-free matching per request.
-//! - [`http`]: HTTP/1.1 on `httparse`, pure functions of bytes: [`http::head`] parses and
-//!   judges a request head, [`http::response`] an upstream response head, [`http::body`]
-//!   frames bodies (content-length, chunked re-framing), [`http::error`] the canned answers.
-//! - [`proxy`]: the per-connection loop: read head, route, forward, stream bodies back.
-//! - [`upstream`]: per-worker keep-alive pools of upstream connections, plain or TLS.
-//! - [`tls`]: TLS termination: the server certificate (checked at start, reloaded on
-//!   SIGHUP) and the handshake each TLS connection task runs before the proxy loop.
-//! - [`audit`]: the audit trail (JSON lines): TLS connection sessions and HTTP sessions.
-//! - [`worker`]: one thread per core, each a monoio runtime with its own listener.
-//! - [`shutdown`]: the stop signal a worker's tasks wait on.
+//! Leaves (pure functions of bytes and `now`, no I/O):
+//! - [`http`]: HTTP/1.1 on `httparse`: [`http::head`] parses and judges a request head,
+//!   [`http::body`] frames bodies, [`http::response`] parses an upstream response head and
+//!   writes the relayed one, [`http::forward`] writes the head sent upstream,
+//!   [`http::reply`] the gateway's own answers, [`http::error`] the canned refusals,
+//!   [`http::form`] query strings and form bodies.
+//! - [`url`]: absolute http(s) URLs, split once.
+//! - [`route`]: route predicates, filters and patterns (compiled at load), and the
+//!   allocation-free matching per request.
+//! - [`session`]: session ids, the per-worker table on a timer wheel, the `SESSION` cookie,
+//!   pending logins, remembered provider logouts, and the [`session::SessionStore`]
+//!   boundary the gate uses.
+//! - [`jwt`]: JWS verification with `ring`, JWKS, claims, the per-worker verdict cache.
+//! - [`backchannel`]: logout tokens (OIDC Back-Channel Logout) and the `jti` replay guard.
+//! - [`clock`]: the clock the gate is given (a manual one in tests), calendar arithmetic.
+//! - [`signal`]: a one-shot signal for one worker's tasks.
+//! - [`metrics`]: per-worker counters, rendered as Prometheus text.
+//! - [`audit`]: the audit trail (JSON lines), with its own event types.
+//!
+//! Configuration and start-up:
+//! - [`config`]: `application.yml` (Cloud Gateway shape) read and validated once; every
+//!   refusal names its key. [`check`]: the `check` command's report.
 //! - [`logging`]: `logging.level.*` mapped onto our targets, written off the workers.
-//! - [`server`]: start-up: bind listeners, spawn workers, handle signals.
+//! - [`server`]: start-up: bind listeners, spawn workers, the provider thread and the
+//!   management listener; signals (stop, SIGHUP reload).
+//! - [`tls`]: the server certificate (checked at start, reloaded on SIGHUP) and the
+//!   handshake.
+//!
+//! Connections and calls:
+//! - [`net`]: client streams ([`net::inbound`]) and the one connect/TLS/keep-alive layer
+//!   under both upstream pools and the gateway's own calls ([`net::outbound`]).
+//! - [`upstream`]: per-worker pools of upstream connections. [`client`]: outgoing calls
+//!   read whole (provider, listeners). [`oidc`]: discovery, authorization URLs, token
+//!   requests. [`provider`]: the thread that keeps the provider's metadata and keys.
+//!   [`dispatcher`]: retried outgoing calls (logouts, fresh tokens, relays).
+//!
+//! One worker per core:
+//! - [`messages`]: everything threads tell each other (worker inboxes, peer questions, admin
+//!   queries), so no module imports another's to talk.
+//! - [`worker`]: a thread with its own monoio runtime, listeners and inbox.
+//!   [`state`]: what the worker's connection tasks share.
+//! - [`auth`]: the session gate: the per-request decision, login, refresh, logout, banner,
+//!   WebSockets bound to sessions, peer questions, the admin view.
+//! - [`proxy`]: the per-connection loop, one file per step.
+//! - [`admin`]: the management listener (health, Prometheus, sessions admin API).
 //! - [`fuzzing`]: entry points shared by `fuzz/` targets and the corpus-replay tests.
 //!
 //! # One request's path
-//! `worker` accepts (on the TLS listener `tls::serve` runs the handshake first) ->
-//! `proxy::serve` reads into a reused buffer -> `http::head::parse_request`
-//! (limits, RFC 9112 refusals) -> `route::Router::find` -> the upstream head is written by
-//! `proxy` (filters, hop-by-hop removal, X-Forwarded-*) -> `upstream::Pool` lends a
-//! connection -> the body is streamed by `http::body` -> the response head is checked by
+//! `worker` accepts (on the TLS listener `tls::accept` runs the handshake first, audited by
+//! `worker::connection`) -> `proxy::serve` reads into a reused buffer ->
+//! `http::head::parse_request` (limits, RFC 9112 refusals) -> `route::Router::find` ->
+//! `auth::Gate::decide`: the gateway's own endpoints are answered here; a SESSION cookie of
+//! this worker is looked up in its `session::SessionStore` (the access token refreshed at
+//! the provider when due), one of another worker's hands the connection over (or, on TLS,
+//! asks the owner by message); an API client's Bearer JWT is verified; anything else gets a
+//! login redirect or 401 -> for `Forward { bearer }`, `http::forward` writes the upstream
+//! head (filters, hop-by-hop removal, `Authorization: Bearer`, SESSION stripped,
+//! X-Forwarded-*) -> `upstream::Pools` lends a connection (a stale pooled one is replaced
+//! once) -> the body is streamed by `http::body` -> the response head is checked by
 //! `http::response` and streamed back -> the connection goes back to the pool.
 // One `unsafe` block exists (adopting a handed-off socket, `proxy::ClientStream`); every
 // other module stays free of it.

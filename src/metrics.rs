@@ -1,4 +1,4 @@
-//! Counters in the Prometheus text format (DESIGN §9).
+//! Counters in the Prometheus text format, served by the management listener.
 //!
 //! Each worker owns one [`Metrics`]; only that worker writes it, with relaxed atomic adds on
 //! its own cache lines, so the request path takes no lock and shares no line with another

@@ -263,7 +263,7 @@ fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 }
 
 /// `(notBefore, notAfter)` of an X.509 certificate, seconds since the Unix epoch (RFC 5280
-/// §4.1: Certificate > TBSCertificate > [version], serial, signature, issuer, validity).
+/// §4.1: Certificate > TBSCertificate > `[version]`, serial, signature, issuer, validity).
 pub fn validity(cert: &[u8]) -> Option<(i64, i64)> {
     const SEQ: u8 = 0x30;
     let (SEQ, cert, _) = der(cert)? else {

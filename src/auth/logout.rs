@@ -1,7 +1,7 @@
 //! Every way a session ends: the user's `POST /logout`, a back-channel logout from the
 //! provider (validated here, admitted once on worker 0, fanned out to every worker), the
 //! admin API, a refused refresh, expiry, and a WebSocket session abandoned past its grace.
-//! All of them go through [`Gate::end_session`] / [`Gate::after_end`], the one place that
+//! All of them go through `Gate::end_session` / `Gate::after_end`, the one place that
 //! counts, audits, closes the session's WebSockets and makes the calls its end requires.
 
 use std::sync::atomic::Ordering;

@@ -52,7 +52,7 @@ pub struct SslConfig {
     pub certificate_private_key: PathBuf,
 }
 
-/// `management.server.*`: admin/metrics listener (served in a later issue).
+/// `management.server.*`: the management listener (health, metrics, sessions admin API).
 #[derive(Debug, Clone)]
 pub struct ManagementConfig {
     pub address: IpAddr,

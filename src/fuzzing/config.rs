@@ -18,7 +18,7 @@ fn fuzz_env(name: &str) -> Option<String> {
     }
 }
 
-/// [`crate::config::load_str`] with [`fuzz_env`] in place of the process environment.
+/// [`crate::config::load_str`] with `fuzz_env` in place of the process environment.
 pub fn load_config(yaml: &str) -> Result<Config, ConfigError> {
     crate::config::load_str_with(yaml, &fuzz_env)
 }

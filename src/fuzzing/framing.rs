@@ -18,7 +18,7 @@ const SMALL_LIMITS: Limits = Limits {
 /// Request framing: parse a head, then decode the body the way the proxy would.
 ///
 /// Layout: one settings byte (low 7 bits: the piece size for piecewise feeding; high bit:
-/// [`SMALL_LIMITS`] instead of the defaults), then the request bytes.
+/// `SMALL_LIMITS` instead of the defaults), then the request bytes.
 pub fn request_framing(data: &[u8]) {
     let Some((&flags, data)) = data.split_first() else {
         return;

@@ -2,10 +2,10 @@
 //! upstream with its body streamed, stream the response back, and repeat while the
 //! connection persists.
 //!
-//! One exchange in steps, a file each: [`request`] reads the head and request bodies,
-//! [`exchange`] authorizes, picks the upstream and sends the head (retrying once on a
-//! stale pooled connection), [`response`] reads and relays the response, [`upgrade`] runs
-//! a WebSocket after a 101.
+//! One exchange in steps, a file each: `request` reads the head and request bodies,
+//! `exchange` authorizes, picks the upstream and sends the head (retrying once on a stale
+//! pooled connection), `response` reads and relays the response, `upgrade` runs a
+//! WebSocket after a 101.
 //!
 //! Buffers are owned by the connection and reused for every request on it; monoio's
 //! ownership-passing I/O moves them into each read or write and hands them back.

@@ -103,7 +103,7 @@ pub(crate) fn widen(tag: u32) -> u64 {
     u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Hashing an id takes 4 of its random bytes as they are (then [`widen`]s them).
+/// Hashing an id takes 4 of its random bytes as they are (then widens them).
 ///
 /// Why that is safe against HashDoS: collision flooding needs the attacker to choose the
 /// keys that get *inserted*. Only the gateway inserts ids, and it draws them from the OS

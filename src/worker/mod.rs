@@ -4,8 +4,8 @@
 //! keys, handed-off connections, peer questions, back-channel logouts, admin queries,
 //! reloads), a channel whose waker monoio's `sync` feature makes safe.
 //!
-//! The worker's state is [`crate::state::WorkerState`]; its inbox is handled in [`inbox`],
-//! its connection tasks (plain, or TLS with the handshake audited) in [`connection`].
+//! The worker's state is [`crate::state::WorkerState`]; its inbox is handled in `inbox`,
+//! its connection tasks (plain, or TLS with the handshake audited) in `connection`.
 
 use std::cell::Cell;
 use std::net::TcpListener as StdListener;

@@ -503,8 +503,8 @@ impl Stack {
     }
 }
 
-/// The worker that owns a session: the first byte of the decoded SESSION cookie (DESIGN §2,
-/// "any worker can tell where a cookie's session lives without a lookup").
+/// The worker that owns a session: the first byte of the decoded SESSION cookie (any
+/// worker can tell where a cookie's session lives without a lookup).
 pub fn session_owner(session: &str) -> u8 {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
