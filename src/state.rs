@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Gate;
-use crate::config::GatewayConfig;
+use crate::config::{Config, GatewayConfig};
 use crate::http::head::Limits;
 use crate::messages::Inbox;
 use crate::metrics::Metrics;
 use crate::route::Router;
 use crate::signal::Signal;
 use crate::tls::Terminator;
-use crate::upstream::Pools;
+use crate::upstream::{Pools, Upstream};
 
 pub struct WorkerState {
     /// Routes and upstream pools.
@@ -59,6 +59,23 @@ pub struct Routing {
 }
 
 impl Routing {
+    /// The routes of `config` over fresh pools to `upstreams` (at start and on a reload).
+    pub fn from_config(
+        config: &Config,
+        upstreams: Vec<Upstream>,
+        tls_client: &Arc<rustls::ClientConfig>,
+    ) -> Routing {
+        let g = &config.gateway;
+        let pools = Pools::new(
+            upstreams,
+            g.upstream_pool_size,
+            g.upstream_idle_timeout,
+            g.upstream_connect_timeout,
+            tls_client.clone(),
+        );
+        Routing::new(Router::new(&config.routes), pools)
+    }
+
     pub fn new(router: Router, pools: Pools) -> Routing {
         // Every route's upstream was resolved before, so the lookup cannot miss.
         let route_upstream = router

@@ -103,155 +103,205 @@ impl ChunkedDecoder {
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Progress, BodyError> {
         let mut i = 0;
         while i < input.len() {
-            let b = input[i];
-            match self.state {
-                State::Size => {
-                    if let Some(d) = hex_value(b) {
-                        if self.digits == MAX_SIZE_DIGITS {
-                            return Err(BodyError::Malformed("chunk size too large"));
-                        }
-                        self.size = (self.size << 4) | u64::from(d);
-                        self.digits += 1;
-                    } else if self.digits == 0 {
-                        return Err(BodyError::Malformed(
-                            "chunk size must start with a hex digit",
-                        ));
-                    } else {
-                        self.state = State::Ext;
-                        continue;
-                    }
-                    self.line_len += 1;
-                }
-                State::Ext => {
-                    self.line_len += 1;
-                    if self.line_len > MAX_SIZE_LINE {
-                        return Err(BodyError::Malformed("chunk size line too long"));
-                    }
-                    match b {
-                        b'\r' => self.state = State::SizeLf,
-                        b';' => self.in_ext = true,
-                        b' ' | b'\t' => {}
-                        // Extension names and values are skipped; what other parsers read
-                        // as line ends (bare LF, CR, NUL) is refused by falling through.
-                        b'=' | b'"' | b'\\' if self.in_ext => {}
-                        _ if self.in_ext && (is_tchar(b) || b >= 0x80) => {}
-                        _ => return Err(BodyError::Malformed("bad chunk size line")),
-                    }
-                }
-                State::SizeLf => {
-                    if b != b'\n' {
-                        return Err(BodyError::Malformed("bare CR in chunk size line"));
-                    }
-                    self.line_len = 0;
-                    self.digits = 0;
-                    self.in_ext = false;
-                    let size = std::mem::take(&mut self.size);
-                    if size == 0 {
-                        self.state = State::TrailerStart;
-                        if self.output == Output::Chunked {
-                            out.extend_from_slice(b"0\r\n");
-                        }
-                    } else {
-                        self.total = self.total.saturating_add(size);
-                        if self.max_body != 0 && self.total > self.max_body {
-                            return Err(BodyError::TooLarge);
-                        }
-                        self.remaining = size;
-                        self.state = State::Data;
-                    }
-                }
-                State::Data => {
-                    let avail = (input.len() - i) as u64;
-                    let take = avail.min(self.remaining) as usize;
-                    let data = &input[i..i + take];
-                    if self.output == Output::Chunked {
-                        write_hex(out, take as u64);
-                        out.extend_from_slice(b"\r\n");
-                        out.extend_from_slice(data);
-                        out.extend_from_slice(b"\r\n");
-                    } else {
-                        out.extend_from_slice(data);
-                    }
-                    self.remaining -= take as u64;
-                    i += take;
-                    if self.remaining == 0 {
-                        self.state = State::DataCr;
-                    }
-                    continue;
-                }
-                State::DataCr => {
-                    if b != b'\r' {
-                        return Err(BodyError::Malformed("chunk data not followed by CRLF"));
-                    }
-                    self.state = State::DataLf;
-                }
-                State::DataLf => {
-                    if b != b'\n' {
-                        return Err(BodyError::Malformed("chunk data not followed by CRLF"));
-                    }
-                    self.state = State::Size;
-                }
-                State::TrailerStart => match b {
-                    b'\r' => self.state = State::EndLf,
-                    b' ' | b'\t' => return Err(BodyError::Malformed("obs-fold in trailer")),
-                    _ => {
-                        self.trailer.clear();
-                        self.state = State::TrailerLine;
-                        continue;
-                    }
-                },
-                State::TrailerLine => {
-                    if b == b'\r' {
-                        self.state = State::TrailerLf;
-                    } else {
-                        if b == b'\n' || b == 0 {
-                            return Err(BodyError::Malformed("bad byte in trailer"));
-                        }
-                        self.line_len += 1;
-                        if self.line_len > self.max_trailer {
-                            return Err(BodyError::Malformed("trailer section too large"));
-                        }
-                        self.trailer.push(b);
-                    }
-                }
-                State::TrailerLf => {
-                    if b != b'\n' {
-                        return Err(BodyError::Malformed("bare CR in trailer"));
-                    }
-                    check_trailer_field(&self.trailer)?;
-                    if self.output == Output::Chunked {
-                        out.extend_from_slice(&self.trailer);
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    self.state = State::TrailerStart;
-                }
-                State::EndLf => {
-                    if b != b'\n' {
-                        return Err(BodyError::Malformed("bare CR after trailers"));
-                    }
-                    if self.output == Output::Chunked {
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    self.state = State::Done;
+            if self.state == State::Data {
+                i += self.data(&input[i..], out);
+                continue;
+            }
+            match self.byte(input[i], out)? {
+                Step::Next => i += 1,
+                Step::Again => {}
+                Step::End => {
                     return Ok(Progress {
                         consumed: i + 1,
                         done: true,
-                    });
+                    })
                 }
-                State::Done => {
+                Step::Stop => {
                     return Ok(Progress {
                         consumed: i,
                         done: true,
                     })
                 }
             }
-            i += 1;
         }
         Ok(Progress {
             consumed: i,
             done: self.state == State::Done,
         })
     }
+
+    /// Chunk data: as much of `input` as the chunk still has; returns how much that was.
+    fn data(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        let take = (input.len() as u64).min(self.remaining) as usize;
+        let data = &input[..take];
+        if self.output == Output::Chunked {
+            write_hex(out, take as u64);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(data);
+        }
+        self.remaining -= take as u64;
+        if self.remaining == 0 {
+            self.state = State::DataCr;
+        }
+        take
+    }
+
+    /// One byte outside chunk data.
+    fn byte(&mut self, b: u8, out: &mut Vec<u8>) -> Result<Step, BodyError> {
+        match self.state {
+            State::Size | State::Ext | State::SizeLf => self.size_line(b, out),
+            State::DataCr if b == b'\r' => {
+                self.state = State::DataLf;
+                Ok(Step::Next)
+            }
+            State::DataLf if b == b'\n' => {
+                self.state = State::Size;
+                Ok(Step::Next)
+            }
+            State::DataCr | State::DataLf => {
+                Err(BodyError::Malformed("chunk data not followed by CRLF"))
+            }
+            State::TrailerStart | State::TrailerLine | State::TrailerLf | State::EndLf => {
+                self.trailer_byte(b, out)
+            }
+            State::Data => unreachable!("chunk data is taken whole by `data`"),
+            State::Done => Ok(Step::Stop),
+        }
+    }
+
+    /// The chunk-size line: hex digits, extensions skipped, CRLF.
+    fn size_line(&mut self, b: u8, out: &mut Vec<u8>) -> Result<Step, BodyError> {
+        match self.state {
+            State::Size => {
+                if let Some(d) = hex_value(b) {
+                    if self.digits == MAX_SIZE_DIGITS {
+                        return Err(BodyError::Malformed("chunk size too large"));
+                    }
+                    self.size = (self.size << 4) | u64::from(d);
+                    self.digits += 1;
+                } else if self.digits == 0 {
+                    return Err(BodyError::Malformed(
+                        "chunk size must start with a hex digit",
+                    ));
+                } else {
+                    self.state = State::Ext;
+                    return Ok(Step::Again);
+                }
+                self.line_len += 1;
+            }
+            State::Ext => {
+                self.line_len += 1;
+                if self.line_len > MAX_SIZE_LINE {
+                    return Err(BodyError::Malformed("chunk size line too long"));
+                }
+                match b {
+                    b'\r' => self.state = State::SizeLf,
+                    b';' => self.in_ext = true,
+                    b' ' | b'\t' => {}
+                    // Extension names and values are skipped; what other parsers read
+                    // as line ends (bare LF, CR, NUL) is refused by falling through.
+                    b'=' | b'"' | b'\\' if self.in_ext => {}
+                    _ if self.in_ext && (is_tchar(b) || b >= 0x80) => {}
+                    _ => return Err(BodyError::Malformed("bad chunk size line")),
+                }
+            }
+            _ => {
+                if b != b'\n' {
+                    return Err(BodyError::Malformed("bare CR in chunk size line"));
+                }
+                self.size_line_done(out)?;
+            }
+        }
+        Ok(Step::Next)
+    }
+
+    /// A complete size line: the last chunk starts the trailers, any other its data.
+    fn size_line_done(&mut self, out: &mut Vec<u8>) -> Result<(), BodyError> {
+        self.line_len = 0;
+        self.digits = 0;
+        self.in_ext = false;
+        let size = std::mem::take(&mut self.size);
+        if size == 0 {
+            self.state = State::TrailerStart;
+            if self.output == Output::Chunked {
+                out.extend_from_slice(b"0\r\n");
+            }
+            return Ok(());
+        }
+        self.total = self.total.saturating_add(size);
+        if self.max_body != 0 && self.total > self.max_body {
+            return Err(BodyError::TooLarge);
+        }
+        self.remaining = size;
+        self.state = State::Data;
+        Ok(())
+    }
+
+    /// The trailer section after the last chunk, and the final CRLF.
+    fn trailer_byte(&mut self, b: u8, out: &mut Vec<u8>) -> Result<Step, BodyError> {
+        match self.state {
+            State::TrailerStart => match b {
+                b'\r' => self.state = State::EndLf,
+                b' ' | b'\t' => return Err(BodyError::Malformed("obs-fold in trailer")),
+                _ => {
+                    self.trailer.clear();
+                    self.state = State::TrailerLine;
+                    return Ok(Step::Again);
+                }
+            },
+            State::TrailerLine => {
+                if b == b'\r' {
+                    self.state = State::TrailerLf;
+                } else {
+                    if b == b'\n' || b == 0 {
+                        return Err(BodyError::Malformed("bad byte in trailer"));
+                    }
+                    self.line_len += 1;
+                    if self.line_len > self.max_trailer {
+                        return Err(BodyError::Malformed("trailer section too large"));
+                    }
+                    self.trailer.push(b);
+                }
+            }
+            State::TrailerLf => {
+                if b != b'\n' {
+                    return Err(BodyError::Malformed("bare CR in trailer"));
+                }
+                check_trailer_field(&self.trailer)?;
+                if self.output == Output::Chunked {
+                    out.extend_from_slice(&self.trailer);
+                    out.extend_from_slice(b"\r\n");
+                }
+                self.state = State::TrailerStart;
+            }
+            _ => {
+                if b != b'\n' {
+                    return Err(BodyError::Malformed("bare CR after trailers"));
+                }
+                if self.output == Output::Chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+                self.state = State::Done;
+                return Ok(Step::End);
+            }
+        }
+        Ok(Step::Next)
+    }
+}
+
+/// What `ChunkedDecoder::byte` did with its byte.
+enum Step {
+    /// Used it: go on with the next.
+    Next,
+    /// Changed state without using it: read it again.
+    Again,
+    /// Used it, and it ended the body.
+    End,
+    /// The body had already ended: the byte is not ours.
+    Stop,
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -282,98 +282,18 @@ fn early_limit_error(buf: &[u8], limits: &Limits) -> HttpError {
 /// The semantic checks on fields: framing (RFC 9112 §6), Host (RFC 9112 §3.2), persistence
 /// and the hop-by-hop set (RFC 9110 §7.6.1).
 fn judge_fields(buf: &[u8], out: &mut RequestHead, is_get: bool) -> Result<(), HttpError> {
-    let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    let mut conn_upgrade = false;
-    let mut upgrade_websocket = false;
-    let mut connection_fields: [Option<usize>; 4] = [None; 4];
-    let mut n_connection = 0;
-
+    let mut seen = Seen::default();
     for i in 0..out.fields.len() {
         let f = out.fields[i];
-        let name = f.name(buf);
-        let value = f.value(buf);
-        match name.len() {
-            4 if name_is(name, b"host") => {
-                if out.host.is_some() {
-                    return Err(HttpError::BadRequest("duplicate Host"));
-                }
-                if !value.iter().all(|&b| is_host_char(b)) {
-                    return Err(HttpError::BadRequest("invalid Host"));
-                }
-                out.host = Some(i);
-                out.fields[i].hop = true;
-            }
-            14 if name_is(name, b"content-length") => {
-                if content_length.is_some() {
-                    return Err(HttpError::BadRequest("duplicate Content-Length"));
-                }
-                let n = parse_content_length(value)
-                    .ok_or(HttpError::BadRequest("invalid Content-Length"))?;
-                content_length = Some(n);
-                out.fields[i].hop = true;
-            }
-            17 if name_is(name, b"transfer-encoding") => {
-                if chunked {
-                    return Err(HttpError::BadRequest("duplicate Transfer-Encoding"));
-                }
-                judge_transfer_encoding(value)?;
-                chunked = true;
-                out.fields[i].hop = true;
-            }
-            10 if name_is(name, b"connection") => {
-                out.fields[i].hop = true;
-                if n_connection == connection_fields.len() {
-                    return Err(HttpError::BadRequest("too many Connection fields"));
-                }
-                connection_fields[n_connection] = Some(i);
-                n_connection += 1;
-                for opt in list_elements(value) {
-                    if name_is(opt, b"close") {
-                        conn_close = true;
-                    } else if name_is(opt, b"keep-alive") {
-                        conn_keep_alive = true;
-                    } else if name_is(opt, b"upgrade") {
-                        conn_upgrade = true;
-                    } else if !opt.iter().all(|&b| is_tchar(b)) {
-                        return Err(HttpError::BadRequest("invalid Connection option"));
-                    }
-                }
-            }
-            7 if name_is(name, b"upgrade") => {
-                out.fields[i].hop = true;
-                upgrade_websocket = list_elements(value).any(|p| {
-                    let proto = p.split(|&b| b == b'/').next().unwrap_or_default();
-                    name_is(proto, b"websocket")
-                });
-            }
-            6 if name_is(name, b"expect") => {
-                out.fields[i].hop = true;
-                if name_is(trim_ows(value), b"100-continue") {
-                    out.expect_continue = true;
-                } else {
-                    return Err(HttpError::ExpectationFailed);
-                }
-            }
-            15 if name_is(name, b"x-forwarded-for") => {
-                if out.forwarded_for.is_some() {
-                    return Err(HttpError::BadRequest("duplicate X-Forwarded-For"));
-                }
-                out.forwarded_for = Some(i);
-                out.fields[i].hop = true;
-            }
-            _ => {
-                if is_hop_by_hop(name) || is_forwarded_ours(name) {
-                    out.fields[i].hop = true;
-                }
-            }
-        }
+        seen.field(i, f.name(buf), f.value(buf), out)?;
     }
-
     // Fields named by Connection are connection-specific too (RFC 9110 §7.6.1).
-    for ci in connection_fields.iter().take(n_connection).flatten() {
+    for ci in seen
+        .connection_fields
+        .iter()
+        .take(seen.n_connection)
+        .flatten()
+    {
         let list = out.fields[*ci].value(buf);
         for opt in list_elements(list) {
             for f in out.fields.iter_mut() {
@@ -383,35 +303,139 @@ fn judge_fields(buf: &[u8], out: &mut RequestHead, is_get: bool) -> Result<(), H
             }
         }
     }
+    seen.conclude(out, is_get)
+}
 
-    if out.minor == 1 && out.host.is_none() {
-        return Err(HttpError::BadRequest("missing Host"));
+/// What the framing and connection fields of a request head said, gathered field by field.
+#[derive(Default)]
+struct Seen {
+    content_length: Option<u64>,
+    chunked: bool,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    conn_upgrade: bool,
+    upgrade_websocket: bool,
+    connection_fields: [Option<usize>; 4],
+    n_connection: usize,
+}
+
+impl Seen {
+    /// Judges field `i`; marks the fields the proxy must not forward as they are.
+    fn field(
+        &mut self,
+        i: usize,
+        name: &[u8],
+        value: &[u8],
+        out: &mut RequestHead,
+    ) -> Result<(), HttpError> {
+        match name.len() {
+            4 if name_is(name, b"host") => {
+                if out.host.is_some() {
+                    return Err(HttpError::BadRequest("duplicate Host"));
+                }
+                if !value.iter().all(|&b| is_host_char(b)) {
+                    return Err(HttpError::BadRequest("invalid Host"));
+                }
+                out.host = Some(i);
+            }
+            14 if name_is(name, b"content-length") => {
+                if self.content_length.is_some() {
+                    return Err(HttpError::BadRequest("duplicate Content-Length"));
+                }
+                let n = parse_content_length(value)
+                    .ok_or(HttpError::BadRequest("invalid Content-Length"))?;
+                self.content_length = Some(n);
+            }
+            17 if name_is(name, b"transfer-encoding") => {
+                if self.chunked {
+                    return Err(HttpError::BadRequest("duplicate Transfer-Encoding"));
+                }
+                judge_transfer_encoding(value)?;
+                self.chunked = true;
+            }
+            10 if name_is(name, b"connection") => self.connection(i, value)?,
+            7 if name_is(name, b"upgrade") => {
+                self.upgrade_websocket = list_elements(value).any(|p| {
+                    let proto = p.split(|&b| b == b'/').next().unwrap_or_default();
+                    name_is(proto, b"websocket")
+                });
+            }
+            6 if name_is(name, b"expect") => {
+                if !name_is(trim_ows(value), b"100-continue") {
+                    return Err(HttpError::ExpectationFailed);
+                }
+                out.expect_continue = true;
+            }
+            15 if name_is(name, b"x-forwarded-for") => {
+                if out.forwarded_for.is_some() {
+                    return Err(HttpError::BadRequest("duplicate X-Forwarded-For"));
+                }
+                out.forwarded_for = Some(i);
+            }
+            _ => {
+                if is_hop_by_hop(name) || is_forwarded_ours(name) {
+                    out.fields[i].hop = true;
+                }
+                return Ok(());
+            }
+        }
+        // Every field judged above is one the proxy writes itself or drops.
+        out.fields[i].hop = true;
+        Ok(())
     }
-    if chunked && out.minor == 0 {
-        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
-        return Err(HttpError::BadRequest(
-            "Transfer-Encoding in HTTP/1.0 request",
-        ));
+
+    /// A `Connection` field: its options, remembered to mark the fields it names.
+    fn connection(&mut self, i: usize, value: &[u8]) -> Result<(), HttpError> {
+        if self.n_connection == self.connection_fields.len() {
+            return Err(HttpError::BadRequest("too many Connection fields"));
+        }
+        self.connection_fields[self.n_connection] = Some(i);
+        self.n_connection += 1;
+        for opt in list_elements(value) {
+            if name_is(opt, b"close") {
+                self.conn_close = true;
+            } else if name_is(opt, b"keep-alive") {
+                self.conn_keep_alive = true;
+            } else if name_is(opt, b"upgrade") {
+                self.conn_upgrade = true;
+            } else if !opt.iter().all(|&b| is_tchar(b)) {
+                return Err(HttpError::BadRequest("invalid Connection option"));
+            }
+        }
+        Ok(())
     }
-    out.framing = match (content_length, chunked) {
-        (Some(_), true) => {
-            // RFC 9112 §6.1 lets a server process such a message, but a proxy that picks
-            // one framing disagrees with some backend picking the other: refuse.
+
+    /// The head's framing, persistence and upgrade, from all its fields.
+    fn conclude(self, out: &mut RequestHead, is_get: bool) -> Result<(), HttpError> {
+        if out.minor == 1 && out.host.is_none() {
+            return Err(HttpError::BadRequest("missing Host"));
+        }
+        if self.chunked && out.minor == 0 {
+            // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
             return Err(HttpError::BadRequest(
-                "both Content-Length and Transfer-Encoding",
+                "Transfer-Encoding in HTTP/1.0 request",
             ));
         }
-        (Some(n), false) => Some(Framing::Length(n)),
-        (None, true) => Some(Framing::Chunked),
-        (None, false) => None,
-    };
-    out.keep_alive = !conn_close && (out.minor == 1 || conn_keep_alive);
-    out.websocket = upgrade_websocket && conn_upgrade && is_get && out.minor == 1;
-    if out.expect_continue && out.minor == 0 {
-        // RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0 clients.
-        out.expect_continue = false;
+        out.framing = match (self.content_length, self.chunked) {
+            (Some(_), true) => {
+                // RFC 9112 §6.1 lets a server process such a message, but a proxy that picks
+                // one framing disagrees with some backend picking the other: refuse.
+                return Err(HttpError::BadRequest(
+                    "both Content-Length and Transfer-Encoding",
+                ));
+            }
+            (Some(n), false) => Some(Framing::Length(n)),
+            (None, true) => Some(Framing::Chunked),
+            (None, false) => None,
+        };
+        out.keep_alive = !self.conn_close && (out.minor == 1 || self.conn_keep_alive);
+        out.websocket = self.upgrade_websocket && self.conn_upgrade && is_get && out.minor == 1;
+        if out.expect_continue && out.minor == 0 {
+            // RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0 clients.
+            out.expect_continue = false;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn name_is_ci(a: &[u8], b: &[u8]) -> bool {

@@ -85,6 +85,17 @@ pub fn parse_response(
         });
     }
 
+    judge_fields(buf, request_is_head, out)?;
+    Ok(Some(()))
+}
+
+/// Decides the response's framing and reuse from its fields, and marks the fields the proxy
+/// must not relay as they are.
+fn judge_fields(
+    buf: &[u8],
+    request_is_head: bool,
+    out: &mut ResponseHead,
+) -> Result<(), HttpError> {
     let mut content_length: Option<u64> = None;
     let mut chunked_last = None;
     let mut close = out.minor == 0;
@@ -110,19 +121,7 @@ pub fn parse_response(
             out.fields[i].hop = true;
         } else if name_is(name, b"connection") {
             out.fields[i].hop = true;
-            for opt in list_elements(value) {
-                if name_is(opt, b"close") {
-                    close = true;
-                } else if name_is(opt, b"keep-alive") && out.minor == 0 {
-                    close = false;
-                }
-                for g in out.fields.iter_mut() {
-                    let n = g.name(buf);
-                    if n.len() == opt.len() && n.eq_ignore_ascii_case(opt) {
-                        g.hop = true;
-                    }
-                }
-            }
+            close = connection_options(buf, value, close, out);
         } else if is_hop_by_hop(name) {
             out.fields[i].hop = true;
         }
@@ -134,11 +133,10 @@ pub fn parse_response(
             "Transfer-Encoding in HTTP/1.0 response",
         ));
     }
-
     let bodiless =
         request_is_head || (100..200).contains(&out.code) || matches!(out.code, 204 | 304);
     out.content_length = content_length;
-    out.framing = Some(if bodiless {
+    let framing = if bodiless {
         Framing::Length(0)
     } else {
         match (chunked_last, content_length) {
@@ -153,12 +151,29 @@ pub fn parse_response(
             (None, Some(n)) => Framing::Length(n),
             (None, None) => Framing::Close,
         }
-    });
-    if out.framing == Some(Framing::Close) {
-        close = true;
+    };
+    out.framing = Some(framing);
+    out.reusable = !close && framing != Framing::Close;
+    Ok(())
+}
+
+/// A `Connection` field's options: whether the connection closes after this response
+/// (`close` so far), and the fields it names marked connection-specific.
+fn connection_options(buf: &[u8], value: &[u8], mut close: bool, out: &mut ResponseHead) -> bool {
+    for opt in list_elements(value) {
+        if name_is(opt, b"close") {
+            close = true;
+        } else if name_is(opt, b"keep-alive") && out.minor == 0 {
+            close = false;
+        }
+        for g in out.fields.iter_mut() {
+            let n = g.name(buf);
+            if n.len() == opt.len() && n.eq_ignore_ascii_case(opt) {
+                g.hop = true;
+            }
+        }
     }
-    out.reusable = !close;
-    Ok(Some(()))
+    close
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

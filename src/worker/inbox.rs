@@ -6,9 +6,7 @@ use std::rc::Rc;
 use crate::auth::calls::Listeners;
 use crate::backchannel::LogoutError;
 use crate::messages::{AdminAnswer, WorkerMsg};
-use crate::route::Router;
 use crate::state::{Routing, WorkerState};
-use crate::upstream::Pools;
 
 use super::{Open, LOG};
 
@@ -41,15 +39,7 @@ pub(super) async fn run(
                 let _ = reply.send(answer);
             }
             WorkerMsg::Reload(r) => {
-                let g = &r.config.gateway;
-                let pools = Pools::new(
-                    r.upstreams.clone(),
-                    g.upstream_pool_size,
-                    g.upstream_idle_timeout,
-                    g.upstream_connect_timeout,
-                    ctx.tls_client.clone(),
-                );
-                let routing = Routing::new(Router::new(&r.config.routes), pools);
+                let routing = Routing::from_config(&r.config, r.upstreams.clone(), &ctx.tls_client);
                 *ctx.routing.borrow_mut() = Rc::new(routing);
                 if let Some(gate) = &ctx.gate {
                     gate.set_listeners(Listeners::from_config(&r.config.cg));

@@ -24,10 +24,9 @@ use crate::config::{Config, Driver};
 use crate::http::head::Limits;
 use crate::messages::{Inbox, Shared, WorkerMsg};
 use crate::provider::RefreshRequester;
-use crate::route::Router;
 use crate::signal::Signal;
 use crate::state::{Routing, Timeouts, WorkerState};
-use crate::upstream::{Pools, Upstream};
+use crate::upstream::Upstream;
 
 const LOG: &str = "sessiongate::worker";
 /// Submission queue size: enough for thousands of connections' reads in flight per tick.
@@ -169,18 +168,77 @@ async fn serve(
             return;
         }
     };
-    let g = &cfg.gateway;
-    let router = Router::new(&cfg.routes);
-    let pools = Pools::new(
-        spec.upstreams,
-        g.upstream_pool_size,
-        g.upstream_idle_timeout,
-        g.upstream_connect_timeout,
-        spec.tls_client.clone(),
+    let id = spec.id;
+    let (inbox_rx, grace) = (spec.inbox, cfg.gateway.shutdown_grace);
+    let (check_every, fresh_every) = (
+        cfg.cg.session_check_interval,
+        cfg.cg.fresh_token_send_interval,
     );
-    let ctx = Rc::new(WorkerState {
-        routing: std::cell::RefCell::new(Rc::new(Routing::new(router, pools))),
-        tls_client: spec.tls_client.clone(),
+    let ctx = Rc::new(state(WorkerSpecParts {
+        id,
+        config: spec.config.clone(),
+        upstreams: spec.upstreams,
+        peers: spec.peers,
+        shared: spec.shared,
+        metrics: spec.metrics,
+        refresher: spec.refresher,
+        tls_client: spec.tls_client,
+        banner: spec.banner,
+        server_tls: spec.server_tls,
+    }));
+    let open = Rc::new(Cell::new(0usize));
+    monoio::spawn(inbox::run(inbox_rx, ctx.clone(), open.clone()));
+    if let Some(g) = &ctx.gate {
+        monoio::spawn(expiry(ctx.clone(), check_every));
+        monoio::spawn(fresh_tokens(ctx.clone(), fresh_every));
+        monoio::spawn(g.dispatcher().clone().run(ctx.shutdown.clone()));
+    }
+    let _ = ready.send(Ok(in_use));
+    tracing::debug!(target: LOG, worker = id, driver = ?in_use, "worker started");
+
+    if let Some(l) = plain_listener {
+        monoio::spawn(accept(l, ctx.clone(), open.clone(), false));
+    }
+    accept(listener, ctx.clone(), open.clone(), ctx.tls.is_some()).await;
+    drain(&ctx, &open, Instant::now() + grace).await;
+}
+
+/// What `state` builds a worker's state from.
+struct WorkerSpecParts {
+    id: usize,
+    config: Arc<Config>,
+    upstreams: Vec<Upstream>,
+    peers: Vec<Inbox>,
+    shared: Arc<Shared>,
+    metrics: Arc<crate::metrics::Metrics>,
+    refresher: Option<RefreshRequester>,
+    tls_client: Arc<rustls::ClientConfig>,
+    banner: Option<Arc<str>>,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The worker's state: routing, limits, and the session gate when login is configured.
+fn state(p: WorkerSpecParts) -> WorkerState {
+    let (cfg, g) = (&p.config, &p.config.gateway);
+    let gate = p.refresher.and_then(|refresher| {
+        let deps = GateDeps {
+            shared: p.shared.clone(),
+            refresher,
+            tls_client: p.tls_client.clone(),
+            banner: p.banner.as_deref().map(Rc::from),
+            peers: p.peers.clone(),
+            metrics: p.metrics.clone(),
+            clock: Clock::system(),
+        };
+        Gate::new(cfg, p.id as u8, deps)
+    });
+    WorkerState {
+        routing: std::cell::RefCell::new(Rc::new(Routing::from_config(
+            cfg,
+            p.upstreams,
+            &p.tls_client,
+        ))),
+        tls_client: p.tls_client.clone(),
         limits: Limits {
             max_head_bytes: g.max_head_bytes,
             max_headers: g.max_headers,
@@ -191,53 +249,30 @@ async fn serve(
         access_log: g.access_log,
         hand_off: g.connection_hand_off,
         shutdown: Signal::new(),
-        worker: spec.id,
-        gate: spec.refresher.and_then(|r| {
-            let deps = GateDeps {
-                shared: spec.shared.clone(),
-                refresher: r,
-                tls_client: spec.tls_client.clone(),
-                banner: spec.banner.as_deref().map(Rc::from),
-                peers: spec.peers.clone(),
-                metrics: spec.metrics.clone(),
-                clock: Clock::system(),
-            };
-            Gate::new(cfg, spec.id as u8, deps)
-        }),
-        metrics: spec.metrics.clone(),
-        peers: spec.peers,
-        tls: spec.server_tls.map(crate::tls::Terminator::new),
-    });
-    let open = Rc::new(Cell::new(0usize));
-    monoio::spawn(inbox::run(spec.inbox, ctx.clone(), open.clone()));
-    if let Some(g) = &ctx.gate {
-        monoio::spawn(expiry(ctx.clone(), cfg.cg.session_check_interval));
-        monoio::spawn(fresh_tokens(ctx.clone(), cfg.cg.fresh_token_send_interval));
-        monoio::spawn(g.dispatcher().clone().run(ctx.shutdown.clone()));
+        worker: p.id,
+        gate,
+        metrics: p.metrics,
+        peers: p.peers,
+        tls: p.server_tls.map(crate::tls::Terminator::new),
     }
-    let _ = ready.send(Ok(in_use));
-    tracing::debug!(target: LOG, worker = spec.id, driver = ?in_use, "worker started");
+}
 
-    if let Some(l) = plain_listener {
-        monoio::spawn(accept(l, ctx.clone(), open.clone(), false));
-    }
-    accept(listener, ctx.clone(), open.clone(), ctx.tls.is_some()).await;
-    let deadline = Instant::now() + cfg.gateway.shutdown_grace;
+/// After the listeners stopped: open connections get until `deadline` to finish, then the
+/// outgoing calls (logouts above all) the rest of it; retries stop waiting for their delays
+/// once shutdown starts.
+async fn drain(ctx: &WorkerState, open: &Cell<usize>, deadline: Instant) {
     while open.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
     if open.get() > 0 {
-        tracing::warn!(target: LOG, worker = spec.id, open = open.get(), "grace period over; closing remaining connections");
+        tracing::warn!(target: LOG, worker = ctx.worker, open = open.get(), "grace period over; closing remaining connections");
     }
-    // Outgoing calls (logouts above all) get the rest of the grace period; retries stop
-    // waiting for their delays once shutdown starts.
-    if let Some(g) = &ctx.gate {
-        while g.dispatcher().pending() > 0 && Instant::now() < deadline {
-            monoio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if g.dispatcher().pending() > 0 {
-            tracing::error!(target: "sessiongate::dispatcher", worker = spec.id, pending = g.dispatcher().pending(), "grace period over with outgoing calls undelivered: lost");
-        }
+    let Some(g) = &ctx.gate else { return };
+    while g.dispatcher().pending() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if g.dispatcher().pending() > 0 {
+        tracing::error!(target: "sessiongate::dispatcher", worker = ctx.worker, pending = g.dispatcher().pending(), "grace period over with outgoing calls undelivered: lost");
     }
 }
 
