@@ -189,8 +189,11 @@ async fn serve(
     let open = Rc::new(Cell::new(0usize));
     monoio::spawn(inbox::run(inbox_rx, ctx.clone(), open.clone()));
     if let Some(g) = &ctx.gate {
-        monoio::spawn(expiry(ctx.clone(), check_every));
-        monoio::spawn(fresh_tokens(ctx.clone(), fresh_every));
+        let mut scratch = Vec::new();
+        monoio::spawn(every(ctx.clone(), check_every, move |g| {
+            g.expire(&mut scratch)
+        }));
+        monoio::spawn(every(ctx.clone(), fresh_every, Gate::send_fresh_tokens));
         monoio::spawn(g.dispatcher().clone().run(ctx.shutdown.clone()));
     }
     let _ = ready.send(Ok(in_use));
@@ -313,9 +316,10 @@ async fn accept(
     }
 }
 
-/// Processes session expiry every `cg.sessionCheckIntervalMs` (the wheel's tick).
-async fn expiry(ctx: Rc<WorkerState>, every: Duration) {
-    let mut scratch = Vec::new();
+/// Runs `tick` on the worker's gate every `every` until the worker stops: session expiry
+/// (`cg.sessionCheckIntervalMs`, the wheel's tick) and fresh-token rounds
+/// (`cg.freshTokenSendIntervalMs`).
+async fn every(ctx: Rc<WorkerState>, every: Duration, mut tick: impl FnMut(&Gate)) {
     let Some(gate) = ctx.gate.as_ref() else {
         return;
     };
@@ -324,20 +328,6 @@ async fn expiry(ctx: Rc<WorkerState>, every: Duration) {
             _ = monoio::time::sleep(every) => {}
             _ = ctx.shutdown.wait() => return,
         }
-        gate.expire(&mut scratch);
-    }
-}
-
-/// Sends fresh tokens every `cg.freshTokenSendIntervalMs`.
-async fn fresh_tokens(ctx: Rc<WorkerState>, every: Duration) {
-    let Some(gate) = ctx.gate.as_ref() else {
-        return;
-    };
-    while !ctx.shutdown.is_triggered() {
-        monoio::select! {
-            _ = monoio::time::sleep(every) => {}
-            _ = ctx.shutdown.wait() => return,
-        }
-        gate.send_fresh_tokens();
+        tick(gate);
     }
 }
