@@ -17,6 +17,7 @@
 # per request against the same run with 1 worker (no hand-off) gives the cost of one hop.
 #
 # Environment: ROUNDS=3 DURATION=10 CONNECTIONS=64 PROXY_CPU=0 LOAD_CPUS=1 SKIP_BUILD=1
+#   SESSIONGATE_BIN=path (binary to test; implies SKIP_BUILD=1)
 # Needs nginx, wrk, node (npm ci --prefix tests) and python3; installs nginx/wrk if missing.
 set -euo pipefail
 
@@ -35,10 +36,7 @@ need_tools nginx wrk
 setup_pinning || log "warning: no pinning ($NCPU CPU(s) or no taskset): numbers are indicative only"
 command -v node >/dev/null || die "node is needed for the provider"
 [[ -d "$ROOT/tests/node_modules/oidc-provider" ]] || npm ci --prefix "$ROOT/tests" --no-audit --no-fund
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -q)
-fi
-SG_BIN="$ROOT/target/release/sessiongate"
+build_gateway sessiongate
 init_run
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "port $1 never opened"; }
 

@@ -41,6 +41,7 @@ use rustls::{AlertDescription, Error as TlsError, ProtocolVersion};
 
 use crate::audit::Handshake;
 use crate::config::{Config, SslConfig};
+use crate::http::reply::Reply;
 
 const LOG: &str = "sessiongate::tls";
 const CERT_KEY: &str = "server.ssl.certificate";
@@ -48,7 +49,10 @@ const KEY_KEY: &str = "server.ssl.certificate-private-key";
 /// A certificate this close to its end is announced with a WARN at start and reload.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// What a plain HTTP request on the TLS port is told before the connection closes.
-const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 60\r\nConnection: close\r\n\r\nThis port speaks HTTPS; the request was sent as plain HTTP.\n";
+fn plain_http_answer() -> Vec<u8> {
+    let text = "This port speaks HTTPS; the request was sent as plain HTTP.\n";
+    Reply::text(400, "Bad Request", text).to_bytes(true)
+}
 
 /// A certificate or key the gateway cannot serve; names the configuration key.
 #[derive(Debug, thiserror::Error)]
@@ -405,7 +409,7 @@ pub async fn accept(
         HsError::Eof(true) => "client closed the connection during the handshake".into(),
         HsError::Io(e) => format!("I/O error during the handshake: {e}"),
         HsError::PlainHttp => {
-            let _ = monoio::time::timeout(limit, tcp.write_all(PLAIN_HTTP_ANSWER)).await;
+            let _ = monoio::time::timeout(limit, tcp.write_all(plain_http_answer())).await;
             "plain HTTP request on the TLS port".into()
         }
         HsError::Tls(e) => tls_reason(&e),
@@ -536,7 +540,8 @@ mod tests {
 
     #[test]
     fn plain_http_answer_is_well_framed() {
-        let text = std::str::from_utf8(PLAIN_HTTP_ANSWER).unwrap();
+        let answer = plain_http_answer();
+        let text = std::str::from_utf8(&answer).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
     }
