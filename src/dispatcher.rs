@@ -59,6 +59,8 @@ pub struct Call {
     pub body: Option<(&'static str, Vec<u8>)>,
     /// Whose call this is, for the log line that reports a loss.
     pub subject: Box<str>,
+    /// The session as logs name it ([`crate::session::SessionId::reference`], or the
+    /// provider's `sid`): never the cookie value.
     pub session: Box<str>,
 }
 

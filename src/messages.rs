@@ -14,8 +14,9 @@ use std::sync::Arc;
 use crate::backchannel::{LogoutError, LogoutToken};
 use crate::config::Config;
 use crate::oidc::ProviderState;
-use crate::session::pending::PendingLogin;
-use crate::session::SessionId;
+use crate::session::pending::{Missing, PendingLogin};
+use crate::session::users::UserSessions;
+use crate::session::{EndReason, SessionId};
 use crate::upstream::Upstream;
 
 /// A worker's inbox.
@@ -59,6 +60,10 @@ pub enum WorkerMsg {
     /// A reloaded server certificate (SIGHUP), already checked: for the connections
     /// accepted from now on; open ones keep theirs.
     ServerTls(Arc<rustls::ServerConfig>),
+    /// From a session's owner: the session ended; close its WebSockets on this worker.
+    CloseWebSockets(SessionId),
+    /// To a session's owner: end it (its user went past the per-user session limit).
+    EndSession(SessionId, EndReason),
 }
 
 /// What a worker takes from a reloaded configuration.
@@ -69,13 +74,22 @@ pub struct Reload {
 
 /// What one worker asks another about state the other owns.
 pub enum PeerRequest {
+    /// A request of the session; `websocket_on`: a WebSocket of it opens on that worker,
+    /// which must be told when the session ends.
     Lookup {
         id: SessionId,
+        websocket_on: Option<u8>,
         reply: flume::Sender<Option<PeerView>>,
     },
+    /// Traffic on a WebSocket of the session, on another worker.
+    Touch {
+        id: SessionId,
+    },
+    /// The pending login of `state`, if `browser` (its binding's hash) started it.
     TakePending {
         state: String,
-        reply: flume::Sender<Option<PendingLogin>>,
+        browser: [u8; 32],
+        reply: flume::Sender<Result<PendingLogin, Missing>>,
     },
     /// A user logout; the answer is the ended session's ID token.
     EndUser {
@@ -123,10 +137,12 @@ pub enum AdminAnswer {
     Ended(usize),
 }
 
-/// Gateway-wide facts shared by all workers, read with atomics only.
-#[derive(Debug, Default)]
+/// Gateway-wide facts shared by all workers: atomics, and the per-user session registry
+/// (locked only when sessions are created or end).
+#[derive(Default)]
 pub struct Shared {
     pub sessions: AtomicU64,
     /// Some worker has the provider's metadata and keys (readiness).
     pub provider_ready: AtomicBool,
+    pub users: UserSessions,
 }

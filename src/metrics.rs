@@ -9,7 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Why a session ended, as a metric label.
-pub const END_REASONS: [&str; 5] = ["expired", "user", "backchannel", "admin", "refresh_refused"];
+pub const END_REASONS: [&str; 6] = [
+    "expired",
+    "user",
+    "backchannel",
+    "admin",
+    "refresh_refused",
+    "superseded",
+];
 
 /// One worker's counters.
 #[derive(Debug, Default)]
@@ -24,7 +31,7 @@ pub struct Metrics {
     pub upstream_timeouts: AtomicU64,
     pub sessions_created: AtomicU64,
     pub sessions_rejected: AtomicU64,
-    pub sessions_ended: [AtomicU64; 5],
+    pub sessions_ended: [AtomicU64; 6],
     pub logins_started: AtomicU64,
     pub jwt_verifications: AtomicU64,
     pub jwt_cache_hits: AtomicU64,
@@ -37,6 +44,11 @@ pub struct Metrics {
     pub calls_failed: AtomicU64,
     pub calls_dropped: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    /// Pending logins dropped: past their TTL, or the oldest of a full table.
+    pub pending_expired: AtomicU64,
+    pub pending_evicted: AtomicU64,
+    /// Logins refused because their client held its whole share of pending logins.
+    pub logins_refused_share: AtomicU64,
 }
 
 impl Metrics {
@@ -49,6 +61,16 @@ impl Metrics {
     pub fn response(&self, status: u16) {
         let class = usize::from((status / 100).clamp(1, 5)) - 1;
         self.responses[class].fetch_add(1, Relaxed);
+    }
+
+    /// Pending logins that left the table without a callback.
+    pub fn pending_logins_evicted(&self, expired: usize, full: usize) {
+        if expired > 0 {
+            self.pending_expired.fetch_add(expired as u64, Relaxed);
+        }
+        if full > 0 {
+            self.pending_evicted.fetch_add(full as u64, Relaxed);
+        }
     }
 
     pub fn session_ended(&self, reason: &str) {
@@ -155,6 +177,21 @@ pub fn render(all: &[Arc<Metrics>], sessions_active: u64, provider_ready: bool) 
         "sessiongate_calls_dropped_total",
         "Fresh-token calls dropped from a full queue.",
         sum(all, |m| &m.calls_dropped),
+    );
+    counter(
+        "sessiongate_pending_logins_expired_total",
+        "Pending logins dropped after ten minutes without a callback.",
+        sum(all, |m| &m.pending_expired),
+    );
+    counter(
+        "sessiongate_pending_logins_evicted_total",
+        "Pending logins dropped, oldest first, to keep a flooded table within its bounds.",
+        sum(all, |m| &m.pending_evicted),
+    );
+    counter(
+        "sessiongate_logins_refused_total",
+        "Logins refused because their client held its whole share of pending logins.",
+        sum(all, |m| &m.logins_refused_share),
     );
     counter(
         "sessiongate_tls_handshake_failures_total",

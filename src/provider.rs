@@ -78,31 +78,37 @@ async fn run(
     let client = HttpClient::new(tls, Duration::from_secs(5), Duration::from_secs(10));
     let meta = discover_until_done(&client, &issuer).await;
     let mut generation = 0u64;
-    let mut current: Option<Arc<crate::jwt::JwkSet>> = None;
     let mut last_fetch;
     let mut digest: Vec<u8> = Vec::new();
     let mut delay = RETRY_MIN;
+    let mut state: Option<Arc<ProviderState>> = None;
+    // A refetch a worker asked for: answered even when nothing changed, so the requests
+    // waiting for new keys stop waiting.
+    let mut requested = false;
     loop {
         match oidc::fetch_jwks(&client, &meta).await {
             Ok((set, body_digest)) => {
                 last_fetch = Instant::now();
                 delay = RETRY_MIN;
                 // Compare the documents, not kids: a key replaced under the same kid counts.
-                if body_digest != digest {
+                let changed = body_digest != digest;
+                if changed {
                     digest = body_digest;
                     generation += 1;
                     let jwks = Arc::new(set);
-                    current = Some(jwks.clone());
                     tracing::info!(target: LOG, keys = jwks.len(), generation, "provider keys loaded");
-                    let state = Arc::new(ProviderState {
+                    state = Some(Arc::new(ProviderState {
                         meta: meta.clone(),
                         jwks,
                         generation,
-                    });
+                    }));
+                }
+                if let Some(state) = state.as_ref().filter(|_| changed || requested) {
                     for w in &workers {
                         let _ = w.send(WorkerMsg::Provider(state.clone()));
                     }
                 }
+                requested = false;
             }
             Err(e) => {
                 tracing::warn!(target: LOG, error = %e, retry_in = ?delay, "JWKS fetch failed");
@@ -112,11 +118,7 @@ async fn run(
             }
         }
         // Sleep until the periodic refresh or an unknown-kid request, whichever is first.
-        let wait = if current.is_some() {
-            JWKS_REFRESH
-        } else {
-            delay
-        };
+        let wait = if state.is_some() { JWKS_REFRESH } else { delay };
         monoio::select! {
             _ = monoio::time::sleep(wait) => {}
             r = rx.recv_async() => {
@@ -128,6 +130,7 @@ async fn run(
                     monoio::time::sleep(KID_REFETCH_MIN_GAP - since).await;
                 }
                 tracing::debug!(target: LOG, "JWKS refetch requested (unknown kid)");
+                requested = true;
             }
         }
     }

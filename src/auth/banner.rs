@@ -6,10 +6,9 @@ use crate::http::form::{form_encode, form_value};
 use crate::http::head::RequestHead;
 use crate::http::reply::{html_escape, Reply};
 use crate::messages::{PeerRequest, WorkerMsg};
-use crate::session::cookie::session_cookie;
 use crate::session::SessionId;
 
-use super::{is_navigation, query, safe_return, Decision, Gate};
+use super::{forbidden, is_navigation, query, safe_return, Client, Decision, Gate};
 
 /// Where the banner's form posts.
 pub const ACCEPT_PATH: &[u8] = b"/sessiongate/banner/accept";
@@ -43,14 +42,23 @@ impl Gate {
 
     /// `POST /sessiongate/banner/accept?return=...`: records the acceptance in the session
     /// (wherever it lives) and sends the browser back.
-    pub(super) fn accept_banner(&self, head: &RequestHead, buf: &[u8], movable: bool) -> Decision {
+    pub(super) fn accept_banner(
+        &self,
+        head: &RequestHead,
+        buf: &[u8],
+        client: &Client,
+    ) -> Decision {
+        if !self.same_origin(head, buf, client) {
+            // Accepting the banner is the user's act; a page elsewhere cannot do it for them.
+            return Decision::Reply(forbidden("cross-site banner acceptance refused"));
+        }
         let back = safe_return(
             &form_value(query(head.target(buf)), "return").unwrap_or_else(|| "/".into()),
         );
-        if let Some(id) = session_cookie(head, buf).and_then(SessionId::parse) {
+        if let Some(id) = self.cookie_session(head, buf) {
             if id.owner() == self.worker {
                 self.accept_banner_here(&id);
-            } else if movable {
+            } else if client.movable {
                 return Decision::HandOff(id.owner());
             } else if let Some(peer) = self.peers.get(usize::from(id.owner())) {
                 let _ = peer.send(WorkerMsg::Peer(PeerRequest::AcceptBanner { id }));

@@ -86,7 +86,7 @@ impl Gate {
                     headers: vec![("Authorization", format!("Bearer {}", s.access_token))],
                     body: None,
                     subject: s.subject().into(),
-                    session: s.id().encode().as_str().into(),
+                    session: s.id().reference().to_string().into(),
                 });
             }
         }
@@ -106,7 +106,7 @@ impl Gate {
                 headers,
                 body: Some(("application/x-www-form-urlencoded", body)),
                 subject: s.subject().into(),
-                session: s.id().encode().as_str().into(),
+                session: s.id().reference().to_string().into(),
             });
         }
     }
@@ -154,7 +154,7 @@ impl Gate {
                     headers: vec![("Authorization", format!("Bearer {}", s.access_token))],
                     body: Some(("application/json", body.clone())),
                     subject: s.subject().into(),
-                    session: s.id().encode().as_str().into(),
+                    session: s.id().reference().to_string().into(),
                 });
             }
         });

@@ -11,29 +11,50 @@ use crate::http::form::form_value;
 use crate::http::head::RequestHead;
 use crate::http::reply::Reply;
 use crate::jwt::Claims;
-use crate::messages::PeerRequest;
+use crate::messages::{PeerRequest, WorkerMsg};
 use crate::metrics::Metrics;
 use crate::oidc::{self, TokenResponse};
-use crate::session::cookie::set_cookie;
-use crate::session::pending::PendingLogin;
+use crate::session::cookie::{cookie_value, login_cookie_name, set_cookie, set_login_cookie};
+use crate::session::pending::{Missing, PendingLogin, ShareExceeded, MAX_RETURN_TO};
 use crate::session::table::{Session, NEVER};
-use crate::session::SessionId;
+use crate::session::{EndReason, SessionId};
 
 use super::refresh::access_expiry;
-use super::{not_ready, query, safe_return, Decision, Gate, LOG};
+use super::verify::Purpose;
+use super::{not_ready, query, safe_return, Client, Decision, Gate, LOG};
+
+/// A login-binding cookie value: 24 random bytes, base64url.
+const BINDING_LEN: usize = 32;
 
 impl Gate {
-    /// Redirects a browser to the provider's login, remembering what the callback needs.
-    pub(super) fn start_login(&self, head: &RequestHead, buf: &[u8]) -> Decision {
+    /// Redirects a browser to the provider's login, remembering what the callback needs,
+    /// bound to this browser by its login cookie.
+    pub(super) fn start_login(&self, head: &RequestHead, buf: &[u8], client: &Client) -> Decision {
         let Some(p) = self.keys.current() else {
             return Decision::Reply(not_ready());
         };
-        let return_to = safe_return(&String::from_utf8_lossy(head.target(buf)));
+        let Some(redirect_uri) = self.redirect_uri(head, buf, client) else {
+            return unknown_host();
+        };
+        let target = head.target(buf);
+        let return_to = match target.len() <= MAX_RETURN_TO {
+            true => safe_return(&String::from_utf8_lossy(target)),
+            false => "/".to_string(),
+        };
+        // One binding per browser, shared by its tabs' logins.
+        let secure = self.settings.secure_cookie;
+        let existing = cookie_value(head, buf, login_cookie_name(secure)).filter(|v| {
+            v.len() == BINDING_LEN
+                && v.iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        let binding = match existing {
+            Some(v) => String::from_utf8_lossy(v).into_owned(),
+            None => oidc::random_token(&self.rng, 24),
+        };
         let state = format!("{:02x}{}", self.worker, oidc::random_token(&self.rng, 24));
         let nonce = oidc::random_token(&self.rng, 24);
         let verifier = oidc::random_token(&self.rng, 32);
-        let redirect_uri = self.redirect_uri(head, buf);
-        Metrics::inc(&self.metrics.logins_started);
         let location = oidc::authorization_url(
             &p.meta,
             &self.reg,
@@ -49,64 +70,84 @@ impl Gate {
             return_to,
             redirect_uri,
             created_ms: now,
+            browser: binding_hash(binding.as_bytes()),
+            client: self.client_ip(head, buf, client.peer),
         };
-        if self.pending.borrow_mut().insert(state, login, now).is_err() {
-            return Decision::Reply(Reply::page(
-                503,
-                "Service Unavailable",
-                "Too many logins",
-                "Too many logins are in progress; try again shortly.",
-            ));
+        match self.pending.borrow_mut().insert(state, login, now) {
+            Ok(evicted) => self
+                .metrics
+                .pending_logins_evicted(evicted.expired, evicted.full),
+            Err(ShareExceeded) => {
+                Metrics::inc(&self.metrics.logins_refused_share);
+                let r = Reply::page(
+                    503,
+                    "Service Unavailable",
+                    "Too many logins",
+                    "Too many logins are in progress from your network; try again shortly.",
+                );
+                return Decision::Reply(r.with_header("Retry-After", "10".into()));
+            }
         }
-        Decision::Reply(Reply::redirect(location))
+        Metrics::inc(&self.metrics.logins_started);
+        let mut r = Reply::redirect(location);
+        if existing.is_none() {
+            let max_age = self.pending.borrow().ttl_secs();
+            r = r.with_header("Set-Cookie", set_login_cookie(&binding, secure, max_age));
+        }
+        Decision::Reply(r)
     }
 
-    /// `spring.security.oauth2.client.registration.<id>.redirect-uri`, or Spring's default.
-    fn redirect_uri(&self, head: &RequestHead, buf: &[u8]) -> String {
-        let scheme = if self.settings.tls { "https" } else { "http" };
-        let host = head
-            .host(buf)
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let base = format!("{scheme}://{host}");
-        match &self.reg.redirect_uri {
+    /// `spring.security.oauth2.client.registration.<id>.redirect-uri` (Spring's default
+    /// `{baseUrl}/login/oauth2/code/{registrationId}`), with `{baseUrl}` from
+    /// `sessiongate.public-url` or a Host known to be this gateway's; `None` otherwise.
+    fn redirect_uri(&self, head: &RequestHead, buf: &[u8], client: &Client) -> Option<String> {
+        let base = self.base_url(head, buf, client)?;
+        Some(match &self.reg.redirect_uri {
             Some(t) => t
                 .replace("{baseUrl}", &base)
                 .replace("{registrationId}", &self.reg.id)
                 .replace("{action}", "login"),
             None => format!("{base}/login/oauth2/code/{}", self.reg.id),
-        }
+        })
     }
 
-    /// The provider's answer at `/login/oauth2/code/<registration>`.
-    pub(super) async fn callback(&self, head: &RequestHead, buf: &[u8], movable: bool) -> Decision {
+    /// The provider's answer at `/login/oauth2/code/<registration>`: finished only in the
+    /// browser that started the login.
+    pub(super) async fn callback(
+        &self,
+        head: &RequestHead,
+        buf: &[u8],
+        client: &Client,
+    ) -> Decision {
         let query = query(head.target(buf));
         let Some(state) = form_value(query, "state") else {
             return bad_callback("The login answer carries no state.");
         };
+        let browser = cookie_value(head, buf, login_cookie_name(self.settings.secure_cookie))
+            .map(binding_hash)
+            .unwrap_or([0; 32]);
         // The state names the worker that holds the pending login.
         let owner = state.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok());
-        let pending = match owner {
-            Some(o) if o != self.worker && movable => return Decision::HandOff(o),
+        let taken = match owner {
+            Some(o) if o != self.worker && client.movable && usize::from(o) < self.peers.len() => {
+                return Decision::HandOff(o)
+            }
             Some(o) if o != self.worker => {
                 let state = state.clone();
-                self.ask_peer(o, |reply| PeerRequest::TakePending { state, reply })
-                    .await
-                    .flatten()
+                self.ask_peer(o, |reply| PeerRequest::TakePending {
+                    state,
+                    browser,
+                    reply,
+                })
+                .await
+                .unwrap_or(Err(Missing::Unknown))
             }
-            _ => self.pending.borrow_mut().take(&state),
+            _ => self.take_pending(&state, &browser),
         };
-        let Some(pending) = pending else {
-            return bad_callback("This login is unknown, expired or was already used.");
+        let pending = match taken {
+            Ok(p) => p,
+            Err(missing) => return self.no_pending_login(head, buf, missing).await,
         };
-        if self
-            .pending
-            .borrow()
-            .check_age(&pending, self.clock.now_ms())
-            .is_err()
-        {
-            return bad_callback("This login took too long; please start again.");
-        }
         if let Some(err) = form_value(query, "error") {
             tracing::info!(target: LOG, error = %err.escape_debug(), "provider refused the login");
             return bad_callback("The identity provider refused the login.");
@@ -117,6 +158,25 @@ impl Gate {
         match self.redeem(&code, &pending).await {
             Ok((tokens, claims)) => self.create_session(tokens, &claims, pending.return_to),
             Err(refusal) => refusal,
+        }
+    }
+
+    /// A callback whose login cannot be finished here. Opened again (the Back button) by a
+    /// user who is logged in, it sends them on to where they were going.
+    async fn no_pending_login(&self, head: &RequestHead, buf: &[u8], missing: Missing) -> Decision {
+        let logged_in = match self.cookie_session(head, buf) {
+            Some(id) => self.session_alive(&id).await,
+            None => false,
+        };
+        match missing {
+            Missing::Used { return_to } if logged_in => Decision::Reply(Reply::redirect(return_to)),
+            Missing::Unknown if logged_in => Decision::Reply(Reply::redirect("/".into())),
+            Missing::Expired => bad_callback("This login took too long; please start again."),
+            Missing::OtherBrowser => {
+                tracing::info!(target: LOG, "login callback refused: started in another browser");
+                bad_callback("This login was started in another browser; please start again here.")
+            }
+            _ => bad_callback("This login is unknown, expired or was already used."),
         }
     }
 
@@ -146,10 +206,13 @@ impl Gate {
         let Some(id_token) = tokens.id_token.as_deref() else {
             return Err(bad_callback("The identity provider sent no ID token."));
         };
-        let claims = self.verify_fresh(id_token).await.map_err(|e| {
-            tracing::warn!(target: LOG, error = %e, "ID token refused");
-            bad_callback("The identity provider's ID token was not valid.")
-        })?;
+        let claims = self
+            .verify_fresh(id_token, Purpose::Login)
+            .await
+            .map_err(|e| {
+                tracing::warn!(target: LOG, error = %e, "ID token refused");
+                bad_callback("The identity provider's ID token was not valid.")
+            })?;
         if claims.nonce() != Some(pending.nonce.as_str()) {
             return Err(bad_callback(
                 "The ID token does not belong to this login (nonce).",
@@ -172,8 +235,9 @@ impl Gate {
         Ok((tokens, claims))
     }
 
-    /// Creates the session within `cg.maxSessions` and sends the browser back where it was
-    /// going with its cookie.
+    /// Creates the session within `cg.maxSessions` (and the user's oldest session ends past
+    /// `sessiongate.max-sessions-per-user`), and sends the browser back where it was going
+    /// with its cookie.
     fn create_session(
         &self,
         tokens: TokenResponse,
@@ -220,16 +284,61 @@ impl Gate {
         Metrics::inc(&self.metrics.sessions_created);
         tracing::info!(target: LOG, subject = %sub.escape_debug(), sid = ?claims.sid(), worker = self.worker, "session created");
         audit::session_created(sub, claims.sid(), self.worker);
+        let superseded = self
+            .shared
+            .users
+            .add(sub, id, self.settings.max_sessions_per_user);
+        for old in superseded {
+            self.supersede(old);
+        }
         let cookie = set_cookie(id.encode().as_str(), self.settings.secure_cookie, None);
         Decision::Reply(Reply::redirect(return_to).with_header("Set-Cookie", cookie))
     }
 
-    /// Owner side of [`PeerRequest::TakePending`].
-    pub(super) fn take_pending(&self, state: &str) -> Option<PendingLogin> {
-        self.pending.borrow_mut().take(state)
+    /// Ends a session its user went past the per-user limit with, wherever it lives.
+    fn supersede(&self, id: SessionId) {
+        if id.owner() == self.worker {
+            self.end_session(&id, EndReason::Superseded);
+        } else if let Some(owner) = self.peers.get(usize::from(id.owner())) {
+            let _ = owner.send(WorkerMsg::EndSession(id, EndReason::Superseded));
+        }
     }
+
+    /// Owner side of [`PeerRequest::TakePending`].
+    pub(super) fn take_pending(
+        &self,
+        state: &str,
+        browser: &[u8; 32],
+    ) -> Result<PendingLogin, Missing> {
+        let now = self.clock.now_ms();
+        self.pending.borrow_mut().take(state, browser, now)
+    }
+
+    /// Sweeps pending logins past their TTL (the worker's expiry tick).
+    pub(super) fn sweep_pending(&self) {
+        let n = self.pending.borrow_mut().sweep(self.clock.now_ms());
+        self.metrics.pending_logins_evicted(n, 0);
+    }
+}
+
+/// The SHA-256 a pending login keeps of its browser's binding.
+fn binding_hash(value: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, value);
+    let mut h = [0; 32];
+    h.copy_from_slice(d.as_ref());
+    h
 }
 
 fn bad_callback(message: &str) -> Decision {
     Decision::Reply(Reply::page(400, "Bad Request", "Login failed", message))
+}
+
+/// A login reached under a name the gateway cannot vouch for (no `sessiongate.public-url`).
+fn unknown_host() -> Decision {
+    Decision::Reply(Reply::page(
+        400,
+        "Bad Request",
+        "Unknown address",
+        "This gateway does not know the address it was reached at, so it cannot send you to log in. The operator sets it with sessiongate.public-url.",
+    ))
 }

@@ -14,11 +14,11 @@ use crate::jwt::JwtError;
 use crate::messages::{PeerRequest, WorkerMsg};
 use crate::metrics::Metrics;
 use crate::oidc;
-use crate::session::cookie::{session_cookie, set_cookie};
+use crate::session::cookie::set_cookie;
 use crate::session::table::Session;
 use crate::session::{EndReason, SessionId};
 
-use super::{Decision, Gate, LOG};
+use super::{forbidden, Client, Decision, Gate, LOG};
 
 const LOGOUT_LOG: &str = "sessiongate::logout";
 
@@ -26,10 +26,14 @@ impl Gate {
     /// `POST /logout`: ends the session (wherever it lives) and sends the browser to the
     /// provider's end-session endpoint with the ID token as hint, else to the configured
     /// post-logout page.
-    pub(super) async fn logout(&self, head: &RequestHead, buf: &[u8], movable: bool) -> Decision {
-        let id = session_cookie(head, buf).and_then(SessionId::parse);
+    pub(super) async fn logout(&self, head: &RequestHead, buf: &[u8], client: &Client) -> Decision {
+        if !self.same_origin(head, buf, client) {
+            // A page elsewhere must not log the user out (nor drop their cookie).
+            return Decision::Reply(forbidden("cross-site logout refused"));
+        }
+        let id = self.cookie_session(head, buf);
         let id_token: Option<String> = match id {
-            Some(id) if id.owner() != self.worker && movable => {
+            Some(id) if id.owner() != self.worker && client.movable => {
                 return Decision::HandOff(id.owner())
             }
             Some(id) if id.owner() != self.worker => self
@@ -57,6 +61,12 @@ impl Gate {
             .map(|s| s.id_token.into())
     }
 
+    /// Ends a session of this worker another worker asked to end (its user went past the
+    /// per-user limit there).
+    pub fn end_on_request(&self, id: &SessionId, reason: EndReason) {
+        self.end_session(id, reason);
+    }
+
     /// Removes one session and does everything its end requires.
     pub(super) fn end_session(&self, id: &SessionId, reason: EndReason) -> Option<Session> {
         let s = self.store.borrow_mut().remove(id)?;
@@ -68,7 +78,8 @@ impl Gate {
     /// count, its WebSockets, metrics, log and audit, and the calls to end it elsewhere.
     fn after_end(&self, s: &Session, reason: EndReason) {
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
-        self.websockets.close(s.id());
+        self.shared.users.remove(s.subject(), s.id());
+        self.close_websockets(s.id());
         self.metrics.session_ended(reason.metric());
         tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), reason = reason.label(), "session ended");
         let end = match reason {
@@ -84,8 +95,9 @@ impl Gate {
     /// Ends every session whose deadline passed; runs every `sessionCheckIntervalMs`.
     pub fn expire(&self, scratch: &mut Vec<Session>) {
         scratch.clear();
-        // Pending logins are not swept here: the tick must stay near-free. They are bounded
-        // (swept when the table is full) and their age is checked at the callback.
+        // Pending logins expire here too: only those past their TTL are touched (they wait
+        // in age order), so a tick with none due stays near-free.
+        self.sweep_pending();
         self.store.borrow_mut().expire(self.clock.now_ms(), scratch);
         for s in scratch.iter() {
             self.after_end(s, EndReason::Expired);
@@ -112,7 +124,7 @@ impl Gate {
             .get(id)
             .is_some_and(|s| s.last_access_ms() <= closed_at);
         if idle {
-            tracing::info!(target: LOG, session = %id.encode().as_str(), "no connection came back after the last WebSocket closed; session ended");
+            tracing::info!(target: LOG, session = %id.reference(), "no connection came back after the last WebSocket closed; session ended");
             self.end_session(id, EndReason::Expired);
         }
     }
@@ -138,7 +150,8 @@ impl Gate {
 
     async fn backchannel_inner(&self, body: &[u8]) -> Result<(), LogoutError> {
         let token = backchannel::token_from_form(body)?;
-        tracing::trace!(target: backchannel::LOG, token = %token, "logout token received");
+        // Its size only: a logout token is a credential of the provider's.
+        tracing::trace!(target: backchannel::LOG, bytes = token.len(), "logout token received");
         let p = self.keys.current().ok_or(LogoutError::NotReady)?;
         let policy = backchannel::Policy {
             issuer: p.meta.issuer.clone(),
@@ -153,6 +166,7 @@ impl Gate {
             }
             other => other?,
         };
+        tracing::debug!(target: backchannel::LOG, jti = %t.jti.escape_debug(), sid = ?t.sid, "logout token valid");
         let (tx, rx) = flume::bounded(1);
         let msg = WorkerMsg::Backchannel {
             token: t,

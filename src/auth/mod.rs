@@ -22,6 +22,7 @@ pub mod banner;
 pub mod calls;
 pub mod login;
 pub mod logout;
+mod origin;
 pub mod peer;
 pub mod refresh;
 pub mod verify;
@@ -31,6 +32,7 @@ pub mod websockets;
 mod tests;
 
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,7 +54,7 @@ use crate::metrics::Metrics;
 use crate::oidc::ProviderState;
 use crate::provider::RefreshRequester;
 use crate::session::cookie::session_cookie;
-use crate::session::pending::PendingLogins;
+use crate::session::pending::{self, PendingLogins};
 use crate::session::table::{SessionTable, TableConfig};
 use crate::session::tombstones::Tombstones;
 use crate::session::{SessionId, SessionStore};
@@ -60,12 +62,29 @@ use crate::signal::Signal;
 
 const LOG: &str = "sessiongate::session";
 const CALLBACK_PREFIX: &[u8] = b"/login/oauth2/code/";
-/// A pending login is kept this long (a user at the login form).
-const PENDING_TTL: Duration = Duration::from_secs(600);
-/// Pending logins per worker: bounds memory under a flood of unauthenticated navigations.
-const PENDING_MAX: usize = 50_000;
+/// Pending logins per worker: kept ten minutes (a user at the login form); bounded in
+/// number and bytes under a flood of unauthenticated navigations (about 24 MiB at most);
+/// one client may hold 1/16 of the table.
+const PENDING_LIMITS: pending::Limits = pending::Limits {
+    ttl_ms: 600_000,
+    max_entries: 50_000,
+    max_bytes: 24 << 20,
+    per_client: 50_000 / 16,
+};
 /// Dispatcher queue bound per worker (fresh-token calls beyond it are dropped, oldest first).
 const DISPATCH_QUEUE: usize = 100_000;
+
+/// Who sent a request, as the gate needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    /// The connection's peer address.
+    pub peer: IpAddr,
+    /// The connection speaks TLS.
+    pub tls: bool,
+    /// The connection can be handed to another worker (plain TCP). A TLS connection cannot;
+    /// its requests reach another worker's session by message instead.
+    pub movable: bool,
+}
 
 /// What the gate decided for one request.
 pub enum Decision {
@@ -90,12 +109,17 @@ struct Settings {
     secure_cookie: bool,
     leeway_secs: u64,
     post_logout: Option<String>,
-    /// The listener speaks TLS: redirect URIs use https.
-    tls: bool,
     full_logout: bool,
     max_logout_age_secs: u64,
     banner: Option<Rc<str>>,
     keep_alive_after_disconnect: Option<Duration>,
+    /// `sessiongate.api-audience`.
+    api_audience: Option<String>,
+    public_url: Option<crate::config::HttpUrl>,
+    trusted_proxies: Vec<IpAddr>,
+    /// `server.address`: a Host naming it names this gateway.
+    listen: IpAddr,
+    max_sessions_per_user: u64,
 }
 
 /// What a worker hands its gate besides the config.
@@ -125,6 +149,8 @@ pub struct Gate {
     replay: RefCell<ReplayGuard>,
     /// Sessions whose refresh is in flight, and the signal that ends the others' wait.
     refreshing: RefCell<HashMap<SessionId, Signal>>,
+    /// "refresh failed" repeats on every request while the provider is down.
+    refresh_warnings: refresh::Throttle,
     websockets: websockets::WebSockets,
     calls: calls::Calls,
     shared: Arc<Shared>,
@@ -162,21 +188,23 @@ impl Gate {
                 secure_cookie: cg.use_secure_session_cookie,
                 leeway_secs: g.jwt_clock_skew.as_secs(),
                 post_logout: g.post_logout_redirect_uri.clone(),
-                tls: config.server.ssl.is_some(),
                 full_logout: cg.expired_session_full_logout,
                 max_logout_age_secs: 300,
                 banner: deps.banner,
                 keep_alive_after_disconnect: g.keep_alive_after_disconnect,
+                api_audience: g.api_audience.clone(),
+                public_url: g.public_url.clone(),
+                trusted_proxies: g.trusted_proxies.clone(),
+                listen: config.server.address,
+                max_sessions_per_user: g.max_sessions_per_user,
             },
             keys: verify::Keys::new(deps.refresher),
             store: RefCell::new(Box::new(table)),
-            pending: RefCell::new(PendingLogins::new(
-                PENDING_TTL.as_millis() as u64,
-                PENDING_MAX,
-            )),
+            pending: RefCell::new(PendingLogins::new(PENDING_LIMITS)),
             tombstones: RefCell::new(Tombstones::default()),
             replay: RefCell::new(ReplayGuard::default()),
             refreshing: RefCell::new(HashMap::new()),
+            refresh_warnings: refresh::Throttle::default(),
             websockets: websockets::WebSockets::default(),
             calls: calls::Calls::new(client, dispatcher, calls::Listeners::from_config(cg)),
             shared: deps.shared,
@@ -214,24 +242,26 @@ impl Gate {
         self.settings.keep_alive_after_disconnect
     }
 
-    /// Decides what to do with a request. `movable`: the connection can be handed to
-    /// another worker (plain TCP). A TLS connection cannot; its requests reach another
-    /// worker's session by message instead.
-    pub async fn decide(&self, head: &RequestHead, buf: &[u8], movable: bool) -> Decision {
+    /// Decides what to do with a request.
+    pub async fn decide(&self, head: &RequestHead, buf: &[u8], client: Client) -> Decision {
         let (path, method) = (head.path(buf), head.method(buf));
         if path.strip_prefix(CALLBACK_PREFIX) == Some(self.reg.id.as_bytes()) {
-            return self.callback(head, buf, movable).await;
+            return self.callback(head, buf, &client).await;
         }
         if path == b"/logout" && method == b"POST" {
-            return self.logout(head, buf, movable).await;
+            return self.logout(head, buf, &client).await;
         }
         if path == banner::ACCEPT_PATH && method == b"POST" {
-            return self.accept_banner(head, buf, movable);
+            return self.accept_banner(head, buf, &client);
         }
-        if let Some(id) = session_cookie(head, buf).and_then(SessionId::parse) {
+        if let Some(id) = self.cookie_session(head, buf) {
+            if head.websocket && !self.same_origin(head, buf, &client) {
+                // A page elsewhere opening a socket with the user's cookie (CSWSH).
+                return Decision::Reply(forbidden("cross-site WebSocket refused"));
+            }
             let found = if id.owner() == self.worker {
                 self.session_forward(&id, head, buf).await
-            } else if movable {
+            } else if client.movable {
                 return Decision::HandOff(id.owner());
             } else {
                 self.remote_forward(&id, head, buf).await
@@ -245,9 +275,17 @@ impl Gate {
             return self.api_client(token).await;
         }
         if is_navigation(head, buf) {
-            return self.start_login(head, buf);
+            return self.start_login(head, buf, &client);
         }
         Decision::Reply(unauthorized("unauthorized", "no session; log in first"))
+    }
+
+    /// The request's SESSION cookie as an id of a session this gateway could hold: one
+    /// naming a worker that does not exist (forged, or another instance's) is no session.
+    fn cookie_session(&self, head: &RequestHead, buf: &[u8]) -> Option<SessionId> {
+        session_cookie(head, buf)
+            .and_then(SessionId::parse)
+            .filter(|id| usize::from(id.owner()) < self.peers.len())
     }
 
     /// A session of this worker: its access token goes upstream (refreshed when due),
@@ -276,16 +314,20 @@ impl Gate {
         let Ok(token) = std::str::from_utf8(token) else {
             return Decision::Reply(unauthorized("invalid_token", "malformed bearer token"));
         };
-        match self.verify_fresh(token).await {
-            Ok(_) => Decision::Forward {
-                bearer: None,
-                session: None,
+        let refusal = match self.verify_fresh(token, verify::Purpose::Api).await {
+            Ok(claims) => match verify::access_token_refusal(&claims) {
+                None => {
+                    return Decision::Forward {
+                        bearer: None,
+                        session: None,
+                    }
+                }
+                Some(why) => why,
             },
-            Err(e) => {
-                tracing::debug!(target: LOG, error = %e, "bearer token refused");
-                Decision::Reply(unauthorized("invalid_token", e.label()))
-            }
-        }
+            Err(e) => e.label(),
+        };
+        tracing::debug!(target: LOG, error = refusal, "bearer token refused");
+        Decision::Reply(unauthorized("invalid_token", refusal))
     }
 }
 
@@ -348,6 +390,11 @@ fn not_ready() -> Reply {
         "{\"error\":\"provider_unavailable\",\"message\":\"the identity provider is not reachable yet\"}".into(),
     )
     .with_header("Retry-After", "5".into())
+}
+
+fn forbidden(message: &str) -> Reply {
+    let body = serde_json::json!({"error": "forbidden", "message": message}).to_string();
+    Reply::json(403, "Forbidden", body)
 }
 
 fn unauthorized(error: &str, message: &str) -> Reply {

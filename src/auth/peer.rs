@@ -37,22 +37,49 @@ impl Gate {
         head: &RequestHead,
         buf: &[u8],
     ) -> Option<Decision> {
+        // A WebSocket opening here must be closed from here when the owner ends the session.
+        let websocket_on = head.websocket.then_some(self.worker);
         let view = self
-            .ask_peer(id.owner(), |reply| PeerRequest::Lookup { id: *id, reply })
+            .ask_peer(id.owner(), |reply| PeerRequest::Lookup {
+                id: *id,
+                websocket_on,
+                reply,
+            })
             .await??;
         if self.settings.banner.is_some() && !view.banner_accepted {
             return Some(Decision::Reply(self.banner_page(head, buf)));
         }
         Some(Decision::Forward {
             bearer: Some(Rc::from(view.access_token)),
-            session: None,
+            session: head.websocket.then_some(*id),
         })
+    }
+
+    /// The session is alive, wherever it lives (touching it counts as use).
+    pub(super) async fn session_alive(&self, id: &SessionId) -> bool {
+        if id.owner() == self.worker {
+            return self
+                .store
+                .borrow_mut()
+                .touch(id, self.clock.now_ms())
+                .is_some();
+        }
+        let asked = self.ask_peer(id.owner(), |reply| PeerRequest::Lookup {
+            id: *id,
+            websocket_on: None,
+            reply,
+        });
+        matches!(asked.await, Some(Some(_)))
     }
 
     /// Owner side of [`PeerRequest`].
     pub async fn serve_peer(&self, req: PeerRequest) {
         match req {
-            PeerRequest::Lookup { id, reply } => {
+            PeerRequest::Lookup {
+                id,
+                websocket_on,
+                reply,
+            } => {
                 let view = self
                     .session_token(&id)
                     .await
@@ -60,10 +87,20 @@ impl Gate {
                         access_token: Box::from(&*token),
                         banner_accepted,
                     });
+                if let (Some(worker), Some(_)) = (websocket_on, &view) {
+                    self.websockets.watch(id, worker);
+                }
                 let _ = reply.send(view);
             }
-            PeerRequest::TakePending { state, reply } => {
-                let _ = reply.send(self.take_pending(&state));
+            PeerRequest::Touch { id } => {
+                self.store.borrow_mut().touch(&id, self.clock.now_ms());
+            }
+            PeerRequest::TakePending {
+                state,
+                browser,
+                reply,
+            } => {
+                let _ = reply.send(self.take_pending(&state, &browser));
             }
             PeerRequest::EndUser { id, reply } => {
                 let _ = reply.send(self.end_user_session(&id));

@@ -76,18 +76,47 @@ impl Gate {
                 if let Some(s) = self.store.borrow_mut().get_mut(id) {
                     store_tokens(s, t, now, unix_ms);
                     Metrics::inc(&self.metrics.refreshes);
-                    tracing::debug!(target: LOG, session = %id.encode().as_str(), "access token refreshed");
+                    tracing::debug!(target: LOG, session = %id.reference(), "access token refreshed");
                 }
             }
             Err(RefreshFailure::InvalidGrant(why)) => {
-                tracing::info!(target: LOG, session = %id.encode().as_str(), why, "refresh refused; session ended");
+                tracing::info!(target: LOG, session = %id.reference(), why, "refresh refused; session ended");
                 self.end_session(id, EndReason::RefreshRefused);
             }
             Err(RefreshFailure::Transient(why)) => {
-                tracing::warn!(target: LOG, session = %id.encode().as_str(), why, "refresh failed; will retry");
+                let now = self.clock.now_ms();
+                if let Some(suppressed) = self.refresh_warnings.admit(now) {
+                    tracing::warn!(target: LOG, session = %id.reference(), why, suppressed, "refresh failed; will retry");
+                }
                 if let Some(s) = self.store.borrow_mut().get_mut(id) {
                     s.refreshing = false;
                 }
+            }
+        }
+    }
+}
+
+/// At most one WARN per [`Throttle::EVERY_MS`] for a failure that repeats on every request
+/// (a provider that is down), saying how many were left out.
+#[derive(Default)]
+pub struct Throttle {
+    last_ms: std::cell::Cell<Option<u64>>,
+    suppressed: std::cell::Cell<u64>,
+}
+
+impl Throttle {
+    pub const EVERY_MS: u64 = 10_000;
+
+    /// `Some(suppressed since the last one)` when a line may be logged at `now`.
+    pub fn admit(&self, now: u64) -> Option<u64> {
+        match self.last_ms.get() {
+            Some(last) if now.saturating_sub(last) < Self::EVERY_MS => {
+                self.suppressed.set(self.suppressed.get() + 1);
+                None
+            }
+            _ => {
+                self.last_ms.set(Some(now));
+                Some(self.suppressed.replace(0))
             }
         }
     }

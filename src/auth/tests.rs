@@ -81,7 +81,12 @@ fn decide(g: &Gate, raw: &[u8]) -> Decision {
     crate::http::head::parse_request(raw, &Default::default(), &mut h)
         .unwrap()
         .unwrap();
-    block_on(g.decide(&h, raw, true))
+    let from = Client {
+        peer: std::net::IpAddr::from([127, 0, 0, 1]),
+        tls: false,
+        movable: true,
+    };
+    block_on(g.decide(&h, raw, from))
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -96,8 +101,27 @@ fn get(path: &str, cookie: Option<&SessionId>) -> Vec<u8> {
     let cookie = cookie.map_or(String::new(), |id| {
         format!("Cookie: SESSION={}\r\n", id.encode().as_str())
     });
-    format!("GET {path} HTTP/1.1\r\nHost: gw\r\nSec-Fetch-Mode: navigate\r\n{cookie}\r\n")
-        .into_bytes()
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nSec-Fetch-Mode: navigate\r\n{cookie}\r\n"
+    )
+    .into_bytes()
+}
+
+/// A navigation carrying these cookies (`name=value; ...`).
+fn get_with_cookies(path: &str, cookies: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nSec-Fetch-Mode: navigate\r\nCookie: {cookies}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The `name=value` of a reply's Set-Cookie for `name`.
+fn set_cookie_pair(r: &Reply, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| *n == "Set-Cookie")
+        .map(|(_, v)| v.split(';').next().unwrap().to_string())
+        .find(|pair| pair.starts_with(&format!("{name}=")))
 }
 
 fn reply(d: Decision) -> Reply {
@@ -248,12 +272,15 @@ fn a_pending_login_expires_after_ten_minutes() {
         form_value(loc.split_once('?').unwrap().1.as_bytes(), "state").unwrap()
     };
     let first = reply(decide(&g, &get("/wanted", None)));
-    let second = reply(decide(&g, &get("/wanted", None)));
+    let binding = set_cookie_pair(&first, "__Host-SESSIONGATE-LOGIN").expect("a login cookie");
+    // A second tab of the same browser shares the binding (no new cookie).
+    let second = reply(decide(&g, &get_with_cookies("/wanted", &binding)));
+    assert!(set_cookie_pair(&second, "__Host-SESSIONGATE-LOGIN").is_none());
     assert_eq!(g.pending.borrow().len(), 2);
     let callback = |state: &str| {
-        get(
+        get_with_cookies(
             &format!("/login/oauth2/code/kc?state={state}&error=access_denied"),
-            None,
+            &binding,
         )
     };
     // Within ten minutes the login is found (the provider's refusal is what is reported).
@@ -268,6 +295,79 @@ fn a_pending_login_expires_after_ten_minutes() {
     assert!(g.pending.borrow().is_empty());
     let r = reply(decide(&g, &callback(&state_of(&second))));
     assert!(String::from_utf8_lossy(&r.body).contains("unknown, expired or was already used"));
+}
+
+#[test]
+fn a_callback_opened_in_another_browser_finishes_nothing_and_spoils_nothing() {
+    let (g, _, _) = gate("", None);
+    provider(&g, 1);
+    let start = reply(decide(&g, &get("/wanted", None)));
+    let binding = set_cookie_pair(&start, "__Host-SESSIONGATE-LOGIN").unwrap();
+    let loc = location(&start);
+    let state = form_value(loc.split_once('?').unwrap().1.as_bytes(), "state").unwrap();
+    let url = format!("/login/oauth2/code/kc?state={state}&code=stolen");
+    // Without the binding cookie, and with another browser's.
+    for cookies in [
+        None,
+        Some("__Host-SESSIONGATE-LOGIN=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let raw = match cookies {
+            None => get(&url, None),
+            Some(c) => get_with_cookies(&url, c),
+        };
+        let r = reply(decide(&g, &raw));
+        assert_eq!(r.status, 400);
+        assert!(String::from_utf8_lossy(&r.body).contains("another browser"));
+        assert!(
+            r.headers.iter().all(|(n, _)| *n != "Set-Cookie"),
+            "no session"
+        );
+    }
+    assert_eq!(g.pending.borrow().len(), 1, "the real login is still there");
+    let own = format!("/login/oauth2/code/kc?state={state}&error=access_denied");
+    let r = reply(decide(&g, &get_with_cookies(&own, &binding)));
+    assert!(String::from_utf8_lossy(&r.body).contains("refused the login"));
+}
+
+#[test]
+fn a_login_under_an_unknown_host_is_refused_unless_the_public_url_is_set() {
+    let (g, _, _) = gate("", None);
+    provider(&g, 1);
+    let evil = b"GET /x HTTP/1.1\r\nHost: evil.example\r\nSec-Fetch-Mode: navigate\r\n\r\n";
+    let r = reply(decide(&g, evil));
+    assert_eq!(
+        r.status, 400,
+        "no redirect URI is built from an unchecked Host"
+    );
+    assert!(g.pending.borrow().is_empty());
+    let (g, _, _) = gate("sessiongate.public-url: https://gw.example.com\n", None);
+    provider(&g, 1);
+    let r = reply(decide(&g, evil));
+    assert_eq!(r.status, 302);
+    let loc = location(&r);
+    let q = loc.split_once('?').unwrap().1.as_bytes();
+    assert_eq!(
+        form_value(q, "redirect_uri").unwrap(),
+        "https://gw.example.com/login/oauth2/code/kc"
+    );
+}
+
+#[test]
+fn a_flood_from_one_client_cannot_push_out_other_logins() {
+    let (g, _, _) = gate("", None);
+    provider(&g, 1);
+    let alice = reply(decide(&g, &get("/alice", None)));
+    assert_eq!(alice.status, 302);
+    // Every request of the flood comes from one address (the test's peer).
+    let mut refused = 0;
+    for i in 0..PENDING_LIMITS.per_client + 10 {
+        if reply(decide(&g, &get(&format!("/flood/{i}"), None))).status == 503 {
+            refused += 1;
+        }
+    }
+    assert_eq!(g.pending.borrow().len(), PENDING_LIMITS.per_client);
+    assert_eq!(refused, 11, "beyond its share the flooder is refused");
+    assert_eq!(g.metrics.logins_refused_share.load(Ordering::Relaxed), 11);
 }
 
 #[test]
@@ -337,11 +437,8 @@ fn an_unknown_key_asks_for_a_refetch_and_waits_for_the_rotated_keys() {
     // Signed with a key the gateway has not seen yet (the provider rotated).
     let token = testkit::ed25519().token_with_kid(Alg::EdDSA, &claims);
     let verdict = block_on(async {
-        let verify = g.verify_fresh(&token);
+        let verify = g.verify_fresh(&token, verify::Purpose::Api);
         let rotate = async {
-            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
-            // Not yet the new keys: the wait goes on.
-            provider_with(&g, 1, &[testkit::p256()]);
             monoio::time::sleep(std::time::Duration::from_millis(1)).await;
             provider_with(&g, 2, &[testkit::p256(), testkit::ed25519()]);
         };
@@ -350,7 +447,96 @@ fn an_unknown_key_asks_for_a_refetch_and_waits_for_the_rotated_keys() {
     assert_eq!(refetches.try_recv(), Ok(()), "a refetch was asked for");
     assert_eq!(verdict.unwrap().sub(), Some("alice"));
     // Once known, the key verifies at once.
-    assert!(block_on(g.verify_fresh(&token)).is_ok());
+    assert!(block_on(g.verify_fresh(&token, verify::Purpose::Api)).is_ok());
+}
+
+#[test]
+fn after_a_refetch_without_the_key_unknown_kids_are_refused_at_once_for_a_while() {
+    let (g, hand, refetches) = gate("", None);
+    provider(&g, 1);
+    let now = g.clock.unix_secs();
+    let claims = serde_json::json!({
+        "iss": "http://127.0.0.1:9/realms/r", "aud": "gw", "sub": "mallory",
+        "iat": now, "exp": now + 300,
+    });
+    let token = testkit::ed25519().token_with_kid(Alg::EdDSA, &claims);
+    let attempt = |g: &Gate| {
+        block_on(async {
+            let verify = g.verify_fresh(&token, verify::Purpose::Api);
+            // The provider thread answers the refetch: the keys did not change.
+            let answer = async {
+                monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+                provider(g, 1);
+            };
+            monoio::join!(verify, answer).0
+        })
+    };
+    assert!(matches!(attempt(&g), Err(crate::jwt::JwtError::UnknownKid)));
+    assert_eq!(refetches.try_recv(), Ok(()));
+    // Within the window: refused without asking (and without waiting for) another refetch.
+    hand.advance_ms(4_000);
+    assert!(matches!(
+        block_on(g.verify_fresh(&token, verify::Purpose::Api)),
+        Err(crate::jwt::JwtError::UnknownKid)
+    ));
+    assert!(
+        refetches.try_recv().is_err(),
+        "no refetch asked within the window"
+    );
+    // After it, the next unknown kid asks again.
+    hand.advance_ms(1_001);
+    assert!(matches!(attempt(&g), Err(crate::jwt::JwtError::UnknownKid)));
+    assert_eq!(refetches.try_recv(), Ok(()));
+}
+
+#[test]
+fn id_and_logout_tokens_are_not_access_tokens() {
+    let (g, _, _) = gate("", None);
+    provider(&g, 1);
+    let now = g.clock.unix_secs();
+    let base = serde_json::json!({
+        "iss": "http://127.0.0.1:9/realms/r", "aud": "gw", "sub": "alice",
+        "iat": now, "exp": now + 300,
+    });
+    let with = |extra: serde_json::Value, typ: &str| {
+        let mut c = base.clone();
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let header = serde_json::json!({"alg": "ES256", "typ": typ, "kid": "p256-1"});
+        testkit::p256().token(Alg::ES256, &header, &c)
+    };
+    let refused = |token: String| {
+        let claims = block_on(g.verify_fresh(&token, verify::Purpose::Api)).unwrap();
+        verify::access_token_refusal(&claims)
+    };
+    assert_eq!(refused(with(serde_json::json!({}), "at+jwt")), None);
+    assert_eq!(
+        refused(with(serde_json::json!({"typ": "Bearer"}), "JWT")),
+        None
+    );
+    assert!(
+        refused(with(serde_json::json!({"nonce": "n"}), "JWT")).is_some(),
+        "ID token"
+    );
+    assert!(
+        refused(with(serde_json::json!({"at_hash": "h"}), "JWT")).is_some(),
+        "ID token"
+    );
+    assert!(
+        refused(with(serde_json::json!({"typ": "ID"}), "JWT")).is_some(),
+        "Keycloak ID token"
+    );
+    let events =
+        serde_json::json!({"events": {"http://schemas.openid.net/event/backchannel-logout": {}}});
+    assert!(
+        refused(with(events.clone(), "logout+jwt")).is_some(),
+        "logout token"
+    );
+    assert!(
+        refused(with(events, "JWT")).is_some(),
+        "logout token typed JWT"
+    );
 }
 
 #[test]

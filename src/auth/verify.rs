@@ -17,8 +17,11 @@ use crate::signal::Signal;
 use super::Gate;
 
 /// How long a request with an unknown `kid` waits for the refetched keys (the provider
-/// thread refetches at most every 5 s).
+/// thread refetches at most every 5 s, and answers every refetch asked for).
 const KID_WAIT: Duration = Duration::from_secs(7);
+/// After a refetch that did not bring the `kid`, unknown key ids are refused at once for
+/// this long: the provider thread would not fetch again sooner anyway.
+const KID_MISS_WINDOW_MS: u64 = 5_000;
 /// Verdicts cached per worker.
 const CACHE_ENTRIES: usize = 4096;
 
@@ -30,6 +33,8 @@ pub struct Keys {
     refresher: RefreshRequester,
     /// Fires when new provider state arrives (then is replaced by a fresh one).
     changed: RefCell<Signal>,
+    /// Until then (session clock, ms) an unknown `kid` is refused without a refetch.
+    miss_until_ms: Cell<u64>,
 }
 
 impl Keys {
@@ -40,6 +45,7 @@ impl Keys {
             cache_generation: Cell::new(0),
             refresher,
             changed: RefCell::new(Signal::new()),
+            miss_until_ms: Cell::new(0),
         }
     }
 
@@ -63,16 +69,60 @@ impl Keys {
     }
 }
 
+/// What a token is checked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The ID token of a login: audience our client id; verified once, not cached.
+    Login,
+    /// An API client's own Bearer token: an access token (never an ID or logout token) for
+    /// `sessiongate.api-audience` (default our client id); verdicts cached.
+    Api,
+}
+
+/// Why a verified JWT is not an access token.
+pub fn access_token_refusal(c: &Claims) -> Option<&'static str> {
+    // RFC 9068 access tokens say `at+jwt`; providers that type nothing send `JWT` or none.
+    let typ_ok = c.typ().map_or(true, |t| {
+        ["at+jwt", "application/at+jwt", "jwt"].contains(&t.to_ascii_lowercase().as_str())
+    });
+    if !typ_ok {
+        return Some("not an access token (typ)");
+    }
+    // Only ID tokens carry these (OIDC Core §2, §3.1.3.6, §3.3.2.11); only logout tokens
+    // carry `events` (OIDC Back-Channel Logout §2.4); Keycloak types its tokens in a claim.
+    for claim in ["nonce", "at_hash", "c_hash", "events"] {
+        if c.get(claim).is_some() {
+            return Some("not an access token (ID or logout token)");
+        }
+    }
+    match c.get("typ").and_then(|t| t.as_str()) {
+        Some(t) if !t.eq_ignore_ascii_case("bearer") => Some("not an access token (typ claim)"),
+        _ => None,
+    }
+}
+
 impl Gate {
-    fn validation(&self, p: &ProviderState) -> Validation {
-        let mut v = Validation::new(p.meta.issuer.clone(), self.reg.client_id.clone());
+    fn validation(&self, p: &ProviderState, purpose: Purpose) -> Validation {
+        let audience = match (purpose, &self.settings.api_audience) {
+            (Purpose::Api, Some(a)) => a.clone(),
+            _ => self.reg.client_id.clone(),
+        };
+        let mut v = Validation::new(p.meta.issuer.clone(), audience);
         v.leeway_secs = self.settings.leeway_secs;
         v
     }
 
-    /// Verifies a JWT against the provider keys, through the per-worker cache.
-    fn verify(&self, p: &ProviderState, token: &str) -> Result<Rc<Claims>, JwtError> {
+    /// Verifies a JWT against the provider keys; API tokens through the per-worker cache.
+    fn verify(
+        &self,
+        p: &ProviderState,
+        token: &str,
+        purpose: Purpose,
+    ) -> Result<Rc<Claims>, JwtError> {
         let now = self.clock.unix_secs();
+        if purpose == Purpose::Login {
+            return jwt::verify(token, &p.jwks, &self.validation(p, purpose), now).map(Rc::new);
+        }
         let keys = &self.keys;
         if keys.cache_generation.get() != p.generation {
             // Keys changed: a cached verdict under the old keys must not survive.
@@ -84,7 +134,7 @@ impl Gate {
             return Ok(c);
         }
         Metrics::inc(&self.metrics.jwt_verifications);
-        let claims = jwt::verify(token, &p.jwks, &self.validation(p), now);
+        let claims = jwt::verify(token, &p.jwks, &self.validation(p, purpose), now);
         if claims.is_err() {
             Metrics::inc(&self.metrics.jwt_failures);
         }
@@ -95,26 +145,35 @@ impl Gate {
 
     /// Verifies like [`Gate::verify`]; on an unknown `kid` (the provider rotated its keys)
     /// asks for a JWKS refetch and waits, bounded, for the new keys before deciding.
-    pub(super) async fn verify_fresh(&self, token: &str) -> Result<Rc<Claims>, JwtError> {
+    pub(super) async fn verify_fresh(
+        &self,
+        token: &str,
+        purpose: Purpose,
+    ) -> Result<Rc<Claims>, JwtError> {
         let Some(p) = self.keys.current() else {
             return Err(JwtError::UnknownKid);
         };
-        match self.verify(&p, token) {
+        match self.verify(&p, token, purpose) {
             Err(JwtError::UnknownKid) => {}
             other => return other,
         }
-        self.keys.request_refetch();
-        let newer = async {
-            loop {
-                self.keys.changed().wait().await;
-                if let Some(n) = self.keys.current().filter(|n| n.generation != p.generation) {
-                    return n;
-                }
-            }
-        };
-        match monoio::time::timeout(KID_WAIT, newer).await {
-            Ok(newer) => self.verify(&newer, token),
-            Err(_) => Err(JwtError::UnknownKid),
+        if self.clock.now_ms() < self.keys.miss_until_ms.get() {
+            return Err(JwtError::UnknownKid);
         }
+        // Every request that meets the unknown key waits for the same one refetch.
+        self.keys.request_refetch();
+        let changed = self.keys.changed();
+        let verdict = match monoio::time::timeout(KID_WAIT, changed.wait()).await {
+            Ok(()) => match self.keys.current() {
+                Some(now) => self.verify(&now, token, purpose),
+                None => Err(JwtError::UnknownKid),
+            },
+            Err(_) => Err(JwtError::UnknownKid),
+        };
+        if matches!(verdict, Err(JwtError::UnknownKid)) {
+            let until = self.clock.now_ms() + KID_MISS_WINDOW_MS;
+            self.keys.miss_until_ms.set(until);
+        }
+        verdict
     }
 }

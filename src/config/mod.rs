@@ -185,4 +185,14 @@ pub struct GatewayConfig {
     /// The certificates of the `ca-bundle` PEM file, read at load: trusted for outgoing
     /// https besides the system roots.
     pub ca_bundle: Option<Vec<CertificateDer<'static>>>,
+    /// `public-url`: the origin browsers use; redirect URIs and `Origin` checks are built
+    /// from it. Without it, only a Host naming this listener directly (or one a trusted
+    /// proxy forwarded) is used.
+    pub public_url: Option<HttpUrl>,
+    /// `max-sessions-per-user` (default 10; 0: no limit): beyond it a user's oldest session
+    /// is ended, as Spring Security's `maximumSessions` does by default.
+    pub max_sessions_per_user: u64,
+    /// `api-audience`: the `aud` an API client's own Bearer token must carry (default: the
+    /// registration's client id).
+    pub api_audience: Option<String>,
 }

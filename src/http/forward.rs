@@ -22,8 +22,8 @@ pub struct Forward<'a> {
     /// The session's access token: sent as `Authorization: Bearer`, in place of any
     /// Authorization the client sent, and the session cookie is stripped.
     pub bearer: Option<&'a str>,
-    /// The name of the gateway's session cookie.
-    pub session_cookie: &'a str,
+    /// The gateway's own cookies (session, login binding): never forwarded.
+    pub own_cookies: &'a [&'a str],
 }
 
 /// Writes the upstream request head for `h` (whose bytes are in `buf`) into `out`.
@@ -37,14 +37,12 @@ pub fn write_upstream_head(out: &mut Vec<u8>, h: &RequestHead, buf: &[u8], f: &F
     out.extend_from_slice(b"\r\n");
     'fields: for field in h.fields.iter().filter(|f| !f.hop) {
         let name = field.name(buf);
-        if f.bearer.is_some() {
-            if name_is(name, b"authorization") {
-                continue;
-            }
-            if name_is(name, b"cookie") {
-                write_cookie_without(out, field.value(buf), f.session_cookie.as_bytes());
-                continue;
-            }
+        if f.bearer.is_some() && name_is(name, b"authorization") {
+            continue;
+        }
+        if name_is(name, b"cookie") {
+            write_cookie_without(out, field.value(buf), f.own_cookies);
+            continue;
         }
         for filter in &route.filters {
             match filter {
@@ -102,15 +100,16 @@ fn method_may_have_body(m: &[u8]) -> bool {
     matches!(m, b"POST" | b"PUT" | b"PATCH")
 }
 
-/// Writes a `Cookie` field line without the pair named `name`; nothing when no pair is left.
-fn write_cookie_without(out: &mut Vec<u8>, value: &[u8], name: &[u8]) {
+/// Writes a `Cookie` field line without the pairs named in `names`; nothing when no pair is
+/// left.
+fn write_cookie_without(out: &mut Vec<u8>, value: &[u8], names: &[&str]) {
     let start = out.len();
     out.extend_from_slice(b"Cookie: ");
     let mut any = false;
     for pair in value.split(|&b| b == b';') {
         let pair = super::trim_ows(pair);
         let pair_name = pair.split(|&b| b == b'=').next().unwrap_or_default();
-        if pair.is_empty() || pair_name == name {
+        if pair.is_empty() || names.iter().any(|n| n.as_bytes() == pair_name) {
             continue;
         }
         if any {
@@ -133,10 +132,11 @@ mod tests {
     #[test]
     fn strips_only_the_session_pair() {
         let mut out = Vec::new();
-        write_cookie_without(&mut out, b"theme=dark; SESSION=abc;x=1", b"SESSION");
+        let own = ["SESSION", "__Host-SESSIONGATE-LOGIN"];
+        write_cookie_without(&mut out, b"theme=dark; SESSION=abc;x=1", &own);
         assert_eq!(out, b"Cookie: theme=dark; x=1\r\n");
         out.clear();
-        write_cookie_without(&mut out, b"SESSION=abc", b"SESSION");
+        write_cookie_without(&mut out, b"SESSION=abc; __Host-SESSIONGATE-LOGIN=b", &own);
         assert!(out.is_empty(), "a field with nothing left is dropped");
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::auth::{Decision, Gate};
+use crate::auth::{Client, Decision, Gate};
 use crate::http::error::HttpError;
 use crate::http::forward::{write_upstream_head, Forward};
 use crate::http::head::Framing;
@@ -34,6 +34,11 @@ pub(super) async fn exchange<S: ClientStream>(
     if ctx.access_log {
         // Kept now: the head's bytes leave `cbuf` once the body starts flowing.
         let target = c.head.target(&c.cbuf);
+        // A login callback's query is its code and state: credentials, never logged.
+        let target = match target.starts_with(b"/login/oauth2/code/") {
+            true => c.head.path(&c.cbuf),
+            false => target,
+        };
         c.log_request.extend_from_slice(c.head.method(&c.cbuf));
         c.log_request.push(b' ');
         c.log_request
@@ -50,7 +55,12 @@ pub(super) async fn exchange<S: ClientStream>(
         if route.is_some_and(|r| r.backchannel_logout) {
             return backchannel(client, c, ctx, gate).await;
         }
-        match gate.decide(head, buf, S::MOVABLE && ctx.hand_off).await {
+        let from = Client {
+            peer: c.peer.ip(),
+            tls: S::SCHEME == "https",
+            movable: S::MOVABLE && ctx.hand_off,
+        };
+        match gate.decide(head, buf, from).await {
             Decision::Forward { bearer, session } => {
                 c.bearer = bearer;
                 c.session = session;
@@ -146,7 +156,11 @@ async fn send_request<S: ClientStream>(
         peer: c.peer.ip(),
         scheme: c.scheme,
         bearer: c.bearer.as_deref(),
-        session_cookie: crate::session::cookie::COOKIE,
+        // Without login the cookie names are the backend's own, passed as they are.
+        own_cookies: match ctx.gate {
+            Some(_) => &crate::session::cookie::OWN,
+            None => &[],
+        },
     };
     write_upstream_head(&mut c.obuf, &c.head, &c.cbuf, &forward);
     let mut left = take_buffered_body(c, ctx)?;

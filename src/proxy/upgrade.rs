@@ -48,7 +48,7 @@ pub(super) async fn websocket<S: ClientStream>(
     monoio::select! {
         _ = run => {}
         _ = ended.wait() => {
-            tracing::debug!(target: LOG, session = %id.encode().as_str(), "session ended: WebSocket closed");
+            tracing::debug!(target: LOG, session = %id.reference(), "session ended: WebSocket closed");
         }
     }
     if gate.ws_closed(&id) {

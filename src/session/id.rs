@@ -73,6 +73,16 @@ impl SessionId {
         self.0[0]
     }
 
+    /// A short reference for logs and outgoing-call bookkeeping: the owner and 48 bits of
+    /// the id's SHA-256. It tells sessions apart in a log without being the credential:
+    /// nothing of the id can be recovered from it.
+    pub fn reference(&self) -> SessionRef {
+        let d = ring::digest::digest(&ring::digest::SHA256, &self.0);
+        let mut r = [0u8; 6];
+        r.copy_from_slice(&d.as_ref()[..6]);
+        SessionRef(self.owner(), r)
+    }
+
     /// The raw bytes, for a store that persists ids.
     pub fn as_bytes(&self) -> &[u8; ID_LEN] {
         &self.0
@@ -89,6 +99,23 @@ impl SessionId {
     pub(crate) fn tag(&self) -> u32 {
         let b = &self.0;
         u32::from_le_bytes([b[1], b[2], b[3], b[4]])
+    }
+}
+
+/// What logs name a session by ([`SessionId::reference`]): `w<owner>-<12 hex digits>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionRef(u8, [u8; 6]);
+
+impl fmt::Display for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "w{}-", self.0)?;
+        self.1.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -209,6 +236,19 @@ mod tests {
             assert_eq!(back, id);
             assert_eq!(back.owner(), owner);
         }
+    }
+
+    #[test]
+    fn a_reference_names_a_session_without_its_id() {
+        let rng = SystemRandom::new();
+        let id = SessionId::generate(3, &rng).unwrap();
+        let r = id.reference().to_string();
+        assert!(r.starts_with("w3-") && r.len() == 15, "{r}");
+        assert_eq!(r, id.reference().to_string(), "stable");
+        let cookie = id.encode();
+        assert!(!r.contains(&cookie.as_str()[..6]));
+        let other = SessionId::generate(3, &rng).unwrap();
+        assert_ne!(r, other.reference().to_string());
     }
 
     #[test]

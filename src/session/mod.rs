@@ -58,9 +58,10 @@ pub mod id;
 pub mod pending;
 pub mod table;
 pub mod tombstones;
+pub mod users;
 pub mod wheel;
 
-pub use id::{IdHashBuilder, SessionId, COOKIE_LEN, ID_LEN};
+pub use id::{IdHashBuilder, SessionId, SessionRef, COOKIE_LEN, ID_LEN};
 pub use table::{Session, SessionTable, TableConfig, NEVER};
 
 /// Why a session ends; decides the calls made for it and how it is counted and audited.
@@ -72,6 +73,8 @@ pub enum EndReason {
     Admin,
     /// The provider refused the refresh token (`invalid_grant`).
     RefreshRefused,
+    /// The user logged in again past `sessiongate.max-sessions-per-user`: the oldest goes.
+    Superseded,
 }
 
 impl EndReason {
@@ -92,6 +95,7 @@ impl EndReason {
             EndReason::Backchannel => "back-channel",
             EndReason::Admin => "admin",
             EndReason::RefreshRefused => "refresh refused",
+            EndReason::Superseded => "superseded",
         }
     }
 }

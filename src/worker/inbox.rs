@@ -60,6 +60,16 @@ pub(super) async fn run(
                     g.end_matching(sid.as_deref(), sub.as_deref(), iat);
                 }
             }
+            WorkerMsg::CloseWebSockets(id) => {
+                if let Some(g) = &ctx.gate {
+                    g.close_remote_websockets(&id);
+                }
+            }
+            WorkerMsg::EndSession(id, reason) => {
+                if let Some(g) = &ctx.gate {
+                    g.end_on_request(&id, reason);
+                }
+            }
             WorkerMsg::ServerTls(config) => {
                 if let Some(t) = &ctx.tls {
                     t.set(config);

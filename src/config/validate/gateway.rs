@@ -37,6 +37,9 @@ pub(super) const SESSIONGATE_KEYS: &[&str] = &[
     "jwt-clock-skew-sec",
     "ca-bundle",
     "management-token",
+    "public-url",
+    "max-sessions-per-user",
+    "api-audience",
 ];
 
 const MIB: u64 = 1024 * 1024;
@@ -73,7 +76,28 @@ pub(super) fn gateway(s: &Section) -> Result<GatewayConfig> {
         trusted_proxies: trusted_proxies(s)?,
         jwt_clock_skew: s.secs("jwt-clock-skew-sec", IntRule::secs(0, 3600), 30)?,
         ca_bundle: ca_bundle(s)?,
+        public_url: public_url(s)?,
+        max_sessions_per_user: s.int("max-sessions-per-user", IntRule::range(0, 1_000_000), 10)?,
+        api_audience: s.text("api-audience")?,
     })
+}
+
+/// `public-url`: the origin browsers reach the gateway at (`https://gw.example.com`), from
+/// which login redirect URIs and the expected `Origin` are built. Scheme, host and port only.
+fn public_url(s: &Section) -> Result<Option<HttpUrl>> {
+    let Some(url) = s.url("public-url")? else {
+        return Ok(None);
+    };
+    if url.path_and_query != "/" {
+        return Err(ConfigError::invalid(
+            &s.key("public-url"),
+            format!(
+                "an origin without a path, e.g. https://gw.example.com; got {}",
+                url.original
+            ),
+        ));
+    }
+    Ok(Some(url))
 }
 
 /// The most workers: a session id names the worker that holds it in one byte.

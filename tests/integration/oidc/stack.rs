@@ -513,6 +513,19 @@ pub fn session_owner(session: &str) -> u8 {
     bytes[0]
 }
 
+/// How the gateway's logs name a session: `w<owner>-` and 12 hex digits of the SHA-256 of
+/// its id (computed here independently, so a log line can be matched without the gateway
+/// ever writing the cookie value).
+pub fn session_reference(session: &str) -> String {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(session)
+        .unwrap_or_else(|e| panic!("SESSION cookie {session:?} is not base64url: {e}"));
+    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let hex: String = d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("w{}-{hex}", bytes[0])
+}
+
 /// A file in the test target's temporary directory, removed on drop.
 pub struct TempFile {
     pub path: PathBuf,
