@@ -144,5 +144,8 @@ pub struct Shared {
     pub sessions: AtomicU64,
     /// Some worker has the provider's metadata and keys (readiness).
     pub provider_ready: AtomicBool,
+    /// Until then (Unix ms) a token with an unknown key id is refused at once: a refetch
+    /// just showed the provider does not publish it.
+    pub unknown_kid_until_ms: AtomicU64,
     pub users: UserSessions,
 }

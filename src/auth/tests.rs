@@ -562,3 +562,13 @@ fn navigation_is_told_apart() {
         .unwrap();
     assert!(!is_navigation(&h, raw));
 }
+
+#[test]
+fn a_repeating_warning_is_logged_once_per_ten_seconds_with_the_count_left_out() {
+    let t = refresh::Throttle::default();
+    assert_eq!(t.admit(0), Some(0));
+    assert_eq!(t.admit(1_000), None);
+    assert_eq!(t.admit(9_999), None);
+    assert_eq!(t.admit(10_000), Some(2));
+    assert_eq!(t.admit(10_001), None);
+}

@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +34,6 @@ pub struct Keys {
     refresher: RefreshRequester,
     /// Fires when new provider state arrives (then is replaced by a fresh one).
     changed: RefCell<Signal>,
-    /// Until then (session clock, ms) an unknown `kid` is refused without a refetch.
-    miss_until_ms: Cell<u64>,
 }
 
 impl Keys {
@@ -45,7 +44,6 @@ impl Keys {
             cache_generation: Cell::new(0),
             refresher,
             changed: RefCell::new(Signal::new()),
-            miss_until_ms: Cell::new(0),
         }
     }
 
@@ -157,7 +155,9 @@ impl Gate {
             Err(JwtError::UnknownKid) => {}
             other => return other,
         }
-        if self.clock.now_ms() < self.keys.miss_until_ms.get() {
+        // Gateway-wide: every worker meets the same crowd.
+        let miss_until = &self.shared.unknown_kid_until_ms;
+        if self.clock.unix_ms() < miss_until.load(Ordering::Relaxed) {
             return Err(JwtError::UnknownKid);
         }
         // Every request that meets the unknown key waits for the same one refetch.
@@ -171,8 +171,7 @@ impl Gate {
             Err(_) => Err(JwtError::UnknownKid),
         };
         if matches!(verdict, Err(JwtError::UnknownKid)) {
-            let until = self.clock.now_ms() + KID_MISS_WINDOW_MS;
-            self.keys.miss_until_ms.set(until);
+            miss_until.store(self.clock.unix_ms() + KID_MISS_WINDOW_MS, Ordering::Relaxed);
         }
         verdict
     }

@@ -34,6 +34,7 @@ mod dispatcher;
 mod expiry;
 mod fresh;
 mod full_logout;
+mod hardening;
 mod load;
 mod login;
 mod logout;
