@@ -132,6 +132,7 @@ fn warnings(cfg: &Config, input: &CheckInput) -> Vec<String> {
         }
     }
     warnings.extend(local_url_warnings(cfg));
+    warnings.extend(public_url_warning(cfg));
     if cg.use_secure_session_cookie
         && cfg.server.ssl.is_none()
         && cfg.gateway.trusted_proxies.is_empty()
@@ -193,6 +194,17 @@ pub fn probe_lifespan(cfg: &Config, within: Duration) -> Option<Duration> {
 
 fn is_local(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.starts_with("127.") || host == "::1"
+}
+
+/// Login without `sessiongate.public-url` on a listener that is not loopback: logins will be
+/// refused under any name but the listener's own address (a public name is not trusted from
+/// the Host header).
+pub fn public_url_warning(cfg: &Config) -> Option<String> {
+    let login = !cfg.oauth2.registrations.is_empty();
+    let exposed = !cfg.server.address.is_loopback();
+    (login && exposed && cfg.gateway.public_url.is_none()).then(|| {
+        "login is configured without sessiongate.public-url: logins are accepted only under the listener's own address or a trusted proxy's X-Forwarded-Host; set public-url to the address browsers use".to_string()
+    })
 }
 
 #[cfg(test)]

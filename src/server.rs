@@ -127,6 +127,9 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
     if let Some(target) = &config.gateway.audit_log {
         audit::init(target).map_err(StartError::Audit)?;
     }
+    if let Some(warning) = crate::check::public_url_warning(&config) {
+        tracing::warn!(target: LOG, "{warning}");
+    }
     if let Some(warning) = tls::secure_cookie_warning(&config) {
         tracing::warn!(target: LOG, "{warning}");
     }
