@@ -1,15 +1,17 @@
 //! The management listener (`management.server.*`, loopback by default): health, metrics and
 //! the sessions admin API of Spring Boot's actuator.
 //!
-//! It runs on its own plain thread with blocking I/O, one request at a time: admin traffic
-//! is tiny, and this keeps it off the workers' event loops entirely. Session queries travel
-//! to the workers as messages; each answers about the sessions it owns.
+//! It runs on plain threads with blocking I/O, off the workers' event loops entirely: one
+//! accepting, and one per connection, at most [`MAX_CONNECTIONS`] at once, each with
+//! [`REQUEST_DEADLINE`] for its whole request, so a client that trickles bytes cannot hold
+//! the health probes up. Session queries travel to the workers as messages; each answers
+//! about the sessions it owns.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::http::form::form_value;
 use crate::http::head::{parse_request, Limits, RequestHead};
@@ -22,6 +24,13 @@ use crate::session::SessionId;
 const LOG: &str = "sessiongate::admin";
 /// How long the admin API waits for each worker's answer.
 const WORKER_ANSWER: Duration = Duration::from_secs(5);
+/// Connections served at once; one more is answered 503 at once. Admin traffic is a few
+/// probes and scrapes; this bounds the threads a flood of connections can start.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time a client has to send its whole request, however it paces the bytes.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Time to write an answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything the management thread reads.
 pub struct Admin {
@@ -37,22 +46,63 @@ pub struct Admin {
 pub fn spawn(addr: SocketAddr, admin: Admin) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    std::thread::Builder::new().name("sessiongate-admin".into()).spawn(move || {
-        for conn in listener.incoming() {
-            match conn {
-                Ok(s) => {
-                    if let Err(e) = serve(s, &admin) {
-                        tracing::debug!(target: LOG, error = %e, "management connection failed");
+    if exposed_without_token(bound, &admin) {
+        tracing::warn!(target: LOG, %bound, "the management listener is not on loopback and sessiongate.management-token is not set: whoever reaches it can read and end every session");
+    }
+    let admin = Arc::new(admin);
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("sessiongate-admin".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(s) => serve_concurrently(s, &admin, &active),
+                    Err(e) => {
+                        tracing::warn!(target: LOG, error = %e, "management accept failed");
+                        std::thread::sleep(Duration::from_millis(50));
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(target: LOG, error = %e, "management accept failed");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
             }
-        }
-    })?;
+        })?;
     Ok(bound)
+}
+
+fn exposed_without_token(bound: SocketAddr, admin: &Admin) -> bool {
+    !bound.ip().is_loopback() && admin.token.is_none()
+}
+
+/// Serves `s` on a thread of its own, or answers 503 when [`MAX_CONNECTIONS`] are busy.
+fn serve_concurrently(s: TcpStream, admin: &Arc<Admin>, active: &Arc<AtomicUsize>) {
+    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        active.fetch_sub(1, Ordering::AcqRel);
+        // A small answer on a fresh socket fits its send buffer: this write does not block.
+        let busy = json(503, "Service Unavailable", "{\"error\":\"busy\"}".into());
+        let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = (&s).write_all(&busy.to_bytes(true));
+        return;
+    }
+    let slot = Slot(active.clone());
+    let admin = admin.clone();
+    let spawned = std::thread::Builder::new()
+        .name("sessiongate-admin-conn".into())
+        .spawn(move || {
+            let _slot = slot;
+            if let Err(e) = serve(s, &admin) {
+                tracing::debug!(target: LOG, error = %e, "management connection failed");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(target: LOG, error = %e, "cannot start a management connection thread");
+    }
+}
+
+/// One of the [`MAX_CONNECTIONS`], given back when its thread ends (or never starts).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn json(status: u16, reason: &'static str, body: String) -> Reply {
@@ -60,14 +110,26 @@ fn json(status: u16, reason: &'static str, body: String) -> Reply {
 }
 
 fn serve(mut s: TcpStream, admin: &Admin) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let deadline = Instant::now() + REQUEST_DEADLINE;
     let mut buf = vec![0u8; 16 * 1024];
     let mut len = 0;
     let mut head = RequestHead::default();
     let limits = Limits::default();
+    let timeout = || json(408, "Request Timeout", "{\"error\":\"timeout\"}".into());
     let answer = loop {
-        let n = s.read(&mut buf[len..])?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break timeout();
+        }
+        s.set_read_timeout(Some(left))?;
+        let n = match s.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break timeout()
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Ok(());
         }
@@ -234,6 +296,22 @@ fn ended(admin: &Admin, query: AdminQuery) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exposure_without_a_token_is_noticed() {
+        let admin = |token: Option<&str>| Admin {
+            workers: Vec::new(),
+            metrics: Vec::new(),
+            shared: Arc::default(),
+            token: token.map(str::to_string),
+            proxy_only: true,
+        };
+        let any: SocketAddr = "0.0.0.0:9090".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        assert!(exposed_without_token(any, &admin(None)));
+        assert!(!exposed_without_token(any, &admin(Some("s"))));
+        assert!(!exposed_without_token(lo, &admin(None)));
+    }
 
     #[test]
     fn secret_comparison() {

@@ -24,6 +24,10 @@ pub const END_REASONS: [&str; 6] = [
 pub struct Metrics {
     pub connections_accepted: AtomicU64,
     pub connections_open: AtomicU64,
+    /// At `sessiongate.max-connections`: idle connections closed to make room, and new
+    /// ones closed at once because none was idle.
+    pub connections_shed_idle: AtomicU64,
+    pub connections_shed_new: AtomicU64,
     pub handoffs: AtomicU64,
     /// Responses by status class: 1xx..5xx.
     pub responses: [AtomicU64; 5],
@@ -207,6 +211,16 @@ pub fn render(all: &[Arc<Metrics>], sessions_active: u64, provider_ready: bool) 
             sum(all, |m| &m.responses[i])
         );
     }
+    out.push_str("# HELP sessiongate_connections_shed_total Client connections closed at sessiongate.max-connections: the longest idle to make room, or a new one when none was idle.\n# TYPE sessiongate_connections_shed_total counter\n");
+    for (reason, f) in [
+        ("idle", sum(all, |m| &m.connections_shed_idle)),
+        ("new", sum(all, |m| &m.connections_shed_new)),
+    ] {
+        let _ = writeln!(
+            out,
+            "sessiongate_connections_shed_total{{reason=\"{reason}\"}} {f}"
+        );
+    }
     out.push_str("# HELP sessiongate_sessions_ended_total Sessions ended, by reason.\n# TYPE sessiongate_sessions_ended_total counter\n");
     for (i, reason) in END_REASONS.iter().enumerate() {
         let _ = writeln!(
@@ -245,12 +259,15 @@ mod tests {
         b.response(502);
         Metrics::inc(&a.sessions_created);
         a.session_ended("backchannel");
+        Metrics::inc(&b.connections_shed_idle);
         let text = render(&[a, b], 7, true);
         assert!(text.contains("sessiongate_responses_total{code=\"2xx\"} 2\n"));
         assert!(text.contains("sessiongate_responses_total{code=\"5xx\"} 1\n"));
         assert!(text.contains("sessiongate_sessions_created_total 1\n"));
         assert!(text.contains("sessiongate_sessions_ended_total{reason=\"backchannel\"} 1\n"));
         assert!(text.contains("sessiongate_sessions_active 7\n"));
+        assert!(text.contains("sessiongate_connections_shed_total{reason=\"idle\"} 1\n"));
+        assert!(text.contains("sessiongate_connections_shed_total{reason=\"new\"} 0\n"));
         assert!(text.contains("sessiongate_provider_ready 1\n"));
     }
 }

@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,6 +25,9 @@ use crate::worker::{self, WorkerSpec};
 
 const LOG: &str = "sessiongate::server";
 const BACKLOG: i32 = 4096;
+/// Open files besides client and upstream sockets: listeners, rings, the audit log, the
+/// management listener's connections, outgoing calls.
+const FD_RESERVE: u64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -133,6 +137,10 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
     if let Some(warning) = tls::secure_cookie_warning(&config) {
         tracing::warn!(target: LOG, "{warning}");
     }
+    if config.oauth2.registrations.is_empty() {
+        tracing::warn!(target: LOG, "no spring.security.oauth2 registration: running as an unauthenticated proxy, every route is forwarded without login");
+    }
+    warn_if_files_short(config.gateway.max_connections);
     let listeners = bind_listeners(addr, n)?;
     let bound = listeners[0]
         .local_addr()
@@ -171,6 +179,7 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
     };
     let shared = Arc::new(Shared::default());
     let metrics: Vec<Arc<Metrics>> = (0..n).map(|_| Arc::new(Metrics::default())).collect();
+    let connections_total = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::with_capacity(n);
     for ((id, listener), inbox) in listeners.into_iter().enumerate().zip(receivers) {
         let spec = WorkerSpec {
@@ -182,6 +191,7 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
             peers: inboxes.clone(),
             shared: shared.clone(),
             metrics: metrics[id].clone(),
+            connections_total: connections_total.clone(),
             refresher: refresher.clone(),
             tls_client: tls_client.clone(),
             banner: banner.clone(),
@@ -267,6 +277,30 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
     audit::flush(Duration::from_secs(1));
     tracing::info!(target: LOG, "stopped");
     Ok(())
+}
+
+/// Warns when the open-file limit cannot hold `max` client connections with an upstream
+/// socket each: past it, accepts fail instead of shedding as documented.
+fn warn_if_files_short(max: usize) {
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    let need = 2 * max as u64 + FD_RESERVE;
+    if limit < need {
+        tracing::warn!(target: LOG, limit, need, "sessiongate.max-connections is {max}, which needs about {need} open files (a client and an upstream socket each, and {FD_RESERVE} more); the process may open {limit}: raise the limit (LimitNOFILE) or lower max-connections");
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux; `None` elsewhere or
+/// when unlimited).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Re-reads the configuration file. Routes, upstreams, listener URLs and log levels take

@@ -3,9 +3,13 @@
 //! configuration are replaced whole by a reload while requests in flight finish on the ones
 //! they started with.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::auth::Gate;
@@ -26,6 +30,10 @@ pub struct WorkerState {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub max_body_bytes: u64,
+    /// `sessiongate.body-min-rate-bytes-per-sec`; 0 = no minimum.
+    pub body_min_rate: u64,
+    /// The worker's client connections under `sessiongate.max-connections`.
+    pub connections: Connections,
     pub access_log: bool,
     /// `sessiongate.connection-hand-off`.
     pub hand_off: bool,
@@ -108,5 +116,179 @@ impl Timeouts {
             body: g.body_read_timeout,
             response: g.upstream_response_timeout,
         }
+    }
+}
+
+/// A client connection's place in [`Connections`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConnId(usize);
+
+/// The worker's client connections, for `sessiongate.max-connections`: the process-wide
+/// count, and which connections wait idle for a request, so that the one idle longest can
+/// be closed to make room for a new one.
+///
+/// The limit is process-wide because what it protects, the open-file limit, is; a
+/// handed-off connection moves between workers without changing the total.
+pub struct Connections {
+    /// Client connections open in the whole process (every worker adds its own).
+    total: Arc<AtomicUsize>,
+    max: usize,
+    slots: RefCell<Vec<Slot>>,
+    free: RefCell<Vec<usize>>,
+    /// Connections of this worker.
+    here: Cell<usize>,
+    /// Orders idle marks: the lowest one has waited longest.
+    seq: Cell<u64>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// Since when (in `seq` order) the connection waits for a request; 0: busy.
+    idle: u64,
+    /// Chosen to be closed to make room.
+    shed: bool,
+    waker: Option<Waker>,
+}
+
+impl Connections {
+    pub fn new(total: Arc<AtomicUsize>, max: usize) -> Connections {
+        Connections {
+            total,
+            max,
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            here: Cell::new(0),
+            seq: Cell::new(0),
+        }
+    }
+
+    /// Counts a new connection (at accept, or when one is handed over).
+    pub fn add(&self) -> ConnId {
+        self.total.fetch_add(1, Relaxed);
+        self.here.set(self.here.get() + 1);
+        let mut slots = self.slots.borrow_mut();
+        let i = match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = Slot::default();
+                i
+            }
+            None => {
+                slots.push(Slot::default());
+                slots.len() - 1
+            }
+        };
+        ConnId(i)
+    }
+
+    pub fn remove(&self, id: ConnId) {
+        self.total.fetch_sub(1, Relaxed);
+        self.here.set(self.here.get() - 1);
+        self.slots.borrow_mut()[id.0].waker = None;
+        self.free.borrow_mut().push(id.0);
+    }
+
+    /// This worker's open connections.
+    pub fn here(&self) -> usize {
+        self.here.get()
+    }
+
+    /// The whole process holds `max-connections`.
+    pub fn at_cap(&self) -> bool {
+        self.total.load(Relaxed) >= self.max
+    }
+
+    /// Tells the connection that has waited longest for a request to close; `false` when
+    /// none of this worker's connections is idle. A linear scan, done only at the cap.
+    pub fn shed_longest_idle(&self) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let Some(oldest) = slots
+            .iter_mut()
+            .filter(|s| s.idle != 0)
+            .min_by_key(|s| s.idle)
+        else {
+            return false;
+        };
+        oldest.idle = 0;
+        oldest.shed = true;
+        if let Some(w) = oldest.waker.take() {
+            w.wake();
+        }
+        true
+    }
+
+    /// Marks the connection idle while awaited; completes when it is chosen to make room.
+    pub fn idle(&self, id: ConnId) -> Idle<'_> {
+        Idle { c: self, id }
+    }
+}
+
+/// See [`Connections::idle`].
+pub struct Idle<'a> {
+    c: &'a Connections,
+    id: ConnId,
+}
+
+impl Future for Idle<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut slots = self.c.slots.borrow_mut();
+        let slot = &mut slots[self.id.0];
+        if slot.shed {
+            return Poll::Ready(());
+        }
+        if slot.idle == 0 {
+            let seq = self.c.seq.get() + 1;
+            self.c.seq.set(seq);
+            slot.idle = seq;
+        }
+        match &slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.c.slots.borrow_mut();
+        let slot = &mut slots[self.id.0];
+        slot.idle = 0;
+        slot.waker = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll(f: &mut Pin<Box<Idle<'_>>>) -> Poll<()> {
+        f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn the_longest_idle_connection_is_shed_first() {
+        let total = Arc::new(AtomicUsize::new(0));
+        let c = Connections::new(total.clone(), 3);
+        let (a, b, busy) = (c.add(), c.add(), c.add());
+        assert!(c.at_cap() && total.load(Relaxed) == 3);
+        let mut wait_b = Box::pin(c.idle(b));
+        let mut wait_a = Box::pin(c.idle(a));
+        assert!(poll(&mut wait_b).is_pending() && poll(&mut wait_a).is_pending());
+        assert!(c.shed_longest_idle());
+        assert!(poll(&mut wait_b).is_ready(), "b waited longest");
+        assert!(poll(&mut wait_a).is_pending());
+        assert!(c.shed_longest_idle());
+        assert!(poll(&mut wait_a).is_ready());
+        assert!(!c.shed_longest_idle(), "the busy one is never shed");
+        drop((wait_a, wait_b));
+        c.remove(a);
+        assert!(!c.at_cap() && c.here() == 2);
+        let reused = c.add();
+        let mut wait = Box::pin(c.idle(reused));
+        assert!(poll(&mut wait).is_pending(), "a reused slot starts fresh");
+        drop(wait);
+        assert!(!c.shed_longest_idle(), "no longer idle once the wait ends");
+        let _ = busy;
     }
 }

@@ -156,6 +156,12 @@ pub struct GatewayConfig {
     pub request_head_timeout: Duration,
     /// `body-read-timeout-ms`: longest pause between body bytes from the client.
     pub body_read_timeout: Duration,
+    /// `body-min-rate-bytes-per-sec`: the least a proxied request body must average per
+    /// second spent waiting on the client, after a 5 s grace period; 0 = no minimum.
+    pub body_min_rate: u64,
+    /// `max-connections`: client connections the whole process holds at once (9000: each
+    /// may hold an upstream connection too, inside 20,000 open files with room to spare).
+    pub max_connections: usize,
     pub max_head_bytes: usize,
     pub max_headers: usize,
     pub max_uri_bytes: usize,

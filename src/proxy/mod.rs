@@ -31,7 +31,7 @@ use crate::messages::WorkerMsg;
 use crate::metrics::Metrics;
 use crate::net::inbound::ClientStream;
 use crate::session::SessionId;
-use crate::state::WorkerState;
+use crate::state::{ConnId, WorkerState};
 use crate::upstream::Stream;
 
 const LOG: &str = "sessiongate::proxy";
@@ -81,6 +81,8 @@ struct Conn {
     session: Option<SessionId>,
     /// `X-Forwarded-Proto`: the client stream's scheme.
     scheme: &'static str,
+    /// The connection in the worker's table (idle marks, shedding at max-connections).
+    id: ConnId,
 }
 
 /// Serves one client connection to its end; says why it ended.
@@ -94,6 +96,7 @@ pub async fn serve<S: ClientStream>(
     peer: SocketAddr,
     ctx: Rc<WorkerState>,
     buffered: Vec<u8>,
+    id: ConnId,
 ) -> CloseReason {
     let mut cbuf = buffered;
     let want = ctx.limits.max_head_bytes.max(4096);
@@ -110,6 +113,7 @@ pub async fn serve<S: ClientStream>(
         bearer: None,
         session: None,
         scheme: S::SCHEME,
+        id,
     };
     let closed = loop {
         match exchange::exchange(&mut client, &mut conn, &ctx).await {

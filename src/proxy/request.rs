@@ -1,5 +1,8 @@
-//! Reading from the client: the request head (idle and head timeouts, the stop signal),
-//! a small body the gateway answers itself, and a body streamed upstream.
+//! Reading from the client: the request head (idle and head timeouts, the stop signal,
+//! shedding at max-connections), a small body the gateway answers itself (whole within the
+//! head timeout), and a body streamed upstream (at a minimum rate).
+
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
@@ -18,7 +21,7 @@ pub(super) async fn read_head<S: AsyncReadRent>(
     c: &mut Conn,
     ctx: &WorkerState,
 ) -> Result<(), End> {
-    let mut deadline: Option<std::time::Instant> = None;
+    let mut deadline: Option<Instant> = None;
     loop {
         skip_empty_lines(&mut c.cbuf);
         if !c.cbuf.is_empty() {
@@ -27,31 +30,32 @@ pub(super) async fn read_head<S: AsyncReadRent>(
                 Ok(None) => {}
                 Err(e) => return Err(End::Answered(e)),
             }
-            deadline.get_or_insert_with(|| std::time::Instant::now() + ctx.timeouts.head);
+            deadline.get_or_insert_with(|| Instant::now() + ctx.timeouts.head);
         }
         let idle = c.cbuf.is_empty();
         if idle && ctx.shutdown.is_triggered() {
             return Err(End::Quiet);
         }
         let wait = match deadline {
-            Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+            Some(d) => d.saturating_duration_since(Instant::now()),
             None => ctx.timeouts.idle,
         };
         reserve_read(&mut c.cbuf, ctx.limits.max_head_bytes + 1);
         let read = read_spare_within(client, std::mem::take(&mut c.cbuf), wait);
         let outcome = if idle {
             monoio::select! {
-                r = read => Some(r),
-                _ = ctx.shutdown.wait() => None,
+                r = read => r,
+                _ = ctx.shutdown.wait() => return Err(End::Quiet),
+                // Closed to make room for a new connection, as an idle timeout would.
+                _ = ctx.connections.idle(c.id) => return Err(End::Idle),
             }
         } else {
-            Some(read.await)
+            read.await
         };
         match outcome {
-            None => return Err(End::Quiet),
-            Some(None) if idle => return Err(End::Idle),
-            Some(None) => return Err(End::Answered(HttpError::RequestTimeout)),
-            Some(Some((res, buf))) => {
+            None if idle => return Err(End::Idle),
+            None => return Err(End::Answered(HttpError::RequestTimeout)),
+            Some((res, buf)) => {
                 c.cbuf = buf;
                 match res {
                     Ok(0) | Err(_) => return Err(End::Quiet),
@@ -84,30 +88,68 @@ pub(super) fn request_body_error(e: BodyError) -> End {
     }
 }
 
-/// Reads more client bytes into `c.cbuf` within the body timeout.
+/// Reads more client bytes into `c.cbuf` within `wait`; says how many came.
 async fn read_body_bytes<S: AsyncReadRent>(
     client: &mut S,
     c: &mut Conn,
-    ctx: &WorkerState,
-) -> Result<(), End> {
-    let (res, buf) = read_spare_within(client, std::mem::take(&mut c.cbuf), ctx.timeouts.body)
+    wait: Duration,
+) -> Result<usize, End> {
+    let (res, buf) = read_spare_within(client, std::mem::take(&mut c.cbuf), wait)
         .await
         .ok_or(End::Answered(HttpError::RequestTimeout))?;
     c.cbuf = buf;
     match res {
         Ok(0) | Err(_) => Err(End::Broken("client closed during request body")),
-        Ok(_) => Ok(()),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// The grace period before `body-min-rate-bytes-per-sec` applies (Kestrel's default).
+const RATE_GRACE: Duration = Duration::from_secs(5);
+
+/// A streamed body's pace: the time spent waiting on the client and the bytes it sent.
+/// Time spent writing upstream is not counted, so a slow backend never cuts a client.
+struct Pace {
+    min_rate: u64,
+    waited: Duration,
+    received: u64,
+}
+
+impl Pace {
+    /// How long the next read may wait: the pause limit, less when the client falls behind
+    /// the minimum rate; `None` once it has.
+    fn next_wait(&self, pause: Duration) -> Option<Duration> {
+        if self.min_rate == 0 {
+            return Some(pause);
+        }
+        let earned =
+            RATE_GRACE + Duration::from_millis(self.received.saturating_mul(1000) / self.min_rate);
+        earned
+            .checked_sub(self.waited)
+            .filter(|left| !left.is_zero())
+            .map(|left| left.min(pause))
+    }
+}
+
+/// The wait for the next body read within `deadline` (and the pause limit).
+fn until(deadline: Instant, pause: Duration) -> Result<Duration, End> {
+    match deadline.saturating_duration_since(Instant::now()) {
+        left if left.is_zero() => Err(End::Answered(HttpError::RequestTimeout)),
+        left => Ok(left.min(pause)),
     }
 }
 
 /// Reads a small request body whole (at most `max` bytes), consuming head and body from
-/// `c.cbuf`; for the few requests the gateway answers itself from their body.
+/// `c.cbuf`; for the few requests the gateway answers itself from their body. The whole
+/// body must come within the request-head timeout: it is small, and no byte of it goes
+/// anywhere before it is complete.
 pub(super) async fn read_whole_body<S: AsyncReadRent>(
     client: &mut S,
     c: &mut Conn,
     ctx: &WorkerState,
     max: usize,
 ) -> Result<Vec<u8>, End> {
+    let deadline = Instant::now() + ctx.timeouts.head;
     let head_len = c.head.head_len;
     c.cbuf.drain(..head_len);
     let mut body = Vec::new();
@@ -142,7 +184,7 @@ pub(super) async fn read_whole_body<S: AsyncReadRent>(
             return Ok(body);
         }
         reserve_read(&mut c.cbuf, IO_CHUNK);
-        read_body_bytes(client, c, ctx).await?;
+        read_body_bytes(client, c, until(deadline, ctx.timeouts.body)?).await?;
     }
 }
 
@@ -194,7 +236,8 @@ pub(super) fn take_buffered_body(c: &mut Conn, ctx: &WorkerState) -> Result<Body
     }
 }
 
-/// Streams the rest of the request body from the client to the upstream.
+/// Streams the rest of the request body from the client to the upstream, cut (408) when
+/// the client pauses longer than the body timeout or falls behind the minimum rate.
 pub(super) async fn stream_request_body<S: AsyncReadRent>(
     client: &mut S,
     upstream: &mut Stream,
@@ -202,11 +245,22 @@ pub(super) async fn stream_request_body<S: AsyncReadRent>(
     ctx: &WorkerState,
     left: &mut BodyLeft,
 ) -> Result<(), End> {
+    let mut pace = Pace {
+        min_rate: ctx.body_min_rate,
+        waited: Duration::ZERO,
+        received: 0,
+    };
     while left.pending() {
         if c.cbuf.capacity() < IO_CHUNK {
             c.cbuf.reserve(IO_CHUNK - c.cbuf.len());
         }
-        read_body_bytes(client, c, ctx).await?;
+        let wait = pace
+            .next_wait(ctx.timeouts.body)
+            .ok_or(End::Answered(HttpError::RequestTimeout))?;
+        let started = Instant::now();
+        let n = read_body_bytes(client, c, wait).await?;
+        pace.waited += started.elapsed();
+        pace.received += n as u64;
         c.obuf.clear();
         if let Some(d) = left.decoder.as_mut() {
             let p = d.feed(&c.cbuf, &mut c.obuf).map_err(request_body_error)?;
@@ -228,4 +282,38 @@ pub(super) async fn stream_request_body<S: AsyncReadRent>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_allows_the_grace_then_what_the_bytes_earned() {
+        let pause = Duration::from_secs(30);
+        let mut p = Pace {
+            min_rate: 1000,
+            waited: Duration::ZERO,
+            received: 0,
+        };
+        assert_eq!(p.next_wait(pause), Some(RATE_GRACE));
+        p.waited = Duration::from_secs(4);
+        p.received = 500;
+        assert_eq!(p.next_wait(pause), Some(Duration::from_millis(1500)));
+        p.waited = Duration::from_millis(5500);
+        assert_eq!(
+            p.next_wait(pause),
+            None,
+            "500 bytes earn 0.5 s past the grace"
+        );
+        p.received = 1_000_000;
+        assert_eq!(
+            p.next_wait(pause),
+            Some(pause),
+            "the pause limit still holds"
+        );
+        p.min_rate = 0;
+        p.received = 0;
+        assert_eq!(p.next_wait(pause), Some(pause), "0: no minimum");
+    }
 }

@@ -8,16 +8,16 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use crate::audit::{self, CloseReason};
-use crate::state::WorkerState;
+use crate::state::{ConnId, WorkerState};
 use crate::tls;
 
 const LOG: &str = "sessiongate::tls";
 
 /// Serves one TLS client connection: handshake (bounded by the request-head timeout), then
 /// the proxy loop; both ends are audited.
-pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, ctx: Rc<WorkerState>) {
+pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, ctx: Rc<WorkerState>, id: ConnId) {
     let Some(term) = ctx.tls.as_ref() else {
-        crate::proxy::serve(tcp, peer, ctx, Vec::new()).await;
+        crate::proxy::serve(tcp, peer, ctx, Vec::new(), id).await;
         return;
     };
     match tls::accept(tcp, term.current(), ctx.timeouts.head).await {
@@ -31,7 +31,7 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, ctx: Rc<WorkerSt
                 reason: None,
             };
             let worker = ctx.worker;
-            open.reason = Some(crate::proxy::serve(stream, peer, ctx, Vec::new()).await);
+            open.reason = Some(crate::proxy::serve(stream, peer, ctx, Vec::new(), id).await);
             tracing::trace!(target: LOG, worker, peer = %peer, reason = ?open.reason, "TLS connection closed");
         }
         Err(f) => {

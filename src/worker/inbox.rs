@@ -1,6 +1,5 @@
 //! The worker's inbox: what other threads tell it, handled on its own loop.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::auth::calls::Listeners;
@@ -11,11 +10,7 @@ use crate::state::{Routing, WorkerState};
 use super::{Open, LOG};
 
 /// Handles the worker's messages until the channel closes.
-pub(super) async fn run(
-    rx: flume::Receiver<WorkerMsg>,
-    ctx: Rc<WorkerState>,
-    open: Rc<Cell<usize>>,
-) {
+pub(super) async fn run(rx: flume::Receiver<WorkerMsg>, ctx: Rc<WorkerState>) {
     while let Ok(msg) = rx.recv_async().await {
         match msg {
             WorkerMsg::Stop => ctx.shutdown.trigger(),
@@ -83,10 +78,11 @@ pub(super) async fn run(
                         continue;
                     }
                 };
-                let guard = Open::new(&open, &ctx);
+                // Not held to max-connections: it only moves from one worker to another.
+                let guard = Open::new(&ctx);
                 let ctx = ctx.clone();
                 monoio::spawn(async move {
-                    crate::proxy::serve(stream, peer, ctx, buffered).await;
+                    crate::proxy::serve(stream, peer, ctx, buffered, guard.id).await;
                     drop(guard);
                 });
             }

@@ -7,9 +7,9 @@
 //! The worker's state is [`crate::state::WorkerState`]; its inbox is handled in `inbox`,
 //! its connection tasks (plain, or TLS with the handshake audited) in `connection`.
 
-use std::cell::Cell;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,10 @@ use crate::clock::Clock;
 use crate::config::{Config, Driver};
 use crate::http::head::Limits;
 use crate::messages::{Inbox, Shared, WorkerMsg};
+use crate::metrics::Metrics;
 use crate::provider::RefreshRequester;
 use crate::signal::Signal;
-use crate::state::{Routing, Timeouts, WorkerState};
+use crate::state::{ConnId, Connections, Routing, Timeouts, WorkerState};
 use crate::upstream::Upstream;
 
 const LOG: &str = "sessiongate::worker";
@@ -43,6 +44,8 @@ pub struct WorkerSpec {
     pub peers: Vec<Inbox>,
     pub shared: Arc<Shared>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Client connections open in the whole process, for `sessiongate.max-connections`.
+    pub connections_total: Arc<AtomicUsize>,
     pub refresher: Option<RefreshRequester>,
     pub tls_client: Arc<rustls::ClientConfig>,
     pub banner: Option<Arc<str>>,
@@ -126,22 +129,28 @@ pub fn run(spec: WorkerSpec, ready: std::sync::mpsc::Sender<Result<DriverInUse, 
     }
 }
 
-/// Decrements the worker's open-connection count when a connection task ends.
-pub(crate) struct Open(Rc<Cell<usize>>, Arc<crate::metrics::Metrics>);
+/// A client connection counted as open (in the worker's table, the process-wide count and
+/// the gauge) until the guard drops with its task.
+pub(crate) struct Open {
+    ctx: Rc<WorkerState>,
+    pub(crate) id: ConnId,
+}
 
 impl Open {
-    /// Counts a connection task as open until the guard drops.
-    pub(crate) fn new(open: &Rc<Cell<usize>>, ctx: &WorkerState) -> Open {
-        open.set(open.get() + 1);
-        crate::metrics::Metrics::inc(&ctx.metrics.connections_open);
-        Open(open.clone(), ctx.metrics.clone())
+    pub(crate) fn new(ctx: &Rc<WorkerState>) -> Open {
+        Metrics::inc(&ctx.metrics.connections_open);
+        Open {
+            ctx: ctx.clone(),
+            id: ctx.connections.add(),
+        }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-        self.1
+        self.ctx.connections.remove(self.id);
+        self.ctx
+            .metrics
             .connections_open
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -181,13 +190,13 @@ async fn serve(
         peers: spec.peers,
         shared: spec.shared,
         metrics: spec.metrics,
+        connections_total: spec.connections_total,
         refresher: spec.refresher,
         tls_client: spec.tls_client,
         banner: spec.banner,
         server_tls: spec.server_tls,
     }));
-    let open = Rc::new(Cell::new(0usize));
-    monoio::spawn(inbox::run(inbox_rx, ctx.clone(), open.clone()));
+    monoio::spawn(inbox::run(inbox_rx, ctx.clone()));
     if let Some(g) = &ctx.gate {
         let mut scratch = Vec::new();
         monoio::spawn(every(ctx.clone(), check_every, move |g| {
@@ -200,10 +209,10 @@ async fn serve(
     tracing::debug!(target: LOG, worker = id, driver = ?in_use, "worker started");
 
     if let Some(l) = plain_listener {
-        monoio::spawn(accept(l, ctx.clone(), open.clone(), false));
+        monoio::spawn(accept(l, ctx.clone(), false));
     }
-    accept(listener, ctx.clone(), open.clone(), ctx.tls.is_some()).await;
-    drain(&ctx, &open, Instant::now() + grace).await;
+    accept(listener, ctx.clone(), ctx.tls.is_some()).await;
+    drain(&ctx, Instant::now() + grace).await;
 }
 
 /// What `state` builds a worker's state from.
@@ -214,6 +223,7 @@ struct WorkerSpecParts {
     peers: Vec<Inbox>,
     shared: Arc<Shared>,
     metrics: Arc<crate::metrics::Metrics>,
+    connections_total: Arc<AtomicUsize>,
     refresher: Option<RefreshRequester>,
     tls_client: Arc<rustls::ClientConfig>,
     banner: Option<Arc<str>>,
@@ -249,6 +259,8 @@ fn state(p: WorkerSpecParts) -> WorkerState {
         },
         timeouts: Timeouts::from_config(g),
         max_body_bytes: g.max_body_bytes,
+        body_min_rate: g.body_min_rate,
+        connections: Connections::new(p.connections_total, g.max_connections),
         access_log: g.access_log,
         hand_off: g.connection_hand_off,
         shutdown: Signal::new(),
@@ -263,12 +275,13 @@ fn state(p: WorkerSpecParts) -> WorkerState {
 /// After the listeners stopped: open connections get until `deadline` to finish, then the
 /// outgoing calls (logouts above all) the rest of it; retries stop waiting for their delays
 /// once shutdown starts.
-async fn drain(ctx: &WorkerState, open: &Cell<usize>, deadline: Instant) {
-    while open.get() > 0 && Instant::now() < deadline {
+async fn drain(ctx: &WorkerState, deadline: Instant) {
+    let open = || ctx.connections.here();
+    while open() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
-    if open.get() > 0 {
-        tracing::warn!(target: LOG, worker = ctx.worker, open = open.get(), "grace period over; closing remaining connections");
+    if open() > 0 {
+        tracing::warn!(target: LOG, worker = ctx.worker, open = open(), "grace period over; closing remaining connections");
     }
     let Some(g) = &ctx.gate else { return };
     while g.dispatcher().pending() > 0 && Instant::now() < deadline {
@@ -280,12 +293,12 @@ async fn drain(ctx: &WorkerState, open: &Cell<usize>, deadline: Instant) {
 }
 
 /// Accepts on one listener until shutdown; `tls`: its connections start with a handshake.
-async fn accept(
-    listener: monoio::net::TcpListener,
-    ctx: Rc<WorkerState>,
-    open: Rc<Cell<usize>>,
-    tls: bool,
-) {
+///
+/// At `sessiongate.max-connections` the connection of this worker idle longest is told to
+/// close to make room (a keep-alive connection may be closed at any time, and a flood of
+/// idle connections then only pushes out its own oldest ones); when none is idle, the new
+/// connection is closed at once, since every slot is doing work.
+async fn accept(listener: monoio::net::TcpListener, ctx: Rc<WorkerState>, tls: bool) {
     loop {
         let accepted = monoio::select! {
             a = listener.accept() => Some(a),
@@ -294,15 +307,24 @@ async fn accept(
         match accepted {
             None => break,
             Some(Ok((stream, peer))) => {
-                crate::metrics::Metrics::inc(&ctx.metrics.connections_accepted);
+                Metrics::inc(&ctx.metrics.connections_accepted);
+                if ctx.connections.at_cap() {
+                    if ctx.connections.shed_longest_idle() {
+                        Metrics::inc(&ctx.metrics.connections_shed_idle);
+                    } else {
+                        Metrics::inc(&ctx.metrics.connections_shed_new);
+                        tracing::debug!(target: LOG, worker = ctx.worker, peer = %peer, "max-connections reached and none idle; connection closed");
+                        continue;
+                    }
+                }
                 let _ = stream.set_nodelay(true);
-                let guard = Open::new(&open, &ctx);
+                let guard = Open::new(&ctx);
                 let ctx = ctx.clone();
                 monoio::spawn(async move {
                     if tls {
-                        connection::serve_tls(stream, peer, ctx).await;
+                        connection::serve_tls(stream, peer, ctx, guard.id).await;
                     } else {
-                        crate::proxy::serve(stream, peer, ctx, Vec::new()).await;
+                        crate::proxy::serve(stream, peer, ctx, Vec::new(), guard.id).await;
                     }
                     drop(guard);
                 });

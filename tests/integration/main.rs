@@ -7,7 +7,9 @@
 //! Support: `wire` (HTTP/1.1 reading for both fakes), `backend` (recording upstream),
 //! `client` (raw client), `harness` (gateway process, config, CLI).
 //! Scenarios: `proxy`, `hostile`, `websocket`, `large_body`, `access_log`, `shutdown`,
-//! `config_check`, `check` (the report of `sessiongate check`), `reload` (SIGHUP), `tls` (termination, connection sessions, audit, https upstream).
+//! `config_check`, `check` (the report of `sessiongate check`), `reload` (SIGHUP), `tls` (termination, connection sessions, audit, https upstream),
+//! `hardening_floods` (slow bodies, the connection cap, the management listener under a
+//! trickling client, configurations that would run unauthenticated).
 #![deny(unsafe_code)]
 // The rule against `std::sync::Mutex` is for the gateway's request path, not for test fakes.
 #![allow(clippy::disallowed_types)]
@@ -20,6 +22,7 @@ mod wire;
 mod access_log;
 mod check;
 mod config_check;
+mod hardening_floods;
 mod hostile;
 mod large_body;
 mod layering;

@@ -1,10 +1,11 @@
 //! Step two of loading: the raw tree into the typed [`Config`], checked once.
 //!
 //! Every reader names the key it reads, so each error says where the problem is. Sections we
-//! own (`cg`, `server`, `management`, `sessiongate`, `spring.cloud.gateway`, the OAuth2
-//! registrations and providers) refuse unknown keys and suggest the nearest known one;
-//! everything else in an operator's Spring file (other top-level keys, other `spring.*`
-//! keys, other `logging.*` keys) is ignored without a word.
+//! own (`cg`, `server`, `management`, `sessiongate`, `spring.cloud.gateway`,
+//! `spring.security.oauth2` with its registrations and providers) refuse unknown keys and
+//! suggest the nearest known one; everything else in an operator's Spring file (other
+//! top-level keys, other `spring.*` keys, other `logging.*` keys) is ignored without a word,
+//! except near misses of `spring.security.oauth2`, which would silently turn login off.
 //!
 //! The rules a start depends on are checked here too, so a configuration error is refused
 //! (exit 64) before anything starts: route patterns are compiled into the router's types,
@@ -111,7 +112,7 @@ fn config(root: &Node) -> Result<Config> {
         server,
         management: server::management(&top.section("management", &["server"])?, &sessiongate)?,
         cg: cg::cg(&top.section("cg", cg::CG_KEYS)?)?,
-        oauth2: oauth2::oauth2(&spring.open_section("security")?.open_section("oauth2")?)?,
+        oauth2: oauth2::oauth2(&spring)?,
         routes: routes::routes(
             &spring
                 .open_section("cloud")?

@@ -2,6 +2,7 @@
 //! rules for the client authentication method and the built-in providers.
 
 use super::section::Section;
+use super::suggest::{suggest, unknown_key};
 use super::{ConfigError, Result};
 use crate::config::raw::child_path;
 use crate::config::{ClientAuthMethod, HttpUrl, OAuth2Config, Provider, Registration};
@@ -29,7 +30,40 @@ const PROVIDER_KEYS: &[&str] = &[
 /// Providers Spring Security knows without configuration; only OpenID Connect ones.
 const BUILT_IN_ISSUERS: &[(&str, &str)] = &[("google", "https://accounts.google.com")];
 
-pub(super) fn oauth2(oauth2: &Section) -> Result<OAuth2Config> {
+/// `spring.security.oauth2` from `spring`. Without a registration every route is proxied
+/// unauthenticated, so what could be a misspelt attempt at one is refused: a near miss of
+/// `security` or `oauth2`, an unknown key under `oauth2`, and an `oauth2` section that
+/// names no registration.
+pub(super) fn oauth2(spring: &Section) -> Result<OAuth2Config> {
+    refuse_near_miss(spring, "security")?;
+    let security = spring.open_section("security")?;
+    refuse_near_miss(&security, "oauth2")?;
+    let oauth2 = security.section("oauth2", &["client"])?;
+    let config = clients(&oauth2)?;
+    if config.registrations.is_empty() && !oauth2.entries.is_empty() {
+        return Err(ConfigError::invalid(
+            &oauth2.key("client.registration"),
+            "no registration: every route would be proxied without authentication; add a \
+             registration, or remove spring.security.oauth2 to run as a plain proxy",
+        ));
+    }
+    Ok(config)
+}
+
+/// A key beside `wanted` that is close enough to be a typo of it (the section's other keys
+/// belong to other Spring parts and are ignored).
+fn refuse_near_miss(s: &Section, wanted: &str) -> Result<()> {
+    match s
+        .entries
+        .iter()
+        .find(|(k, _)| k != wanted && suggest(k, &[wanted]).is_some())
+    {
+        Some((k, _)) => Err(unknown_key(&s.path, k, &[wanted])),
+        None => Ok(()),
+    }
+}
+
+fn clients(oauth2: &Section) -> Result<OAuth2Config> {
     let client = oauth2.section("client", &["registration", "provider"])?;
     let mut providers = Vec::new();
     let provider_section = client.open_section("provider")?;

@@ -14,7 +14,8 @@
 //! `operator_log` (censhare logger names at TRACE), `websocket_session` (WebSockets closed
 //! with their session, keep-alive after disconnect), `admin` (management listener: health,
 //! readiness, metrics, sessions admin API), `check_lifespan` (`sessiongate check` reading the
-//! access-token lifespan from the provider), `reload` (SIGHUP with new listener URLs).
+//! access-token lifespan from the provider), `reload` (SIGHUP with new listener URLs),
+//! `hardening_floods` (a back-channel logout body trickled in).
 //!
 //! Every scenario starts its own provider, backend and gateway, so they run in parallel.
 //! They wait with deadlines; the only sleeps wait out a token or session lifetime.
@@ -35,6 +36,7 @@ mod expiry;
 mod fresh;
 mod full_logout;
 mod hardening;
+mod hardening_floods;
 mod load;
 mod login;
 mod logout;

@@ -77,6 +77,8 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(g.connection_idle_timeout, Duration::from_millis(300_000));
     assert_eq!(g.request_head_timeout, Duration::from_millis(10_000));
     assert_eq!(g.body_read_timeout, Duration::from_millis(30_000));
+    assert_eq!(g.body_min_rate, 1024);
+    assert_eq!(g.max_connections, 9000);
     assert_eq!(
         (g.max_head_bytes, g.max_headers, g.max_uri_bytes),
         (16_384, 100, 8192)

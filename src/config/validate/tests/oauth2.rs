@@ -80,3 +80,38 @@ fn oauth2_rules() {
         "required unless",
     );
 }
+
+/// Without a registration every route is proxied unauthenticated: what looks like a
+/// misspelt one is refused, naming the key.
+#[test]
+fn oauth2_typos_are_refused() {
+    let registration = "registration.kc: {client-id: a, client-secret: s}\n";
+    fails(
+        &format!("spring.security.oauth2.clients.{registration}"),
+        "spring.security.oauth2.clients",
+        "did you mean `spring.security.oauth2.client`?",
+    );
+    fails(
+        &format!("spring.security.oauth.client.{registration}"),
+        "spring.security.oauth",
+        "did you mean `spring.security.oauth2`?",
+    );
+    fails(
+        &format!("spring.securty.oauth2.client.{registration}"),
+        "spring.securty",
+        "did you mean `spring.security`?",
+    );
+    fails(
+        "spring.security.oauth2.resourceserver.jwt.issuer-uri: https://sso.example.com/\n",
+        "spring.security.oauth2.resourceserver",
+        "unknown key",
+    );
+    fails(
+        "spring.security.oauth2.client.provider.kc.issuer-uri: https://sso.example.com/\n",
+        "spring.security.oauth2.client.registration",
+        "no registration: every route would be proxied without authentication",
+    );
+    // Other Spring parts beside them stay ignored; no oauth2 at all is a plain proxy.
+    let c = load("spring.security.user.name: admin\nspring.session.timeout: 10\n");
+    assert!(c.oauth2.registrations.is_empty());
+}
