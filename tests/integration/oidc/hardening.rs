@@ -293,6 +293,30 @@ fn no_cookie_value_or_token_is_ever_logged() {
     }
 }
 
+/// While the provider is down, every request of a session due for refresh fails to refresh;
+/// the WARN saying so is written once, not once per request.
+#[test]
+fn a_provider_outage_is_warned_about_once_not_per_request() {
+    let mut s = Stack::builder().provider(|p| p.access_token_ttl(2)).start();
+    let (mut b, _) = s.login("alice");
+    s.provider.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..8 {
+        b.navigate(&s.url(&format!("/app/outage/{i}")));
+    }
+    let warnings = s
+        .gateway
+        .stderr()
+        .matches("refresh failed; will retry")
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "one WARN for the outage:\n{}",
+        s.gateway.stderr()
+    );
+}
+
 /// A page elsewhere cannot log the user out (nor make the browser drop its cookie), nor
 /// open a WebSocket with the user's session; the gateway's own page can.
 #[test]

@@ -204,6 +204,12 @@ impl Provider {
         self.child = child;
     }
 
+    /// Stops the provider (it is unreachable from now on).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
