@@ -10,6 +10,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit status for a configuration the gateway refuses (sysexits EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
+/// Exit status when the listen address is held by another process (sysexits EX_UNAVAILABLE).
+const EXIT_IN_USE: u8 = 69;
 
 #[derive(Parser)]
 #[command(
@@ -82,11 +84,14 @@ fn main() -> ExitCode {
             match sessiongate::server::run(cfg, Some(&config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!(target: "sessiongate::server", "{e}");
+                    // Once, on stderr (where the log goes too): not also as a log line.
                     eprintln!("sessiongate: {e}");
                     match e {
                         sessiongate::server::StartError::Certificate(_) => {
                             ExitCode::from(EXIT_CONFIG)
+                        }
+                        sessiongate::server::StartError::InUse { .. } => {
+                            ExitCode::from(EXIT_IN_USE)
                         }
                         _ => ExitCode::FAILURE,
                     }

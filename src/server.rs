@@ -38,6 +38,10 @@ pub enum StartError {
         host: String,
         source: std::io::Error,
     },
+    /// Another process listens there already. Without this check SO_REUSEPORT would let
+    /// the kernel split users between two gateways with different sessions.
+    #[error("{key}: {addr} is already in use by another process (another sessiongate?); stop it or choose another port")]
+    InUse { key: &'static str, addr: SocketAddr },
     #[error("server.address/server.port: cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -94,9 +98,28 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Binds `n` listeners on the configured address. With port 0 the first bind picks the
-/// port and the others join it.
-pub fn bind_listeners(mut addr: SocketAddr, n: usize) -> Result<Vec<TcpListener>, StartError> {
+/// Whether another process listens on `addr`: a bind without SO_REUSEPORT fails then (with
+/// SO_REUSEADDR, so a port whose last connections linger in TIME_WAIT still counts as free).
+fn in_use(addr: SocketAddr) -> bool {
+    let probe = || -> std::io::Result<()> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())
+    };
+    matches!(probe(), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+}
+
+/// Binds `n` listeners on the configured address (`key` names it in errors). With port 0
+/// the first bind picks the port and the others join it. The workers of this process share
+/// the port; another process holding it is refused.
+pub fn bind_listeners(
+    mut addr: SocketAddr,
+    n: usize,
+    key: &'static str,
+) -> Result<Vec<TcpListener>, StartError> {
+    if addr.port() != 0 && in_use(addr) {
+        return Err(StartError::InUse { key, addr });
+    }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let l = bind_reuseport(addr).map_err(|source| StartError::Bind { addr, source })?;
@@ -141,17 +164,19 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
         tracing::warn!(target: LOG, "no spring.security.oauth2 registration: running as an unauthenticated proxy, every route is forwarded without login");
     }
     warn_if_files_short(config.gateway.max_connections);
-    let listeners = bind_listeners(addr, n)?;
+    let listeners = bind_listeners(addr, n, "server.address/server.port")?;
     let bound = listeners[0]
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
     let mut plain_listeners = Vec::new();
     if let Some(port) = config.gateway.http_port {
         plain_listeners =
-            bind_listeners(SocketAddr::new(addr.ip(), port), n).map_err(|e| match e {
-                StartError::Bind { addr, source } => StartError::BindHttpPort { addr, source },
-                e => e,
-            })?;
+            bind_listeners(SocketAddr::new(addr.ip(), port), n, "sessiongate.http-port").map_err(
+                |e| match e {
+                    StartError::Bind { addr, source } => StartError::BindHttpPort { addr, source },
+                    e => e,
+                },
+            )?;
     }
     let plain_bound = match plain_listeners.first() {
         Some(l) => Some(

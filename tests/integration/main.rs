@@ -27,6 +27,7 @@ mod hostile;
 mod large_body;
 mod layering;
 mod oidc;
+mod operators;
 mod proxy;
 mod reload;
 mod shutdown;
