@@ -19,6 +19,8 @@
 //! - [`signal`]: a one-shot signal for one worker's tasks.
 //! - [`metrics`]: per-worker counters, rendered as Prometheus text.
 //! - [`audit`]: the audit trail (JSON lines), with its own event types.
+//! - [`pages`]: the gateway's own pages (error, signed out, banner), built in or the
+//!   operator's templates.
 //!
 //! Configuration and start-up:
 //! - [`config`]: `application.yml` (Cloud Gateway shape) read and validated once; every
@@ -82,6 +84,7 @@ pub mod messages;
 pub mod metrics;
 pub mod net;
 pub mod oidc;
+pub mod pages;
 pub mod provider;
 pub mod proxy;
 pub mod route;

@@ -4,7 +4,7 @@
 
 use crate::http::form::{form_encode, form_value};
 use crate::http::head::RequestHead;
-use crate::http::reply::{html_escape, Reply};
+use crate::http::reply::Reply;
 use crate::messages::{PeerRequest, WorkerMsg};
 use crate::session::SessionId;
 
@@ -27,17 +27,8 @@ impl Gate {
         let mut action = String::from_utf8_lossy(ACCEPT_PATH).into_owned();
         action.push_str("?return=");
         form_encode(&mut action, &target);
-        Reply::html(
-            200,
-            "OK",
-            format!(
-                "<!doctype html><html><head><meta charset=\"utf-8\"><title>Access banner</title></head><body>\
-                 <div class=\"banner\">{}</div>\
-                 <form method=\"post\" action=\"{}\"><button type=\"submit\">Accept</button></form></body></html>\n",
-                self.settings.banner.as_deref().unwrap_or(""),
-                html_escape(&action)
-            ),
-        )
+        let banner = self.settings.banner.as_deref().unwrap_or("");
+        self.pages.banner(banner, &action)
     }
 
     /// `POST /sessiongate/banner/accept?return=...`: records the acceptance in the session

@@ -34,7 +34,7 @@ impl Gate {
             return Decision::Reply(not_ready());
         };
         let Some(redirect_uri) = self.redirect_uri(head, buf, client) else {
-            return unknown_host();
+            return self.unknown_host();
         };
         let target = head.target(buf);
         let return_to = match target.len() <= MAX_RETURN_TO {
@@ -79,7 +79,7 @@ impl Gate {
                 .pending_logins_evicted(evicted.expired, evicted.full),
             Err(ShareExceeded) => {
                 Metrics::inc(&self.metrics.logins_refused_share);
-                let r = Reply::page(
+                let r = self.pages.error(
                     503,
                     "Service Unavailable",
                     "Too many logins",
@@ -121,7 +121,7 @@ impl Gate {
     ) -> Decision {
         let query = query(head.target(buf));
         let Some(state) = form_value(query, "state") else {
-            return bad_callback("The login answer carries no state.");
+            return self.bad_callback("The login answer carries no state.");
         };
         let browser = cookie_value(head, buf, login_cookie_name(self.settings.secure_cookie))
             .map(binding_hash)
@@ -150,10 +150,10 @@ impl Gate {
         };
         if let Some(err) = form_value(query, "error") {
             tracing::info!(target: LOG, error = %err.escape_debug(), "provider refused the login");
-            return bad_callback("The identity provider refused the login.");
+            return self.bad_callback("The identity provider refused the login.");
         }
         let Some(code) = form_value(query, "code") else {
-            return bad_callback("The login answer carries no code.");
+            return self.bad_callback("The login answer carries no code.");
         };
         match self.redeem(&code, &pending).await {
             Ok((tokens, claims)) => self.create_session(tokens, &claims, pending.return_to),
@@ -171,12 +171,14 @@ impl Gate {
         match missing {
             Missing::Used { return_to } if logged_in => Decision::Reply(Reply::redirect(return_to)),
             Missing::Unknown if logged_in => Decision::Reply(Reply::redirect("/".into())),
-            Missing::Expired => bad_callback("This login took too long; please start again."),
+            Missing::Expired => self.bad_callback("This login took too long; please start again."),
             Missing::OtherBrowser => {
                 tracing::info!(target: LOG, "login callback refused: started in another browser");
-                bad_callback("This login was started in another browser; please start again here.")
+                self.bad_callback(
+                    "This login was started in another browser; please start again here.",
+                )
             }
-            _ => bad_callback("This login is unknown, expired or was already used."),
+            _ => self.bad_callback("This login is unknown, expired or was already used."),
         }
     }
 
@@ -201,25 +203,23 @@ impl Gate {
         .await
         .map_err(|e| {
             tracing::warn!(target: LOG, error = %e, "code exchange failed");
-            bad_callback("The login could not be completed at the identity provider.")
+            self.bad_callback("The login could not be completed at the identity provider.")
         })?;
         let Some(id_token) = tokens.id_token.as_deref() else {
-            return Err(bad_callback("The identity provider sent no ID token."));
+            return Err(self.bad_callback("The identity provider sent no ID token."));
         };
         let claims = self
             .verify_fresh(id_token, Purpose::Login)
             .await
             .map_err(|e| {
                 tracing::warn!(target: LOG, error = %e, "ID token refused");
-                bad_callback("The identity provider's ID token was not valid.")
+                self.bad_callback("The identity provider's ID token was not valid.")
             })?;
         if claims.nonce() != Some(pending.nonce.as_str()) {
-            return Err(bad_callback(
-                "The ID token does not belong to this login (nonce).",
-            ));
+            return Err(self.bad_callback("The ID token does not belong to this login (nonce)."));
         }
         let Some(sub) = claims.sub() else {
-            return Err(bad_callback("The ID token names no subject."));
+            return Err(self.bad_callback("The ID token names no subject."));
         };
         let buried = self.tombstones.borrow().buries(
             claims.sid(),
@@ -228,9 +228,7 @@ impl Gate {
             self.clock.now_ms(),
         );
         if buried {
-            return Err(bad_callback(
-                "This login was ended at the identity provider.",
-            ));
+            return Err(self.bad_callback("This login was ended at the identity provider."));
         }
         Ok((tokens, claims))
     }
@@ -252,7 +250,7 @@ impl Gate {
             Metrics::inc(&self.metrics.sessions_rejected);
             tracing::warn!(target: LOG, max, "maxSessions reached; login refused");
             audit::session_rejected(sub, self.worker, max);
-            let r = Reply::page(
+            let r = self.pages.error(
                 503,
                 "Service Unavailable",
                 "Too many sessions",
@@ -262,7 +260,7 @@ impl Gate {
         }
         let Ok(id) = SessionId::generate(self.worker, &self.rng) else {
             self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
-            return Decision::Reply(Reply::page(
+            return Decision::Reply(self.pages.error(
                 500,
                 "Internal Server Error",
                 "Login failed",
@@ -304,6 +302,24 @@ impl Gate {
         }
     }
 
+    fn bad_callback(&self, message: &str) -> Decision {
+        Decision::Reply(
+            self.pages
+                .error(400, "Bad Request", "Login failed", message),
+        )
+    }
+
+    /// A login reached under a name the gateway cannot vouch for (no
+    /// `sessiongate.public-url`).
+    fn unknown_host(&self) -> Decision {
+        Decision::Reply(self.pages.error(
+            400,
+            "Bad Request",
+            "Unknown address",
+            "This gateway does not know the address it was reached at, so it cannot send you to log in. The operator sets it with sessiongate.public-url.",
+        ))
+    }
+
     /// Owner side of [`PeerRequest::TakePending`].
     pub(super) fn take_pending(
         &self,
@@ -327,18 +343,4 @@ fn binding_hash(value: &[u8]) -> [u8; 32] {
     let mut h = [0; 32];
     h.copy_from_slice(d.as_ref());
     h
-}
-
-fn bad_callback(message: &str) -> Decision {
-    Decision::Reply(Reply::page(400, "Bad Request", "Login failed", message))
-}
-
-/// A login reached under a name the gateway cannot vouch for (no `sessiongate.public-url`).
-fn unknown_host() -> Decision {
-    Decision::Reply(Reply::page(
-        400,
-        "Bad Request",
-        "Unknown address",
-        "This gateway does not know the address it was reached at, so it cannot send you to log in. The operator sets it with sessiongate.public-url.",
-    ))
 }

@@ -48,9 +48,11 @@ impl Gate {
             .as_deref()
             .zip(self.keys.current())
             .and_then(|(t, p)| oidc::end_session_url(&p.meta, &self.reg, Some(t), post_logout));
+        // Without a provider to send them to, users see that they are signed out (a bare
+        // `/` would start a new login at once).
         let location = end_session_url
             .or_else(|| post_logout.map(str::to_string))
-            .unwrap_or_else(|| "/".into());
+            .unwrap_or_else(|| String::from_utf8_lossy(crate::pages::SIGNED_OUT_PATH).into_owned());
         let clear = set_cookie("", self.settings.secure_cookie, Some(0));
         Decision::Reply(Reply::redirect(location).with_header("Set-Cookie", clear))
     }

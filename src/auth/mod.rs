@@ -52,6 +52,7 @@ use crate::http::reply::Reply;
 use crate::messages::{Inbox, Shared};
 use crate::metrics::Metrics;
 use crate::oidc::ProviderState;
+use crate::pages::{Pages, SIGNED_OUT_PATH};
 use crate::provider::RefreshRequester;
 use crate::session::cookie::session_cookie;
 use crate::session::pending::{self, PendingLogins};
@@ -153,6 +154,8 @@ pub struct Gate {
     refresh_warnings: refresh::Throttle,
     websockets: websockets::WebSockets,
     calls: calls::Calls,
+    /// The gateway's own pages.
+    pages: Arc<Pages>,
     shared: Arc<Shared>,
     /// Every worker's inbox (back-channel logouts are admitted on worker 0, then fanned out).
     peers: Vec<Inbox>,
@@ -207,6 +210,7 @@ impl Gate {
             refresh_warnings: refresh::Throttle::default(),
             websockets: websockets::WebSockets::default(),
             calls: calls::Calls::new(client, dispatcher, calls::Listeners::from_config(cg)),
+            pages: g.pages.clone(),
             shared: deps.shared,
             peers: deps.peers,
             metrics: deps.metrics,
@@ -253,6 +257,9 @@ impl Gate {
         }
         if path == banner::ACCEPT_PATH && method == b"POST" {
             return self.accept_banner(head, buf, &client);
+        }
+        if path == SIGNED_OUT_PATH && (method == b"GET" || method == b"HEAD") {
+            return Decision::Reply(self.pages.signed_out());
         }
         if let Some(id) = self.cookie_session(head, buf) {
             if head.websocket && !self.same_origin(head, buf, &client) {

@@ -201,4 +201,7 @@ pub struct GatewayConfig {
     /// `api-audience`: the `aud` an API client's own Bearer token must carry (default: the
     /// registration's client id).
     pub api_audience: Option<String>,
+    /// The gateway's own pages: built in, or the operator's (`page-templates`,
+    /// `product-name`, `logo`), checked at load.
+    pub pages: Arc<crate::pages::Pages>,
 }

@@ -1,5 +1,5 @@
 //! The one writer of the answers the gateway makes itself (login redirects, 401 JSON, its
-//! pages, the management API, the plain-HTTP-on-TLS-port answer). The canned refusals of
+//! pages (rendered by [`crate::pages`]), the management API, the plain-HTTP-on-TLS-port answer). The canned refusals of
 //! [`super::error::HttpError`] use the same shape, precomputed, so refusing allocates
 //! nothing; a test keeps the two in step.
 
@@ -41,17 +41,6 @@ impl Reply {
         r.content_type = "application/json";
         r.body = body.into_bytes();
         r
-    }
-
-    /// A small HTML page: a title, a message and a link back to the start.
-    pub fn page(status: u16, reason: &'static str, title: &str, message: &str) -> Reply {
-        let body = format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-             <body><h1>{t}</h1><p>{m}</p><p><a href=\"/\">Start again</a></p></body></html>\n",
-            t = html_escape(title),
-            m = html_escape(message)
-        );
-        Reply::html(status, reason, body)
     }
 
     pub fn html(status: u16, reason: &'static str, body: String) -> Reply {
@@ -135,12 +124,5 @@ mod tests {
             let written = Reply::text(e.status(), reason, body).to_bytes(true);
             assert_eq!(std::str::from_utf8(&written).unwrap(), text);
         }
-    }
-
-    #[test]
-    fn page_escapes_its_text() {
-        let r = Reply::page(400, "Bad Request", "<t>", "a&b");
-        let body = String::from_utf8(r.body).unwrap();
-        assert!(body.contains("<title>&lt;t&gt;</title>") && body.contains("a&amp;b"));
     }
 }

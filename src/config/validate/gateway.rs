@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::files::{access_banner, ca_bundle};
+use super::files::{access_banner, ca_bundle, pages};
 use super::number::{IntRule, COUNT, COUNT_U64, MS, POSITIVE_MS, POSITIVE_SECS, SECS};
 use super::section::{parse_ip, parse_url, Section};
 use super::{ConfigError, Result};
@@ -42,6 +42,9 @@ pub(super) const SESSIONGATE_KEYS: &[&str] = &[
     "public-url",
     "max-sessions-per-user",
     "api-audience",
+    "page-templates",
+    "product-name",
+    "logo",
 ];
 
 const MIB: u64 = 1024 * 1024;
@@ -83,6 +86,7 @@ pub(super) fn gateway(s: &Section) -> Result<GatewayConfig> {
         public_url: public_url(s)?,
         max_sessions_per_user: s.int("max-sessions-per-user", IntRule::range(0, 1_000_000), 10)?,
         api_audience: s.text("api-audience")?,
+        pages: pages(s)?,
     })
 }
 

@@ -41,5 +41,6 @@ mod load;
 mod login;
 mod logout;
 mod operator_log;
+mod pages;
 mod reload;
 mod websocket_session;

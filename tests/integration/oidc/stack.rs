@@ -76,6 +76,11 @@ impl StackBuilder {
         self.set("workers", n)
     }
 
+    /// The port the gateway will listen on (reserved when the builder was made).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Adds the back-channel logout route and registers its URL at the provider.
     pub fn backchannel_logout(mut self) -> Self {
         self.backchannel = true;
