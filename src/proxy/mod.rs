@@ -81,6 +81,8 @@ struct Conn {
     session: Option<SessionId>,
     /// `X-Forwarded-Proto`: the client stream's scheme.
     scheme: &'static str,
+    /// The current request is a HEAD: its answers, refusals included, carry no body.
+    is_head: bool,
 }
 
 /// Serves one client connection to its end; says why it ended.
@@ -110,6 +112,7 @@ pub async fn serve<S: ClientStream>(
         bearer: None,
         session: None,
         scheme: S::SCHEME,
+        is_head: false,
     };
     let closed = loop {
         match exchange::exchange(&mut client, &mut conn, &ctx).await {
@@ -161,7 +164,8 @@ async fn refuse<S: ClientStream>(
         _ => {}
     }
     log_access(ctx, c, e.status());
-    let written = monoio::time::timeout(ctx.timeouts.body, client.write_all(e.response())).await;
+    let answer = e.response_to(c.is_head);
+    let written = monoio::time::timeout(ctx.timeouts.body, client.write_all(answer)).await;
     matches!(written, Ok((Ok(_), _)))
 }
 

@@ -251,6 +251,7 @@ fn state(p: WorkerSpecParts) -> WorkerState {
         max_body_bytes: g.max_body_bytes,
         access_log: g.access_log,
         hand_off: g.connection_hand_off,
+        trusted_proxies: g.trusted_proxies.clone(),
         shutdown: Signal::new(),
         worker: p.id,
         gate,

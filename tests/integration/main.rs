@@ -6,7 +6,7 @@
 //!
 //! Support: `wire` (HTTP/1.1 reading for both fakes), `backend` (recording upstream),
 //! `client` (raw client), `harness` (gateway process, config, CLI).
-//! Scenarios: `proxy`, `hostile`, `websocket`, `large_body`, `access_log`, `shutdown`,
+//! Scenarios: `proxy`, `hostile`, `hardening_http` (attacks on the HTTP layer), `websocket`, `large_body`, `access_log`, `shutdown`,
 //! `config_check`, `check` (the report of `sessiongate check`), `reload` (SIGHUP), `tls` (termination, connection sessions, audit, https upstream).
 #![deny(unsafe_code)]
 // The rule against `std::sync::Mutex` is for the gateway's request path, not for test fakes.
@@ -20,6 +20,7 @@ mod wire;
 mod access_log;
 mod check;
 mod config_check;
+mod hardening_http;
 mod hostile;
 mod large_body;
 mod layering;
