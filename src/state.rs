@@ -37,6 +37,8 @@ pub struct WorkerState {
     pub access_log: bool,
     /// `sessiongate.connection-hand-off`.
     pub hand_off: bool,
+    /// `sessiongate.trusted-proxies`: peers whose X-Forwarded-For chain is kept.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The worker's stop: idle connections end, the last request is answered with `close`.
     pub shutdown: Signal,
     pub worker: usize,

@@ -74,9 +74,10 @@ fn check_request_head(data: &[u8], head: &RequestHead, limits: &Limits) {
     assert!(!method.is_empty() && method.iter().all(|&b| is_tchar(b)));
     let target = head.target(data);
     assert!(target.starts_with(b"/") && target.len() <= limits.max_uri_bytes);
+    assert!(target.iter().all(|b| (0x21..=0x7e).contains(b)));
     assert!(head.minor <= 1);
     assert!(head.fields.len() <= limits.max_headers);
-    let (mut cl, mut te) = (0, 0);
+    let (mut cl, mut te, mut auth) = (0, 0, 0);
     for f in &head.fields {
         assert!(in_head(f.name) && in_head(f.value));
         let (name, value) = (f.name(data), f.value(data));
@@ -94,17 +95,32 @@ fn check_request_head(data: &[u8], head: &RequestHead, limits: &Limits) {
             b"trailer",
             b"keep-alive",
             b"proxy-connection",
-            b"x-forwarded-for",
-            b"x-forwarded-host",
-            b"x-forwarded-proto",
+            b"forwarded",
+            b"x-real-ip",
         ] {
             if name_is(name, hop) {
                 assert!(f.hop, "{} forwarded", String::from_utf8_lossy(name));
             }
         }
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with(b"x-forwarded-") {
+            assert!(f.hop, "{} forwarded", String::from_utf8_lossy(name));
+        }
+        // A look-alike of one of those (`Transfer_Encoding`, `Content--Length`) is refused,
+        // or is itself a forwarding field that is dropped; never forwarded.
+        let normal = normal_form(name);
+        if normal != lower && names_special_field(&normal) {
+            assert!(
+                f.hop,
+                "look-alike {} forwarded",
+                String::from_utf8_lossy(name)
+            );
+        }
         cl += usize::from(name_is(name, b"content-length"));
         te += usize::from(name_is(name, b"transfer-encoding"));
+        auth += usize::from(name_is(name, b"authorization"));
     }
+    assert!(auth <= 1, "several Authorization fields accepted");
     if let Some(i) = head.host {
         assert!(name_is(head.fields[i].name(data), b"host"));
     }
@@ -120,9 +136,49 @@ fn check_request_head(data: &[u8], head: &RequestHead, limits: &Limits) {
     if head.websocket {
         assert!(method == b"GET" && head.minor == 1);
     }
+    // A GET or HEAD with a body ends both connections after its exchange.
+    let has_body = matches!(head.body_framing(), Framing::Chunked | Framing::Length(1..));
+    let ambiguous = (method == b"GET" || method == b"HEAD") && has_body;
+    assert_eq!(head.ambiguous, ambiguous);
+    if ambiguous {
+        assert!(!head.keep_alive);
+    }
     if head.expect_continue {
         assert_eq!(head.minor, 1);
     }
+}
+
+/// The names the head judgment treats specially, whose look-alikes it must not forward.
+const SPECIAL_FIELDS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "forwarded",
+    "x-real-ip",
+];
+
+/// Lower case, `_` as `-`, runs of `-` as one: how lenient backends read a field name.
+fn normal_form(name: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(name.len());
+    for b in name.to_ascii_lowercase() {
+        let b = if b == b'_' { b'-' } else { b };
+        if !(b == b'-' && out.last() == Some(&b'-')) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+fn names_special_field(normal: &[u8]) -> bool {
+    normal.starts_with(b"x-forwarded-") || SPECIAL_FIELDS.iter().any(|f| f.as_bytes() == normal)
 }
 
 /// A head left over from an earlier, very different request.
@@ -130,7 +186,7 @@ fn dirty_request_head() -> RequestHead {
     let mut h = RequestHead::default();
     let earlier: &[u8] = b"GET /ws?x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, keep-alive\r\n\
         Upgrade: websocket\r\nExpect: 100-continue\r\nX-Forwarded-For: 1.2.3.4\r\n\
-        Transfer-Encoding: chunked\r\n\r\n";
+        Authorization: Basic YTpi\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert_eq!(
         parse_request(earlier, &Limits::default(), &mut h),
         Ok(Some(()))
@@ -147,8 +203,8 @@ fn assert_same_request_head(a: &RequestHead, b: &RequestHead) {
         (b.host, b.framing, b.forwarded_for)
     );
     assert_eq!(
-        (a.keep_alive, a.expect_continue, a.websocket),
-        (b.keep_alive, b.expect_continue, b.websocket)
+        (a.keep_alive, a.expect_continue, a.websocket, a.ambiguous),
+        (b.keep_alive, b.expect_continue, b.websocket, b.ambiguous)
     );
 }
 
@@ -173,6 +229,7 @@ struct Decoded {
     result: Result<Progress, BodyError>,
     out: Vec<u8>,
     total: u64,
+    trailer_len: usize,
 }
 
 fn decode_whole(body: &[u8], output: Output, max_body: u64, max_trailer: usize) -> Decoded {
@@ -191,6 +248,7 @@ fn decode_whole(body: &[u8], output: Output, max_body: u64, max_trailer: usize) 
         result,
         out,
         total: d.total(),
+        trailer_len: d.trailer_len(),
     }
 }
 
@@ -241,6 +299,7 @@ fn decode_pieces(
         result,
         out,
         total: d.total(),
+        trailer_len: d.trailer_len(),
     }
 }
 
@@ -271,7 +330,9 @@ fn check_chunked(body: &[u8], max_body: u64, max_trailer: usize, seed: u32) {
         Ok(p) => {
             let trailer_bytes = if p.done {
                 let raw = decode_whole(body, Output::Raw, 0, usize::MAX).out;
-                Some(check_canonical(&free.out, &raw))
+                check_canonical(&free.out, &raw);
+                check_size_lines(&body[..p.consumed]);
+                Some(free.trailer_len)
             } else {
                 None
             };
@@ -317,9 +378,9 @@ fn check_chunked(body: &[u8], max_body: u64, max_trailer: usize, seed: u32) {
 }
 
 /// Checks the shape of a canonical encoding (lower-case hex sizes without leading zeros or
-/// extensions, no empty data chunk, validated trailers), that decoding it gives `raw` and
-/// that it is a fixed point of re-encoding. Returns the trailer bytes (CRLFs not counted).
-fn check_canonical(canon: &[u8], raw: &[u8]) -> usize {
+/// extensions, no empty data chunk, no trailers: they are dropped), that decoding it gives
+/// `raw` and that it is a fixed point of re-encoding.
+fn check_canonical(canon: &[u8], raw: &[u8]) {
     let mut at = 0;
     let mut data = Vec::new();
     loop {
@@ -343,19 +404,11 @@ fn check_canonical(canon: &[u8], raw: &[u8]) -> usize {
         at += n + 2;
     }
     assert_eq!(data, raw);
-    let mut trailer_bytes = 0;
-    loop {
-        let line_end = find_crlf(canon, at).expect("trailer line ends in CRLF");
-        if line_end == at {
-            assert_eq!(line_end + 2, canon.len(), "bytes after the last CRLF");
-            break;
-        }
-        let line = &canon[at..line_end];
-        let colon = line.iter().position(|&b| b == b':').expect("field line");
-        assert!(colon > 0 && line[..colon].iter().all(|&b| is_tchar(b)));
-        trailer_bytes += line.len();
-        at = line_end + 2;
-    }
+    assert_eq!(
+        &canon[at..],
+        b"\r\n",
+        "trailers or bytes after the last chunk"
+    );
     let again = decode_whole(canon, Output::Chunked, 0, usize::MAX);
     assert_eq!(
         again.result,
@@ -365,7 +418,88 @@ fn check_canonical(canon: &[u8], raw: &[u8]) -> usize {
         })
     );
     assert_eq!(again.out, canon, "canonical form is not a fixed point");
-    trailer_bytes
+}
+
+/// Walks an accepted body's size lines as received and checks each one's extensions against
+/// a restatement of RFC 9112 §7.1.1 (so a quoted string closes before the CRLF), and that
+/// each trailer line is a field line.
+fn check_size_lines(body: &[u8]) {
+    let mut at = 0;
+    loop {
+        let line_end = find_crlf(body, at).expect("size line ends in CRLF");
+        let line = &body[at..line_end];
+        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        assert!(
+            extensions_are_valid(&line[digits..]),
+            "accepted chunk extensions {:?}",
+            String::from_utf8_lossy(&line[digits..])
+        );
+        let size = u64::from_str_radix(std::str::from_utf8(&line[..digits]).expect("hex"), 16)
+            .expect("size fits");
+        at = line_end + 2;
+        if size == 0 {
+            break;
+        }
+        at += size as usize + 2;
+    }
+    loop {
+        let line_end = find_crlf(body, at).expect("trailer line ends in CRLF");
+        if line_end == at {
+            assert_eq!(line_end + 2, body.len());
+            return;
+        }
+        let line = &body[at..line_end];
+        let colon = line.iter().position(|&b| b == b':').expect("field line");
+        assert!(colon > 0 && line[..colon].iter().all(|&b| is_tchar(b)));
+        at = line_end + 2;
+    }
+}
+
+/// `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ) BWS`.
+fn extensions_are_valid(mut e: &[u8]) -> bool {
+    fn bws(e: &[u8]) -> &[u8] {
+        let n = e.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        &e[n..]
+    }
+    fn token(e: &[u8]) -> Option<&[u8]> {
+        let n = e.iter().take_while(|&&b| is_tchar(b)).count();
+        (n > 0).then(|| &e[n..])
+    }
+    fn quoted(mut q: &[u8]) -> Option<&[u8]> {
+        let text = |b: u8| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+        loop {
+            match q {
+                [b'"', rest @ ..] => return Some(rest),
+                [b'\\', c, rest @ ..] if text(*c) => q = rest,
+                [c, rest @ ..] if text(*c) && *c != b'\\' => q = rest,
+                _ => return None,
+            }
+        }
+    }
+    loop {
+        e = bws(e);
+        if e.is_empty() {
+            return true;
+        }
+        let Some(rest) = e.strip_prefix(b";") else {
+            return false;
+        };
+        let Some(rest) = token(bws(rest)) else {
+            return false;
+        };
+        e = bws(rest);
+        if let Some(rest) = e.strip_prefix(b"=") {
+            let v = bws(rest);
+            let after = match v.strip_prefix(b"\"") {
+                Some(q) => quoted(q),
+                None => token(v),
+            };
+            let Some(after) = after else {
+                return false;
+            };
+            e = after;
+        }
+    }
 }
 
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {

@@ -1,9 +1,15 @@
 //! Body framing: a strict, incremental chunked decoder (RFC 9112 §7.1).
 //!
 //! The proxy never forwards chunked bytes as received: it decodes them and writes a
-//! canonical encoding (sizes in lower-case hex, no extensions, validated trailers). Whatever
+//! canonical encoding (sizes in lower-case hex, no extensions, no trailers). Whatever
 //! ambiguity a client hides in chunk syntax therefore never reaches the backend, and the
 //! same holds for responses going to clients. For an HTTP/1.0 peer the data is written raw.
+//!
+//! Trailers are checked (field syntax, size limit) and dropped, in both directions: a
+//! trailer field arrives after the head whose credentials and framing fields the proxy
+//! stripped or replaced (`Authorization`, `Cookie: SESSION=...`, `Content-Length`), and
+//! recipients that merge trailers into the head would take it back. Nothing the gateway
+//! relays needs them; keeping response trailers would need the same vetting for no gain.
 
 use super::is_tchar;
 
@@ -23,9 +29,9 @@ pub enum BodyError {
 /// What the decoder writes to `out`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
-    /// Canonical chunked encoding, trailers included.
+    /// Canonical chunked encoding, without trailers.
     Chunked,
-    /// Data bytes only (for HTTP/1.0 peers; trailers are dropped).
+    /// Data bytes only (for HTTP/1.0 peers and bodies read whole).
     Raw,
 }
 
@@ -33,7 +39,7 @@ pub enum Output {
 enum State {
     /// Reading hex digits of a chunk size.
     Size,
-    /// After the digits: extensions until CR.
+    /// After the digits: extensions until CR (where in one: `Ext`).
     Ext,
     /// CR of the size line seen, expecting LF.
     SizeLf,
@@ -48,6 +54,25 @@ enum State {
     Done,
 }
 
+/// Where in the chunk extensions of a size line (RFC 9112 §7.1.1):
+/// `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// After the size or a complete extension: BWS, `;` or the CR.
+    Between,
+    /// After `;`: BWS, then the name's first tchar.
+    BeforeName,
+    Name,
+    /// BWS after a name: `=`, `;` or the CR.
+    AfterName,
+    /// After `=`: BWS, then a token or a quoted string.
+    BeforeValue,
+    Token,
+    Quoted,
+    /// After a backslash inside a quoted string.
+    QuotedPair,
+}
+
 /// Incremental chunked decoder and re-encoder.
 #[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
@@ -55,7 +80,7 @@ pub struct ChunkedDecoder {
     output: Output,
     size: u64,
     digits: usize,
-    in_ext: bool,
+    ext: Ext,
     line_len: usize,
     remaining: u64,
     total: u64,
@@ -79,7 +104,7 @@ impl ChunkedDecoder {
             output,
             size: 0,
             digits: 0,
-            in_ext: false,
+            ext: Ext::Between,
             line_len: 0,
             remaining: 0,
             total: 0,
@@ -96,6 +121,19 @@ impl ChunkedDecoder {
     /// Decoded data bytes so far.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Bytes of trailer fields seen (CRLFs not counted), once the last chunk has been read;
+    /// they count against the trailer limit, though none is written out.
+    pub fn trailer_len(&self) -> usize {
+        match self.state {
+            State::TrailerStart
+            | State::TrailerLine
+            | State::TrailerLf
+            | State::EndLf
+            | State::Done => self.line_len,
+            _ => 0,
+        }
     }
 
     /// Consumes as much of `input` as belongs to this body, appending the re-encoded form to
@@ -197,15 +235,8 @@ impl ChunkedDecoder {
                 if self.line_len > MAX_SIZE_LINE {
                     return Err(BodyError::Malformed("chunk size line too long"));
                 }
-                match b {
-                    b'\r' => self.state = State::SizeLf,
-                    b';' => self.in_ext = true,
-                    b' ' | b'\t' => {}
-                    // Extension names and values are skipped; what other parsers read
-                    // as line ends (bare LF, CR, NUL) is refused by falling through.
-                    b'=' | b'"' | b'\\' if self.in_ext => {}
-                    _ if self.in_ext && (is_tchar(b) || b >= 0x80) => {}
-                    _ => return Err(BodyError::Malformed("bad chunk size line")),
+                if self.extension(b)? {
+                    self.state = State::SizeLf;
                 }
             }
             _ => {
@@ -218,11 +249,47 @@ impl ChunkedDecoder {
         Ok(Step::Next)
     }
 
+    /// One byte of the extensions, which are checked and skipped; `true` for the CR that
+    /// ends the line. Parsers that skip extensions less strictly than we do disagree on where
+    /// the line ends: a bare LF or NUL, or a quoted string still open at the CR (whose CRLF
+    /// a quote-aware parser reads as string content) is refused.
+    fn extension(&mut self, b: u8) -> Result<bool, BodyError> {
+        let bws = matches!(b, b' ' | b'\t');
+        self.ext = match (self.ext, b) {
+            (Ext::Quoted, b'"') => Ext::Between,
+            (Ext::Quoted, b'\\') => Ext::QuotedPair,
+            (Ext::Quoted | Ext::QuotedPair, b'\r') => {
+                return Err(BodyError::Malformed(
+                    "unterminated quoted string in chunk extension",
+                ))
+            }
+            (Ext::Quoted | Ext::QuotedPair, _) if is_qdtext(b) || b == b'"' || b == b'\\' => {
+                Ext::Quoted
+            }
+            (Ext::Quoted | Ext::QuotedPair, _) => {
+                return Err(BodyError::Malformed("bad quoted string in chunk extension"))
+            }
+            (Ext::Between | Ext::Name | Ext::AfterName | Ext::Token, b'\r') => return Ok(true),
+            (Ext::Between | Ext::Name | Ext::AfterName | Ext::Token, b';') => Ext::BeforeName,
+            (Ext::Name | Ext::AfterName, b'=') => Ext::BeforeValue,
+            (Ext::Name, _) if is_tchar(b) => Ext::Name,
+            (Ext::Token, _) if is_tchar(b) => Ext::Token,
+            (Ext::Name | Ext::AfterName, _) if bws => Ext::AfterName,
+            (Ext::Between | Ext::Token, _) if bws => Ext::Between,
+            (Ext::BeforeName | Ext::BeforeValue, _) if bws => self.ext,
+            (Ext::BeforeName, _) if is_tchar(b) => Ext::Name,
+            (Ext::BeforeValue, b'"') => Ext::Quoted,
+            (Ext::BeforeValue, _) if is_tchar(b) => Ext::Token,
+            _ => return Err(BodyError::Malformed("bad chunk extension")),
+        };
+        Ok(false)
+    }
+
     /// A complete size line: the last chunk starts the trailers, any other its data.
     fn size_line_done(&mut self, out: &mut Vec<u8>) -> Result<(), BodyError> {
         self.line_len = 0;
         self.digits = 0;
-        self.in_ext = false;
+        self.ext = Ext::Between;
         let size = std::mem::take(&mut self.size);
         if size == 0 {
             self.state = State::TrailerStart;
@@ -270,11 +337,8 @@ impl ChunkedDecoder {
                 if b != b'\n' {
                     return Err(BodyError::Malformed("bare CR in trailer"));
                 }
+                // Checked, then dropped (see the module's comment).
                 check_trailer_field(&self.trailer)?;
-                if self.output == Output::Chunked {
-                    out.extend_from_slice(&self.trailer);
-                    out.extend_from_slice(b"\r\n");
-                }
                 self.state = State::TrailerStart;
             }
             _ => {
@@ -330,6 +394,12 @@ pub fn write_hex(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&tmp[i..]);
 }
 
+/// qdtext (RFC 9110 §5.6.4): HTAB, SP, visible ASCII but `"` and `\\`, obs-text. Inside a
+/// quoted-pair, `"` and `\\` are allowed too (the caller adds them).
+fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
+}
+
 /// A trailer line is a field line: token ":" OWS value OWS, value without controls.
 fn check_trailer_field(line: &[u8]) -> Result<(), BodyError> {
     let colon = memchr::memchr(b':', line).ok_or(BodyError::Malformed("trailer without colon"))?;
@@ -362,7 +432,8 @@ mod tests {
             Output::Chunked,
         )
         .unwrap();
-        assert_eq!(out, b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n");
+        // Extensions and trailers are not written out.
+        assert_eq!(out, b"5\r\nhello\r\n0\r\n\r\n");
         assert_eq!(used, b"5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n".len());
         let (raw, _) = decode(b"A\r\n0123456789\r\n0\r\n\r\n", Output::Raw).unwrap();
         assert_eq!(raw, b"0123456789");
@@ -397,12 +468,65 @@ mod tests {
             b"0\r\nbad trailer\r\n\r\n",
             b"0\r\n folded: x\r\n\r\n",
             b"0\r\nA: b\rc\r\n\r\n",
+            // Quoted strings that do not close before the CRLF, or are not where a value is.
+            b"5;a=\"x\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x;b=1\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\\\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\\\r\nhello\r\n0\r\n\r\n",
+            b"0;a=\"\r\n\r\n",
+            b"5;\"a\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n",
+            // Other extension syntax errors: no name, no value, a space inside, obs-text
+            // outside quotes.
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\xc3\xa9\r\nhello\r\n0\r\n\r\n",
+            b"5;a==b\r\nhello\r\n0\r\n\r\n",
         ];
         for raw in bad {
             let mut d = ChunkedDecoder::new(Output::Chunked, 0, 8192);
             let r = d.feed(raw, &mut Vec::new());
             assert!(r.is_err(), "accepted {:?}", String::from_utf8_lossy(raw));
         }
+    }
+
+    #[test]
+    fn well_formed_extensions() {
+        for ext in [
+            &b";a"[..],
+            b";a=1",
+            b" ; a = 1 ;b",
+            b";a=\"\"",
+            b";a=\"x;y=\\\"z\\\"\\\\ \t\xc3\xa9\"",
+            b";a=\"x\" ;b=tok",
+            b"\t;a\t=\t\"q\"\t",
+        ] {
+            let body = [b"5", ext, b"\r\nhello\r\n0", ext, b"\r\n\r\n"].concat();
+            let (out, used) = decode(&body, Output::Chunked)
+                .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(ext)));
+            assert_eq!(out, b"5\r\nhello\r\n0\r\n\r\n");
+            assert_eq!(used, body.len());
+        }
+    }
+
+    #[test]
+    fn trailers_are_checked_and_dropped() {
+        let body = b"3\r\nabc\r\n0\r\nAuthorization: Bearer x\r\nCookie: SESSION=y\r\n\r\n";
+        let mut d = ChunkedDecoder::new(Output::Chunked, 0, 8192);
+        let mut out = Vec::new();
+        let p = d.feed(body, &mut out).unwrap();
+        assert_eq!((p.consumed, p.done), (body.len(), true));
+        assert_eq!(out, b"3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(
+            d.trailer_len(),
+            "Authorization: Bearer xCookie: SESSION=y".len()
+        );
+        // Dropped, yet still limited.
+        let mut d = ChunkedDecoder::new(Output::Chunked, 0, 16);
+        assert!(d.feed(body, &mut Vec::new()).is_err());
     }
 
     #[test]

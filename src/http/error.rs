@@ -48,6 +48,17 @@ impl HttpError {
         }
     }
 
+    /// The response to a request: to HEAD the head alone (its Content-Length kept), since a
+    /// client reusing the connection would read a body as the next response.
+    pub fn response_to(&self, head_request: bool) -> &'static [u8] {
+        let full = self.response();
+        if !head_request {
+            return full;
+        }
+        let end = memchr::memmem::find(full, b"\r\n\r\n").map_or(full.len(), |i| i + 4);
+        &full[..end]
+    }
+
     /// The complete response: status line, a short plain-text body, `Connection: close`
     /// (after a refused head the rest of the stream cannot be trusted).
     pub fn response(&self) -> &'static [u8] {

@@ -17,6 +17,9 @@ pub struct Forward<'a> {
     pub authority: &'a str,
     /// The client's address (`X-Forwarded-For`).
     pub peer: IpAddr,
+    /// The peer is one of `sessiongate.trusted-proxies`: its X-Forwarded-For chain is kept
+    /// and appended to. From anyone else the chain is a claim, and only the peer is written.
+    pub trusted_peer: bool,
     /// `X-Forwarded-Proto`: the client stream's scheme.
     pub scheme: &'static str,
     /// The session's access token: sent as `Authorization: Bearer`, in place of any
@@ -70,8 +73,9 @@ pub fn write_upstream_head(out: &mut Vec<u8>, h: &RequestHead, buf: &[u8], f: &F
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(i) = h.forwarded_for {
-        out.extend_from_slice(h.fields[i].value(buf));
+    let chain = h.forwarded_for.map(|i| h.fields[i].value(buf));
+    if let Some(chain) = chain.filter(|c| f.trusted_peer && !c.is_empty()) {
+        out.extend_from_slice(chain);
         out.extend_from_slice(b", ");
     }
     let _ = write!(out, "{}\r\nX-Forwarded-Proto: {}\r\n", f.peer, f.scheme);

@@ -77,8 +77,11 @@ pub struct RequestHead {
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub websocket: bool,
-    /// Index of an existing X-Forwarded-For field, to append to.
+    /// Index of an existing X-Forwarded-For field, to append to (from a trusted proxy only).
     pub forwarded_for: Option<usize>,
+    /// A GET or HEAD with a body: parsers disagree on whether it has one, so neither the
+    /// client connection nor the upstream one is reused after it.
+    pub ambiguous: bool,
 }
 
 impl RequestHead {
@@ -115,6 +118,7 @@ impl RequestHead {
         self.expect_continue = false;
         self.websocket = false;
         self.forwarded_for = None;
+        self.ambiguous = false;
     }
 }
 
@@ -220,6 +224,13 @@ pub fn parse_request(
     if target.first() != Some(&b'/') {
         return Err(HttpError::BadRequest("request target must be origin-form"));
     }
+    // httparse refuses controls and DEL but lets well-formed UTF-8 through; a URI is visible
+    // ASCII only (RFC 3986), and backends decode anything else each their own way.
+    if !target.iter().all(|&b| matches!(b, 0x21..=0x7e)) {
+        return Err(HttpError::BadRequest(
+            "request target byte outside visible ASCII",
+        ));
+    }
 
     for h in req.headers.iter() {
         out.fields.push(Field {
@@ -228,7 +239,7 @@ pub fn parse_request(
             hop: false,
         });
     }
-    judge_fields(buf, out, method == b"GET")?;
+    judge_fields(buf, out, method)?;
     Ok(Some(()))
 }
 
@@ -281,7 +292,7 @@ fn early_limit_error(buf: &[u8], limits: &Limits) -> HttpError {
 
 /// The semantic checks on fields: framing (RFC 9112 §6), Host (RFC 9112 §3.2), persistence
 /// and the hop-by-hop set (RFC 9110 §7.6.1).
-fn judge_fields(buf: &[u8], out: &mut RequestHead, is_get: bool) -> Result<(), HttpError> {
+fn judge_fields(buf: &[u8], out: &mut RequestHead, method: &[u8]) -> Result<(), HttpError> {
     let mut seen = Seen::default();
     for i in 0..out.fields.len() {
         let f = out.fields[i];
@@ -303,7 +314,7 @@ fn judge_fields(buf: &[u8], out: &mut RequestHead, is_get: bool) -> Result<(), H
             }
         }
     }
-    seen.conclude(out, is_get)
+    seen.conclude(out, method)
 }
 
 /// What the framing and connection fields of a request head said, gathered field by field.
@@ -317,6 +328,7 @@ struct Seen {
     upgrade_websocket: bool,
     connection_fields: [Option<usize>; 4],
     n_connection: usize,
+    authorization: bool,
 }
 
 impl Seen {
@@ -372,9 +384,21 @@ impl Seen {
                 }
                 out.forwarded_for = Some(i);
             }
+            13 if name_is(name, b"authorization") => {
+                // The gate verifies the first; a backend may read the last.
+                if self.authorization {
+                    return Err(HttpError::BadRequest("duplicate Authorization"));
+                }
+                self.authorization = true;
+                return Ok(());
+            }
             _ => {
-                if is_hop_by_hop(name) || is_forwarded_ours(name) {
+                if is_hop_by_hop(name) || is_forwarding(name) {
                     out.fields[i].hop = true;
+                } else if is_lookalike(name) {
+                    return Err(HttpError::BadRequest(
+                        "field name resembling a framing or forwarding field",
+                    ));
                 }
                 return Ok(());
             }
@@ -406,7 +430,8 @@ impl Seen {
     }
 
     /// The head's framing, persistence and upgrade, from all its fields.
-    fn conclude(self, out: &mut RequestHead, is_get: bool) -> Result<(), HttpError> {
+    fn conclude(self, out: &mut RequestHead, method: &[u8]) -> Result<(), HttpError> {
+        let is_get = method == b"GET";
         if out.minor == 1 && out.host.is_none() {
             return Err(HttpError::BadRequest("missing Host"));
         }
@@ -428,7 +453,12 @@ impl Seen {
             (None, true) => Some(Framing::Chunked),
             (None, false) => None,
         };
-        out.keep_alive = !self.conn_close && (out.minor == 1 || self.conn_keep_alive);
+        // RFC 9110 §9.3.1/§9.3.2: content in GET or HEAD has no defined meaning, and some
+        // servers read no body there: what follows may be taken for the next request.
+        out.ambiguous = (is_get || method == b"HEAD")
+            && matches!(out.framing, Some(Framing::Chunked | Framing::Length(1..)));
+        out.keep_alive =
+            !self.conn_close && (out.minor == 1 || self.conn_keep_alive) && !out.ambiguous;
         out.websocket = self.upgrade_websocket && self.conn_upgrade && is_get && out.minor == 1;
         if out.expect_continue && out.minor == 0 {
             // RFC 9110 §10.1.1: ignore 100-continue from HTTP/1.0 clients.
@@ -487,9 +517,83 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP.iter().any(|h| name_is(name, h))
 }
 
-/// X-Forwarded-Proto/-Host are set by us; a client's own values would be lies.
-fn is_forwarded_ours(name: &[u8]) -> bool {
-    name_is(name, b"x-forwarded-proto") || name_is(name, b"x-forwarded-host")
+/// Fields that describe the hops before us (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`): a
+/// client can write anything there, so they are ours to write. X-Forwarded-For is judged
+/// on its own (kept from a trusted proxy only, see `forward`).
+pub fn is_forwarding(name: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"x-forwarded-";
+    name_is(name, b"forwarded")
+        || name_is(name, b"x-real-ip")
+        || (name.len() >= PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX))
+}
+
+/// Framing, hop-by-hop and forwarding fields, whose look-alikes some backend may take for
+/// the real thing. (The names without a dash have no look-alike under this normal form;
+/// they are listed so the set stays the one the head judgment treats specially.)
+const LOOKALIKE_TARGETS: [&[u8]; 14] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authorization",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"expect",
+    b"forwarded",
+    b"x-real-ip",
+    // Stands for every X-Forwarded-* field: matched as a prefix.
+    b"x-forwarded-",
+];
+
+/// A name that is not one of `LOOKALIKE_TARGETS` but normalises to one (lower case, `_` as
+/// `-`, runs of dashes as one): `Transfer_Encoding`, `Content--Length`. Servers behind CGI-
+/// style mappings or lenient parsers read these as the real fields. Compared in place.
+pub fn is_lookalike(name: &[u8]) -> bool {
+    // Without `_` or `--` the normal form is the name in lower case, which matches a target
+    // only when the name is that field: nothing to compare.
+    let mut prev = 0u8;
+    let suspicious = name.iter().any(|&b| {
+        let hit = b == b'_' || (b == b'-' && prev == b'-');
+        prev = b;
+        hit
+    });
+    if !suspicious {
+        return false;
+    }
+    LOOKALIKE_TARGETS
+        .iter()
+        .any(|t| match normal_prefix(name, t) {
+            Some(whole) => whole || t.ends_with(b"-"),
+            None => false,
+        })
+}
+
+/// Whether `target` (lower case, no `_`, no `--`) starts the normal form of `name`:
+/// `Some(true)` when it is all of it.
+fn normal_prefix(name: &[u8], target: &[u8]) -> Option<bool> {
+    let mut j = 0;
+    let mut prev_dash = false;
+    for &b in name {
+        let c = match b.to_ascii_lowercase() {
+            b'_' => b'-',
+            c => c,
+        };
+        if c == b'-' && prev_dash {
+            continue;
+        }
+        prev_dash = c == b'-';
+        if j == target.len() {
+            return Some(false);
+        }
+        if target[j] != c {
+            return None;
+        }
+        j += 1;
+    }
+    (j == target.len()).then_some(true)
 }
 
 /// Host = uri-host [ ":" port ] (RFC 3986): reg-name, IPv4 or IP-literal characters.
@@ -627,10 +731,123 @@ mod tests {
             (b"GET / FOO/1.1\r\nHost: a\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nauthorization: a\r\nAUTHORIZATION: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nContent_Length: 0\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer---Encoding: chunked\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX-Real_Ip: 1.2.3.4\r\n\r\n", 400),
+            (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         ];
         for (raw, want) in cases {
             assert_eq!(status(raw), *want, "{}", String::from_utf8_lossy(raw));
         }
+    }
+
+    #[test]
+    fn lookalikes() {
+        for name in [
+            &b"Transfer_Encoding"[..],
+            b"content_length",
+            b"Content--Length",
+            b"TRANSFER-_-ENCODING",
+            b"Keep_Alive",
+            b"Proxy_Connection",
+            b"Proxy_Authorization",
+            b"X_Forwarded_For",
+            b"x_forwarded_anything",
+            b"X-Real_IP",
+        ] {
+            assert!(is_lookalike(name), "{}", String::from_utf8_lossy(name));
+        }
+        for name in [
+            &b"Content-Length"[..],
+            b"CONTENT-LENGTH",
+            b"Content-Lengths",
+            b"Content_Length_",
+            b"X-Custom_Name",
+            b"_host",
+            b"t_e",
+            b"X--Trace",
+            b"Connection",
+        ] {
+            assert!(!is_lookalike(name), "{}", String::from_utf8_lossy(name));
+        }
+    }
+
+    #[test]
+    fn forwarding_fields_are_ours() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=x\r\nX-Forwarded-For: 1.2.3.4\r\n\
+            X-Forwarded-Prefix: /p\r\nx-forwarded-port: 1\r\nX-Forwarded-Proto: https\r\n\
+            X-Forwarded-Host: h\r\nX-Forwarded-Ssl: on\r\nX-Real-IP: 1.2.3.4\r\nX-Keep: 1\r\n\r\n";
+        let h = parse(raw).unwrap().unwrap();
+        for f in &h.fields {
+            // Host is written by us too.
+            assert_eq!(
+                f.hop,
+                f.name(raw) != b"X-Keep",
+                "{}",
+                String::from_utf8_lossy(f.name(raw))
+            );
+        }
+        assert_eq!(
+            h.forwarded_for.map(|i| h.fields[i].name(raw)),
+            Some(&b"X-Forwarded-For"[..])
+        );
+    }
+
+    #[test]
+    fn get_or_head_with_a_body_is_ambiguous() {
+        for (raw, ambiguous) in [
+            (
+                &b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n"[..],
+                true,
+            ),
+            (
+                b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                true,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+                false,
+            ),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n",
+                false,
+            ),
+        ] {
+            let h = parse(raw).unwrap().unwrap();
+            assert_eq!(h.ambiguous, ambiguous, "{}", String::from_utf8_lossy(raw));
+            assert_eq!(h.keep_alive, !ambiguous);
+        }
+    }
+
+    /// httparse itself refuses controls, DEL, tab and bytes that are not UTF-8 in the target
+    /// (an `httparse::Error::Token`), but lets well-formed UTF-8 through: that is ours.
+    #[test]
+    fn target_bytes() {
+        let cases: [(&[u8], bool); 9] = [
+            (b"/a\x01b", false),
+            (b"/a\tb", false),
+            (b"/a\x7fb", false),
+            (b"/\x80", false),
+            (b"/\xc3", false),
+            (b"/a?b=\xff", false),
+            (b"/caf\xc3\xa9", true),
+            (b"/\xe2\x82\xac", true),
+            (b"/\xf0\x9f\x98\x80", true),
+        ];
+        for (t, httparse_accepts) in cases {
+            let raw = [b"GET ", t, b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+            let mut h = [httparse::EMPTY_HEADER; 4];
+            let r = httparse::Request::new(&mut h).parse(&raw);
+            assert_eq!(r.is_ok(), httparse_accepts, "{t:?}: {r:?}");
+            assert_eq!(status(&raw), 400, "{t:?}");
+        }
+        let visible: Vec<u8> = (0x21..=0x7e).collect();
+        let raw = [b"GET /", &visible[..], b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+        assert_eq!(status(&raw), 200);
     }
 
     #[test]

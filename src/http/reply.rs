@@ -57,6 +57,13 @@ impl Reply {
 
     /// Serialises the reply; `close` adds `Connection: close`.
     pub fn write(&self, out: &mut Vec<u8>, close: bool) {
+        self.write_to(out, close, false);
+    }
+
+    /// Serialises the reply as the answer to a request; to HEAD without the body, whose
+    /// Content-Length stays (RFC 9110 §9.3.2). A body there would be read as the next
+    /// response by a client that reuses the connection.
+    pub fn write_to(&self, out: &mut Vec<u8>, close: bool, head_request: bool) {
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, self.reason);
         for (n, v) in &self.headers {
             let _ = write!(out, "{n}: {v}\r\n");
@@ -70,7 +77,9 @@ impl Reply {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
-        out.extend_from_slice(&self.body);
+        if !head_request {
+            out.extend_from_slice(&self.body);
+        }
     }
 
     /// The serialised reply.
@@ -123,6 +132,22 @@ mod tests {
             let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
             let written = Reply::text(e.status(), reason, body).to_bytes(true);
             assert_eq!(std::str::from_utf8(&written).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn no_body_to_head() {
+        let r = Reply::json(401, "Unauthorized", "{\"error\":1}".into());
+        let full = r.to_bytes(false);
+        let mut head = Vec::new();
+        r.write_to(&mut head, false, true);
+        assert!(full.starts_with(&head) && head.ends_with(b"Content-Length: 11\r\n\r\n"));
+        assert_eq!(full.len() - head.len(), 11);
+        for e in [HttpError::BadRequest("x"), HttpError::NotFound] {
+            let to_head = e.response_to(true);
+            assert!(e.response().starts_with(to_head) && to_head.ends_with(b"\r\n\r\n"));
+            assert!(to_head.len() < e.response().len());
+            assert_eq!(e.response_to(false), e.response());
         }
     }
 }

@@ -3,6 +3,7 @@
 //! buffered body (retrying once on a fresh connection when a pooled one was stale), stream
 //! the rest of the body, and relay the response.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::auth::{Client, Decision, Gate};
@@ -29,7 +30,11 @@ pub(super) async fn exchange<S: ClientStream>(
     ctx: &WorkerState,
 ) -> Result<Next, End> {
     c.log_request.clear();
-    read_head(client, c, ctx).await?;
+    let read = read_head(client, c, ctx).await;
+    // From the raw bytes, so that a head refused while being judged is known as HEAD too
+    // (the head starts the buffer either way; an accepted one has this very method).
+    c.is_head = c.cbuf.starts_with(b"HEAD ");
+    read?;
     c.started = Instant::now();
     if ctx.access_log {
         // Kept now: the head's bytes leave `cbuf` once the body starts flowing.
@@ -76,8 +81,7 @@ pub(super) async fn exchange<S: ClientStream>(
             return Err(End::Answered(HttpError::PayloadTooLarge));
         }
     }
-    // Read now: the head's bytes leave `cbuf` once the body starts flowing.
-    let is_head = c.head.is_head(&c.cbuf);
+    let is_head = c.is_head;
     let upstream = send_request(client, c, ctx, (&routing, route, upstream_id), is_head).await?;
     relay_response(client, c, ctx, (&routing, upstream_id), upstream, is_head).await
 }
@@ -119,10 +123,17 @@ async fn write_reply<S: ClientStream>(
     keep: bool,
 ) -> Result<Next, End> {
     c.obuf.clear();
-    reply.write(&mut c.obuf, !keep);
+    reply.write_to(&mut c.obuf, !keep, c.is_head);
     write_all(client, &c.obuf, ctx.timeouts.body).await?;
     log_access(ctx, c, reply.status);
     Ok(if keep { Next::KeepAlive } else { Next::Close })
+}
+
+/// The peer is one of `sessiongate.trusted-proxies` (an IPv4 peer on a dual-stack listener
+/// arrives IPv4-mapped, hence the canonical forms).
+fn is_trusted(trusted: &[IpAddr], peer: IpAddr) -> bool {
+    let peer = peer.to_canonical();
+    trusted.iter().any(|t| t.to_canonical() == peer)
 }
 
 /// The index of the route's upstream pool.
@@ -154,6 +165,7 @@ async fn send_request<S: ClientStream>(
         route,
         authority: &routing.pools.upstream(upstream_id).authority,
         peer: c.peer.ip(),
+        trusted_peer: is_trusted(&ctx.trusted_proxies, c.peer.ip()),
         scheme: c.scheme,
         bearer: c.bearer.as_deref(),
         // Without login the cookie names are the backend's own, passed as they are.
@@ -260,7 +272,9 @@ async fn relay_response<S: ClientStream>(
         client_minor,
     );
     c.rbuf.drain(..c.resp.head_len);
-    let reusable = c.resp.reusable;
+    // After an ambiguous request (a GET or HEAD with a body) the backend may still be
+    // reading what it took for the next request.
+    let reusable = c.resp.reusable && !c.head.ambiguous;
     stream_response_body(client, &mut upstream, c, ctx, upstream_framing, to_client).await?;
     if reusable && c.rbuf.is_empty() {
         routing.pools.put(upstream_id, upstream);

@@ -83,6 +83,8 @@ struct Conn {
     scheme: &'static str,
     /// The connection in the worker's table (idle marks, shedding at max-connections).
     id: ConnId,
+    /// The current request is a HEAD: its answers, refusals included, carry no body.
+    is_head: bool,
 }
 
 /// Serves one client connection to its end; says why it ended.
@@ -114,6 +116,7 @@ pub async fn serve<S: ClientStream>(
         session: None,
         scheme: S::SCHEME,
         id,
+        is_head: false,
     };
     let closed = loop {
         match exchange::exchange(&mut client, &mut conn, &ctx).await {
@@ -165,7 +168,8 @@ async fn refuse<S: ClientStream>(
         _ => {}
     }
     log_access(ctx, c, e.status());
-    let written = monoio::time::timeout(ctx.timeouts.body, client.write_all(e.response())).await;
+    let answer = e.response_to(c.is_head);
+    let written = monoio::time::timeout(ctx.timeouts.body, client.write_all(answer)).await;
     matches!(written, Ok((Ok(_), _)))
 }
 

@@ -263,6 +263,7 @@ fn state(p: WorkerSpecParts) -> WorkerState {
         connections: Connections::new(p.connections_total, g.max_connections),
         access_log: g.access_log,
         hand_off: g.connection_hand_off,
+        trusted_proxies: g.trusted_proxies.clone(),
         shutdown: Signal::new(),
         worker: p.id,
         gate,

@@ -6,10 +6,11 @@
 //!
 //! Support: `wire` (HTTP/1.1 reading for both fakes), `backend` (recording upstream),
 //! `client` (raw client), `harness` (gateway process, config, CLI).
-//! Scenarios: `proxy`, `hostile`, `websocket`, `large_body`, `access_log`, `shutdown`,
+//! Scenarios: `proxy`, `hostile`, `hardening_http` (attacks on the HTTP layer), `websocket`, `large_body`, `access_log`, `shutdown`,
 //! `config_check`, `check` (the report of `sessiongate check`), `reload` (SIGHUP), `tls` (termination, connection sessions, audit, https upstream),
 //! `hardening_floods` (slow bodies, the connection cap, the management listener under a
-//! trickling client, configurations that would run unauthenticated).
+//! trickling client, configurations that would run unauthenticated), `operators` (start-up
+//! refusals an operator meets), `layering` (no import circle among the crate's modules).
 #![deny(unsafe_code)]
 // The rule against `std::sync::Mutex` is for the gateway's request path, not for test fakes.
 #![allow(clippy::disallowed_types)]
@@ -23,6 +24,7 @@ mod access_log;
 mod check;
 mod config_check;
 mod hardening_floods;
+mod hardening_http;
 mod hostile;
 mod large_body;
 mod layering;

@@ -129,15 +129,16 @@ fn post_chunked_is_forwarded_chunked() {
         req.body == expected,
         "chunked body bytes differ at the backend"
     );
-    assert_eq!(
-        req.trailers,
-        vec![("X-Checksum".to_string(), "abc".to_string())],
-        "request trailers should be passed on"
+    // Trailers would arrive after the head's credentials were stripped: dropped.
+    assert!(
+        req.trailers.is_empty(),
+        "request trailers are dropped: {:?}",
+        req.trailers
     );
 }
 
 #[test]
-fn chunked_response_with_trailers_is_passed_on() {
+fn chunked_response_is_passed_on_without_its_trailers() {
     let backend = Backend::replying(|_| {
         Reply::status(200).chunked(&[b"first,", b"second"], &[("X-Checksum", "42")])
     });
@@ -147,7 +148,11 @@ fn chunked_response_with_trailers_is_passed_on() {
     assert_eq!(r.status, 200);
     assert!(r.chunked, "response should stay chunked: {:?}", r.head);
     assert_eq!(r.text(), "first,second");
-    assert_eq!(r.trailer("x-checksum"), Some("42"));
+    assert_eq!(
+        r.trailer("x-checksum"),
+        None,
+        "response trailers are dropped"
+    );
     // The connection is still usable afterwards.
     assert_eq!(c.get("/again").status, 200);
 }
@@ -327,7 +332,10 @@ fn hop_by_hop_response_headers_are_removed() {
 #[test]
 fn forwarded_headers_and_upstream_host() {
     let backend = Backend::recording();
-    let gw = Gateway::to(&backend).start();
+    // A client's X-Forwarded-For chain is kept only from a trusted proxy.
+    let gw = Gateway::to(&backend)
+        .set("trusted-proxies", "[127.0.0.1]")
+        .start();
     let r = gw.client().request(
         b"GET /f HTTP/1.1\r\nHost: shop.example:8443\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n",
     );

@@ -20,10 +20,10 @@
 //! Every scenario starts its own provider, backend and gateway, so they run in parallel.
 //! They wait with deadlines; the only sleeps wait out a token or session lifetime.
 
-mod browser;
+pub(crate) mod browser;
 mod listener;
-mod provider;
-mod stack;
+pub(crate) mod provider;
+pub(crate) mod stack;
 
 mod admin;
 mod backchannel;
