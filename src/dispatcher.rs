@@ -217,7 +217,13 @@ impl Dispatcher {
         let headers: Vec<(&str, &str)> =
             call.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let body = call.body.as_ref().map(|(t, b)| (*t, b.as_slice()));
-        match self.client.send("POST", &call.url, &headers, body).await {
+        let started = std::time::Instant::now();
+        let answer = self.client.send("POST", &call.url, &headers, body).await;
+        if call.kind == CallKind::ProviderLogout {
+            self.metrics
+                .provider_call("provider_logout", started.elapsed());
+        }
+        match answer {
             Ok(r) if r.status < 400 => Attempt::Done(r.status),
             Ok(r) if r.status < 500 => Attempt::Refused(r.status),
             Ok(r) => Attempt::Retry(format!("HTTP {}", r.status)),

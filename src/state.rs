@@ -65,6 +65,8 @@ pub struct Routing {
     pub router: Router,
     /// For each route of `router` (same order), the index of its upstream in `pools`.
     pub route_upstream: Vec<Option<usize>>,
+    /// For each route, its slot in the worker's per-route metrics.
+    pub route_slot: Vec<usize>,
     pub pools: Pools,
 }
 
@@ -74,6 +76,7 @@ impl Routing {
         config: &Config,
         upstreams: Vec<Upstream>,
         tls_client: &Arc<rustls::ClientConfig>,
+        metrics: &Metrics,
     ) -> Routing {
         let g = &config.gateway;
         let pools = Pools::new(
@@ -83,19 +86,25 @@ impl Routing {
             g.upstream_connect_timeout,
             tls_client.clone(),
         );
-        Routing::new(Router::new(&config.routes), pools)
+        Routing::new(Router::new(&config.routes), pools, metrics)
     }
 
-    pub fn new(router: Router, pools: Pools) -> Routing {
+    pub fn new(router: Router, pools: Pools, metrics: &Metrics) -> Routing {
         // Every route's upstream was resolved before, so the lookup cannot miss.
         let route_upstream = router
             .routes()
             .iter()
             .map(|r| pools.index_of(&r.upstream))
             .collect();
+        let route_slot = router
+            .routes()
+            .iter()
+            .map(|r| metrics.routes.slot(&r.id))
+            .collect();
         Routing {
             router,
             route_upstream,
+            route_slot,
             pools,
         }
     }

@@ -192,6 +192,7 @@ impl Gate {
             return Err(Decision::Reply(not_ready()));
         };
         let client = self.calls.client();
+        let started = std::time::Instant::now();
         let tokens = oidc::exchange_code(
             client,
             &p.meta,
@@ -200,8 +201,10 @@ impl Gate {
             &pending.redirect_uri,
             &pending.verifier,
         )
-        .await
-        .map_err(|e| {
+        .await;
+        self.metrics
+            .provider_call("code_exchange", started.elapsed());
+        let tokens = tokens.map_err(|e| {
             tracing::warn!(target: LOG, error = %e, "code exchange failed");
             self.bad_callback("The login could not be completed at the identity provider.")
         })?;
@@ -280,6 +283,7 @@ impl Gate {
         s.id_token = tokens.id_token.unwrap_or_default().into_boxed_str();
         self.store.borrow_mut().insert(s);
         Metrics::inc(&self.metrics.sessions_created);
+        self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(target: LOG, subject = %sub.escape_debug(), sid = ?claims.sid(), worker = self.worker, "session created");
         audit::session_created(sub, claims.sid(), self.worker);
         let superseded = self

@@ -80,6 +80,7 @@ impl Gate {
     /// count, its WebSockets, metrics, log and audit, and the calls to end it elsewhere.
     fn after_end(&self, s: &Session, reason: EndReason) {
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         self.shared.users.remove(s.subject(), s.id());
         self.close_websockets(s.id());
         self.metrics.session_ended(reason.metric());

@@ -69,7 +69,10 @@ impl Gate {
             }
             return;
         };
+        let started = std::time::Instant::now();
         let result = oidc::refresh(self.calls.client(), &p.meta, &self.reg, refresh_token).await;
+        self.metrics
+            .provider_call("token_refresh", started.elapsed());
         match result {
             Ok(t) => {
                 let (now, unix_ms) = (self.clock.now_ms(), self.clock.unix_ms());

@@ -50,6 +50,7 @@ pub(super) async fn exchange<S: ClientStream>(
             .extend_from_slice(&target[..target.len().min(1024)]);
     }
     c.bearer = None;
+    c.route_slot = 0;
     c.session = None;
     let routing = ctx.routing();
     let (buf, head) = (&c.cbuf, &c.head);
@@ -75,7 +76,8 @@ pub(super) async fn exchange<S: ClientStream>(
         }
     }
     let route = route.ok_or(End::Answered(HttpError::NotFound))?;
-    let upstream_id = pick_upstream(&routing, route)?;
+    let (route_index, upstream_id) = pick_upstream(&routing, route)?;
+    c.route_slot = routing.route_slot[route_index];
     if let Framing::Length(n) = c.head.body_framing() {
         if ctx.max_body_bytes != 0 && n > ctx.max_body_bytes {
             return Err(End::Answered(HttpError::PayloadTooLarge));
@@ -137,13 +139,14 @@ fn is_trusted(trusted: &[IpAddr], peer: IpAddr) -> bool {
 }
 
 /// The index of the route's upstream pool.
-fn pick_upstream(routing: &Routing, route: &Route) -> Result<usize, End> {
-    routing
+/// The route's position in the table and the index of its upstream pool.
+fn pick_upstream(routing: &Routing, route: &Route) -> Result<(usize, usize), End> {
+    let i = routing
         .router
         .routes()
         .iter()
-        .position(|r| std::ptr::eq(r, route))
-        .and_then(|i| routing.route_upstream[i])
+        .position(|r| std::ptr::eq(r, route));
+    i.and_then(|i| Some((i, routing.route_upstream[i]?)))
         .ok_or(End::Answered(HttpError::BadGateway(
             "route has no upstream",
         )))
@@ -212,16 +215,28 @@ async fn send_request<S: ClientStream>(
         }
         // Peek at the response now, so a stale pooled connection can still be replaced.
         c.rbuf.clear();
+        let sent = Instant::now();
         match read_response_head(&mut up, c, ctx, is_head).await {
-            Ok(()) => return Ok(up),
+            Ok(()) => {
+                upstream_answered(ctx, c, sent);
+                return Ok(up);
+            }
             Err(RespErr::Closed) if retry => attempt += 1,
             Err(e) => return Err(e.into()),
         }
     };
     stream_request_body(client, &mut upstream, c, ctx, &mut left).await?;
     c.rbuf.clear();
+    let sent = Instant::now();
     read_response_head(&mut upstream, c, ctx, is_head).await?;
+    upstream_answered(ctx, c, sent);
     Ok(upstream)
+}
+
+/// The upstream's time to answer, from the request's last byte to the response head.
+fn upstream_answered(ctx: &WorkerState, c: &Conn, sent: Instant) {
+    let us = sent.elapsed().as_micros() as u64;
+    ctx.metrics.upstream_answered(c.route_slot, us);
 }
 
 /// Relays the response whose head is in `c.resp`: interim answers, a WebSocket upgrade,

@@ -79,6 +79,8 @@ struct Conn {
     bearer: Option<Rc<str>>,
     /// The session the current request belongs to.
     session: Option<SessionId>,
+    /// The current request's route in the worker's metrics (0: answered by the gateway).
+    route_slot: usize,
     /// `X-Forwarded-Proto`: the client stream's scheme.
     scheme: &'static str,
     /// The connection in the worker's table (idle marks, shedding at max-connections).
@@ -114,6 +116,7 @@ pub async fn serve<S: ClientStream>(
         started: Instant::now(),
         bearer: None,
         session: None,
+        route_slot: 0,
         scheme: S::SCHEME,
         id,
         is_head: false,
@@ -195,6 +198,8 @@ fn hand_off<S: ClientStream>(client: S, conn: Conn, ctx: &WorkerState, owner: u8
 
 fn log_access(ctx: &WorkerState, c: &Conn, status: u16) {
     ctx.metrics.response(status);
+    let micros = c.started.elapsed().as_micros() as u64;
+    ctx.metrics.request_done(c.route_slot, status, micros);
     if !ctx.access_log {
         return;
     }
@@ -209,7 +214,7 @@ fn log_access(ctx: &WorkerState, c: &Conn, status: u16) {
         }
         .escape_debug(),
         status,
-        micros = c.started.elapsed().as_micros() as u64,
+        micros,
         worker = ctx.worker,
     );
 }

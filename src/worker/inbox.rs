@@ -34,7 +34,12 @@ pub(super) async fn run(rx: flume::Receiver<WorkerMsg>, ctx: Rc<WorkerState>) {
                 let _ = reply.send(answer);
             }
             WorkerMsg::Reload(r) => {
-                let routing = Routing::from_config(&r.config, r.upstreams.clone(), &ctx.tls_client);
+                let routing = Routing::from_config(
+                    &r.config,
+                    r.upstreams.clone(),
+                    &ctx.tls_client,
+                    &ctx.metrics,
+                );
                 *ctx.routing.borrow_mut() = Rc::new(routing);
                 if let Some(gate) = &ctx.gate {
                     gate.set_listeners(Listeners::from_config(&r.config.cg));

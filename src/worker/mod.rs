@@ -250,6 +250,7 @@ fn state(p: WorkerSpecParts) -> WorkerState {
             cfg,
             p.upstreams,
             &p.tls_client,
+            &p.metrics,
         ))),
         tls_client: p.tls_client.clone(),
         limits: Limits {

@@ -40,6 +40,7 @@ mod hardening_floods;
 mod load;
 mod login;
 mod logout;
+mod metrics;
 mod operator_log;
 mod pages;
 mod reload;

@@ -1,12 +1,21 @@
-//! Counters in the Prometheus text format, served by the management listener.
+//! Counters, gauges and latency histograms ([`histogram`]) in the Prometheus text format,
+//! served by the management listener. Names and units follow Prometheus conventions
+//! (`_total`, `_seconds`); label sets are bounded.
 //!
 //! Each worker owns one [`Metrics`]; only that worker writes it, with relaxed atomic adds on
 //! its own cache lines, so the request path takes no lock and shares no line with another
 //! core. The management listener reads every worker's block and sums.
 
+pub mod histogram;
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+
+use histogram::{Histogram, RouteStats, Sum, CLASSES, ROUTE_SLOTS};
+
+/// The provider calls timed, as labels of `sessiongate_provider_call_duration_seconds`.
+pub const PROVIDER_CALLS: [&str; 3] = ["code_exchange", "token_refresh", "provider_logout"];
 
 /// Why a session ended, as a metric label.
 pub const END_REASONS: [&str; 6] = [
@@ -22,6 +31,12 @@ pub const END_REASONS: [&str; 6] = [
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub struct Metrics {
+    /// Request duration by route and status class, upstream time by route.
+    pub routes: RouteStats,
+    /// Provider calls by [`PROVIDER_CALLS`].
+    pub provider_calls: [Histogram; 3],
+    /// Sessions this worker holds now.
+    pub sessions: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_open: AtomicU64,
     /// At `sessiongate.max-connections`: idle connections closed to make room, and new
@@ -63,8 +78,27 @@ impl Metrics {
 
     #[inline]
     pub fn response(&self, status: u16) {
-        let class = usize::from((status / 100).clamp(1, 5)) - 1;
-        self.responses[class].fetch_add(1, Relaxed);
+        self.responses[class(status)].fetch_add(1, Relaxed);
+    }
+
+    /// One answered request: its route's slot (0: the gateway's own answer), status and
+    /// time from its head to its last byte.
+    #[inline]
+    pub fn request_done(&self, route_slot: usize, status: u16, micros: u64) {
+        self.routes.requests[route_slot.min(ROUTE_SLOTS - 1)][class(status)].observe_us(micros);
+    }
+
+    /// Time from sending a request upstream to its response head.
+    #[inline]
+    pub fn upstream_answered(&self, route_slot: usize, micros: u64) {
+        self.routes.upstream[route_slot.min(ROUTE_SLOTS - 1)].observe_us(micros);
+    }
+
+    /// A provider call of kind `call` (one of [`PROVIDER_CALLS`]) took `elapsed`.
+    pub fn provider_call(&self, call: &str, elapsed: std::time::Duration) {
+        if let Some(i) = PROVIDER_CALLS.iter().position(|c| *c == call) {
+            self.provider_calls[i].observe_us(elapsed.as_micros() as u64);
+        }
     }
 
     /// Pending logins that left the table without a callback.
@@ -82,6 +116,10 @@ impl Metrics {
             self.sessions_ended[i].fetch_add(1, Relaxed);
         }
     }
+}
+
+fn class(status: u16) -> usize {
+    usize::from((status / 100).clamp(1, 5)) - 1
 }
 
 fn sum(all: &[Arc<Metrics>], f: impl Fn(&Metrics) -> &AtomicU64) -> u64 {
@@ -243,7 +281,74 @@ pub fn render(all: &[Arc<Metrics>], sessions_active: u64, provider_ready: bool) 
         "# HELP sessiongate_provider_ready 1 once the identity provider's metadata and keys are loaded.\n# TYPE sessiongate_provider_ready gauge\nsessiongate_provider_ready {}\n",
         u8::from(provider_ready)
     );
+    out.push_str("# HELP sessiongate_worker_sessions Sessions each worker holds now.\n# TYPE sessiongate_worker_sessions gauge\n");
+    for (i, m) in all.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "sessiongate_worker_sessions{{worker=\"{i}\"}} {}",
+            m.sessions.load(Relaxed)
+        );
+    }
+    render_histograms(&mut out, all);
     out
+}
+
+/// The latency histograms, summed over workers by label.
+fn render_histograms(out: &mut String, all: &[Arc<Metrics>]) {
+    // Routes by name: workers give slots in their own order.
+    let mut names: Vec<&str> = Vec::new();
+    for m in all {
+        for i in 0..ROUTE_SLOTS {
+            if let Some(n) = m.routes.name(i).filter(|n| !names.contains(n)) {
+                names.push(n);
+            }
+        }
+    }
+    let by_route = |name: &str, f: &dyn Fn(&Metrics, usize) -> &Histogram| {
+        let mut s = Sum::default();
+        for m in all {
+            if let Some(i) = (0..ROUTE_SLOTS).find(|&i| m.routes.name(i) == Some(name)) {
+                s.add(f(m, i));
+            }
+        }
+        s
+    };
+    out.push_str("# HELP sessiongate_request_duration_seconds Time from a request's head to its answer's last byte, by route and status class.\n# TYPE sessiongate_request_duration_seconds histogram\n");
+    for name in &names {
+        for (c, code) in CLASSES.iter().enumerate() {
+            let s = by_route(name, &|m, i| &m.routes.requests[i][c]);
+            if !s.is_empty() {
+                s.write(
+                    out,
+                    "sessiongate_request_duration_seconds",
+                    &format!("route=\"{name}\",code=\"{code}\""),
+                );
+            }
+        }
+    }
+    out.push_str("# HELP sessiongate_upstream_response_seconds Time from sending a request upstream to its response head, by route.\n# TYPE sessiongate_upstream_response_seconds histogram\n");
+    for name in &names {
+        let s = by_route(name, &|m, i| &m.routes.upstream[i]);
+        if !s.is_empty() {
+            s.write(
+                out,
+                "sessiongate_upstream_response_seconds",
+                &format!("route=\"{name}\""),
+            );
+        }
+    }
+    out.push_str("# HELP sessiongate_provider_call_duration_seconds Calls to the identity provider: code exchange at login, token refresh, logout.\n# TYPE sessiongate_provider_call_duration_seconds histogram\n");
+    for (c, call) in PROVIDER_CALLS.iter().enumerate() {
+        let mut s = Sum::default();
+        for m in all {
+            s.add(&m.provider_calls[c]);
+        }
+        s.write(
+            out,
+            "sessiongate_provider_call_duration_seconds",
+            &format!("call=\"{call}\""),
+        );
+    }
 }
 
 #[cfg(test)]
