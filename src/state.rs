@@ -17,6 +17,7 @@ use crate::config::{Config, GatewayConfig};
 use crate::http::head::Limits;
 use crate::messages::Inbox;
 use crate::metrics::Metrics;
+use crate::net::buffers::BufPool;
 use crate::route::Router;
 use crate::signal::Signal;
 use crate::tls::Terminator;
@@ -41,6 +42,8 @@ pub struct WorkerState {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The worker's stop: idle connections end, the last request is answered with `close`.
     pub shutdown: Signal,
+    /// I/O buffers lent to connections while an exchange is in flight.
+    pub buffers: Rc<BufPool>,
     pub worker: usize,
     /// This worker's counters (written only here; read by the management listener).
     pub metrics: Arc<Metrics>,

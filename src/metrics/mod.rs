@@ -37,6 +37,8 @@ pub struct Metrics {
     pub provider_calls: [Histogram; 3],
     /// Sessions this worker holds now.
     pub sessions: AtomicU64,
+    /// I/O buffers lent to connections now (none to an idle one).
+    pub io_buffers_lent: Arc<AtomicU64>,
     pub connections_accepted: AtomicU64,
     pub connections_open: AtomicU64,
     /// At `sessiongate.max-connections`: idle connections closed to make room, and new
@@ -280,6 +282,11 @@ pub fn render(all: &[Arc<Metrics>], sessions_active: u64, provider_ready: bool) 
         out,
         "# HELP sessiongate_provider_ready 1 once the identity provider's metadata and keys are loaded.\n# TYPE sessiongate_provider_ready gauge\nsessiongate_provider_ready {}\n",
         u8::from(provider_ready)
+    );
+    let _ = write!(
+        out,
+        "# HELP sessiongate_io_buffers_lent I/O buffers held by connections now (idle ones hold none).\n# TYPE sessiongate_io_buffers_lent gauge\nsessiongate_io_buffers_lent {}\n",
+        all.iter().map(|m| m.io_buffers_lent.load(Relaxed)).sum::<u64>()
     );
     out.push_str("# HELP sessiongate_worker_sessions Sessions each worker holds now.\n# TYPE sessiongate_worker_sessions gauge\n");
     for (i, m) in all.iter().enumerate() {

@@ -17,9 +17,22 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + 'static {
 
     /// The socket, when no operation is in flight and nothing but the socket holds state.
     fn into_fd(self) -> Option<OwnedFd>;
+
+    /// Completes once a read would find bytes (or the end of the stream), with no buffer
+    /// held meanwhile. A stream that may hold decrypted bytes of its own (TLS) completes at
+    /// once.
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        std::future::ready(Ok(()))
+    }
 }
 
 impl ClientStream for TcpStream {
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        // Not relaxed: on the epoll driver a stale readiness must not wake an idle
+        // connection into taking a buffer for nothing.
+        TcpStream::readable(self, false)
+    }
+
     #[allow(unsafe_code)]
     fn into_fd(self) -> Option<OwnedFd> {
         let raw = self.into_raw_fd();

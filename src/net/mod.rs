@@ -2,6 +2,7 @@
 //! connections it opens to upstreams and to the provider ([`outbound`]), one connect,
 //! TLS and keep-alive pool layer for both proxied requests and the gateway's own calls.
 
+pub mod buffers;
 pub mod inbound;
 pub mod outbound;
 

@@ -36,6 +36,8 @@ pub(super) async fn exchange<S: ClientStream>(
     c.is_head = c.cbuf.starts_with(b"HEAD ");
     read?;
     c.started = Instant::now();
+    ctx.buffers.ensure(&mut c.obuf, 4096);
+    ctx.buffers.ensure(&mut c.rbuf, crate::net::buffers::LARGE);
     if ctx.access_log {
         // Kept now: the head's bytes leave `cbuf` once the body starts flowing.
         let target = c.head.target(&c.cbuf);

@@ -29,6 +29,7 @@ use crate::http::head::RequestHead;
 use crate::http::response::ResponseHead;
 use crate::messages::WorkerMsg;
 use crate::metrics::Metrics;
+use crate::net::buffers::BufPool;
 use crate::net::inbound::ClientStream;
 use crate::session::SessionId;
 use crate::state::{ConnId, WorkerState};
@@ -59,8 +60,10 @@ enum Next {
     HandOff(u8),
 }
 
-/// Per-connection state: the buffers reused by every request.
+/// Per-connection state: the buffers of the exchange in flight (lent by the worker's pool
+/// and given back while the connection idles), and what the current request is.
 struct Conn {
+    pool: Rc<BufPool>,
     peer: SocketAddr,
     /// Bytes read from the client and not yet consumed.
     cbuf: Vec<u8>,
@@ -102,14 +105,14 @@ pub async fn serve<S: ClientStream>(
     buffered: Vec<u8>,
     id: ConnId,
 ) -> CloseReason {
-    let mut cbuf = buffered;
-    let want = ctx.limits.max_head_bytes.max(4096);
-    cbuf.reserve(want.saturating_sub(cbuf.len()));
+    // Bytes read on another worker: their buffer is this worker's to lend now.
+    ctx.buffers.adopt(&buffered);
     let mut conn = Conn {
+        pool: ctx.buffers.clone(),
         peer,
-        cbuf,
-        obuf: Vec::with_capacity(4096),
-        rbuf: Vec::with_capacity(IO_CHUNK),
+        cbuf: buffered,
+        obuf: Vec::new(),
+        rbuf: Vec::new(),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         log_request: Vec::new(),
@@ -123,7 +126,7 @@ pub async fn serve<S: ClientStream>(
     };
     let closed = loop {
         match exchange::exchange(&mut client, &mut conn, &ctx).await {
-            Ok(Next::KeepAlive) => continue,
+            Ok(Next::KeepAlive) => conn.idle(),
             Ok(Next::Close) => break CloseReason::ConnectionClose,
             Ok(Next::Upgraded(upstream)) => {
                 upgrade::websocket(client, upstream, conn, &ctx).await;
@@ -186,13 +189,36 @@ fn hand_off<S: ClientStream>(client: S, conn: Conn, ctx: &WorkerState, owner: u8
     };
     let Some(fd) = client.into_fd() else { return };
     Metrics::inc(&ctx.metrics.handoffs);
+    let mut conn = conn;
+    let buffered = std::mem::take(&mut conn.cbuf);
+    // The buffer goes with the connection: the owner's pool counts it from now on.
+    conn.pool.forget(&buffered);
     let msg = WorkerMsg::HandOff {
         fd,
         peer: conn.peer,
-        buffered: conn.cbuf,
+        buffered,
     };
     if peer_inbox.send(msg).is_err() {
         tracing::warn!(target: LOG, owner, "owner worker is gone; connection dropped");
+    }
+}
+
+impl Conn {
+    /// Between requests: with no pipelined bytes waiting, every buffer goes back to the pool.
+    fn idle(&mut self) {
+        if self.cbuf.is_empty() {
+            self.pool.reclaim(&mut self.cbuf);
+        }
+        self.pool.reclaim(&mut self.obuf);
+        self.pool.reclaim(&mut self.rbuf);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.pool.reclaim(&mut self.cbuf);
+        self.pool.reclaim(&mut self.obuf);
+        self.pool.reclaim(&mut self.rbuf);
     }
 }
 

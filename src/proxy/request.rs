@@ -9,6 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use crate::http::body::{BodyError, ChunkedDecoder, Output};
 use crate::http::error::HttpError;
 use crate::http::head::{self, Framing};
+use crate::net::inbound::ClientStream;
 use crate::net::{read_spare_within, reserve_read};
 use crate::state::WorkerState;
 use crate::upstream::Stream;
@@ -16,7 +17,7 @@ use crate::upstream::Stream;
 use super::{Conn, End, IO_CHUNK};
 
 /// Reads until `c.head` holds a complete, accepted request head.
-pub(super) async fn read_head<S: AsyncReadRent>(
+pub(super) async fn read_head<S: ClientStream>(
     client: &mut S,
     c: &mut Conn,
     ctx: &WorkerState,
@@ -40,6 +41,12 @@ pub(super) async fn read_head<S: AsyncReadRent>(
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => ctx.timeouts.idle,
         };
+        if idle && c.cbuf.capacity() == 0 {
+            // Idle between requests: wait with no buffer held, then borrow one.
+            wait_readable(client, c, ctx, wait).await?;
+            ctx.buffers
+                .ensure(&mut c.cbuf, ctx.limits.max_head_bytes + 1);
+        }
         reserve_read(&mut c.cbuf, ctx.limits.max_head_bytes + 1);
         let read = read_spare_within(client, std::mem::take(&mut c.cbuf), wait);
         let outcome = if idle {
@@ -63,6 +70,26 @@ pub(super) async fn read_head<S: AsyncReadRent>(
                 }
             }
         }
+    }
+}
+
+/// Waits until the idle connection has bytes (or its end) to read, within `wait`, unless
+/// the worker stops or sheds it first.
+async fn wait_readable<S: ClientStream>(
+    client: &S,
+    c: &Conn,
+    ctx: &WorkerState,
+    wait: std::time::Duration,
+) -> Result<(), End> {
+    monoio::select! {
+        r = monoio::time::timeout(wait, client.readable()) => match r {
+            Err(_elapsed) => Err(End::Idle),
+            // An error here shows on the read as well.
+            Ok(_) => Ok(()),
+        },
+        _ = ctx.shutdown.wait() => Err(End::Quiet),
+        // Closed to make room for a new connection, as an idle timeout would.
+        _ = ctx.connections.idle(c.id) => Err(End::Idle),
     }
 }
 

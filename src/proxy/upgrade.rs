@@ -72,7 +72,10 @@ where
 {
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
-    let early = c.cbuf;
+    let mut c = c;
+    // The bytes after the upgrade head go upstream once; their buffer leaves the pool.
+    let early = std::mem::take(&mut c.cbuf);
+    c.pool.forget(&early);
     let touch_up = touch.clone();
     let up = async move {
         if !early.is_empty() {

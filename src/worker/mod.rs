@@ -24,6 +24,7 @@ use crate::config::{Config, Driver};
 use crate::http::head::Limits;
 use crate::messages::{Inbox, Shared, WorkerMsg};
 use crate::metrics::Metrics;
+use crate::net::buffers::BufPool;
 use crate::provider::RefreshRequester;
 use crate::signal::Signal;
 use crate::state::{ConnId, Connections, Routing, Timeouts, WorkerState};
@@ -266,6 +267,7 @@ fn state(p: WorkerSpecParts) -> WorkerState {
         hand_off: g.connection_hand_off,
         trusted_proxies: g.trusted_proxies.clone(),
         shutdown: Signal::new(),
+        buffers: Rc::new(BufPool::shown_in(p.metrics.io_buffers_lent.clone())),
         worker: p.id,
         gate,
         metrics: p.metrics,

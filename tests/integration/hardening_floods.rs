@@ -60,7 +60,7 @@ impl Drop for Trickle {
 }
 
 /// The value of the sample `name` (labels included) on the Prometheus page.
-fn metric(gw: &Gateway, name: &str) -> u64 {
+pub(crate) fn metric(gw: &Gateway, name: &str) -> u64 {
     let page = gw.admin("GET", "/actuator/prometheus", None);
     assert_eq!(page.status, 200, "/actuator/prometheus: {}", page.text());
     let text = page.text();

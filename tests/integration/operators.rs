@@ -1,7 +1,11 @@
-//! What an operator meets at start: a second gateway on a port one already serves is
-//! refused, once, with its own exit code.
+//! What an operator meets: a second gateway on a port one already serves is refused,
+//! once, with its own exit code; idle connections cost no I/O buffers.
 
-use crate::backend::Backend;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Reply};
+use crate::client::Client;
+use crate::hardening_floods::metric;
 use crate::harness::{run_expecting_exit, single_route_yaml, Gateway};
 
 /// SO_REUSEPORT would let a second gateway process share the port, and the kernel would
@@ -25,4 +29,51 @@ fn a_second_gateway_on_a_busy_port_is_refused_once_with_exit_69() {
     assert!(!second.stdout.contains("listening"), "{}", second.stdout);
     // The first gateway (two workers sharing the port) serves on.
     assert_eq!(first.get("/x").status, 200);
+}
+
+/// An idle keep-alive connection holds no I/O buffer: after one answered request each, the
+/// pool's count of lent buffers is back to zero while the connections stay open; a request
+/// in flight holds some, and gives them back when answered.
+#[test]
+fn idle_keep_alive_connections_hold_no_buffer() {
+    let backend = Backend::replying(|r| {
+        if r.target == "/slow" {
+            Reply::ok().delay(Duration::from_millis(1500))
+        } else {
+            Reply::ok()
+        }
+    });
+    let gw = Gateway::to(&backend).workers(2).management(None).start();
+    let mut idle: Vec<Client> = (0..40)
+        .map(|_| {
+            let mut c = gw.client();
+            assert_eq!(c.get("/x").status, 200);
+            c
+        })
+        .collect();
+    let lent = || metric(&gw, "sessiongate_io_buffers_lent");
+    let settles_at = |want: &dyn Fn(u64) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !want(lent()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lent()
+    };
+    assert_eq!(settles_at(&|n| n == 0), 0, "idle connections hold buffers");
+    assert!(metric(&gw, "sessiongate_connections_open") >= 40);
+    let addr = gw.addr();
+    let slow = std::thread::spawn(move || Client::connect(addr).get("/slow").status);
+    assert!(
+        settles_at(&|n| n > 0) > 0,
+        "a request in flight holds buffers"
+    );
+    assert_eq!(slow.join().unwrap(), 200);
+    assert_eq!(settles_at(&|n| n == 0), 0, "given back once answered");
+    for c in &mut idle {
+        assert_eq!(
+            c.get("/again").status,
+            200,
+            "an idle connection still serves"
+        );
+    }
 }
