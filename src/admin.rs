@@ -147,7 +147,11 @@ fn serve(mut s: TcpStream, admin: &Admin) -> std::io::Result<()> {
             }
         }
     };
-    s.write_all(&answer.to_bytes(true))
+    // A HEAD gets the GET's answer without its body (RFC 9110 §9.3.2).
+    let head_request = buf.starts_with(b"HEAD ");
+    let mut out = Vec::with_capacity(256 + answer.body.len());
+    answer.write_to(&mut out, true, head_request);
+    s.write_all(&out)
 }
 
 /// Constant-time comparison, so the secret cannot be guessed byte by byte from timings.
@@ -169,7 +173,10 @@ fn authorized(buf: &[u8], head: &RequestHead, admin: &Admin) -> bool {
 }
 
 fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Reply {
-    let method = head.method(buf);
+    let method = match head.method(buf) {
+        b"HEAD" => &b"GET"[..],
+        m => m,
+    };
     let path = head.path(buf);
     let target = head.target(buf);
     let query = memchr::memchr(b'?', target)

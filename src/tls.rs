@@ -49,9 +49,11 @@ const KEY_KEY: &str = "server.ssl.certificate-private-key";
 /// A certificate this close to its end is announced with a WARN at start and reload.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// What a plain HTTP request on the TLS port is told before the connection closes.
-fn plain_http_answer() -> Vec<u8> {
+fn plain_http_answer(head_request: bool) -> Vec<u8> {
     let text = "This port speaks HTTPS; the request was sent as plain HTTP.\n";
-    Reply::text(400, "Bad Request", text).to_bytes(true)
+    let mut out = Vec::with_capacity(256);
+    Reply::text(400, "Bad Request", text).write_to(&mut out, true, head_request);
+    out
 }
 
 /// A certificate or key the gateway cannot serve; names the configuration key.
@@ -364,7 +366,8 @@ enum HsError {
     Eof(bool),
     Io(io::Error),
     Tls(TlsError),
-    PlainHttp,
+    /// A plain HTTP request; `true` when it is a HEAD (its answer carries no body).
+    PlainHttp(bool),
 }
 
 /// Runs the server side of a handshake on `tcp` within `limit`.
@@ -408,8 +411,9 @@ pub async fn accept(
         HsError::Eof(false) => "client closed the connection before sending a ClientHello".into(),
         HsError::Eof(true) => "client closed the connection during the handshake".into(),
         HsError::Io(e) => format!("I/O error during the handshake: {e}"),
-        HsError::PlainHttp => {
-            let _ = monoio::time::timeout(limit, tcp.write_all(plain_http_answer())).await;
+        HsError::PlainHttp(head_request) => {
+            let _ =
+                monoio::time::timeout(limit, tcp.write_all(plain_http_answer(head_request))).await;
             "plain HTTP request on the TLS port".into()
         }
         HsError::Tls(e) => tls_reason(&e),
@@ -461,7 +465,7 @@ async fn drive(tcp: &mut TcpStream, conn: &mut ServerConnection) -> Result<(), H
         if !received && rbuf[0].is_ascii_uppercase() {
             // A TLS record starts with its content type (0x16 for a handshake); an upper-
             // case letter is the first byte of an HTTP method.
-            return Err(HsError::PlainHttp);
+            return Err(HsError::PlainHttp(rbuf.starts_with(b"HEAD ")));
         }
         received = true;
         let mut rest = &rbuf[..];
@@ -540,7 +544,9 @@ mod tests {
 
     #[test]
     fn plain_http_answer_is_well_framed() {
-        let answer = plain_http_answer();
+        let answer = plain_http_answer(false);
+        let head = plain_http_answer(true);
+        assert!(answer.starts_with(&head) && head.ends_with(b"\r\n\r\n"));
         let text = std::str::from_utf8(&answer).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));

@@ -77,3 +77,17 @@ fn idle_keep_alive_connections_hold_no_buffer() {
         );
     }
 }
+
+/// The management listener answers HEAD like GET, without the body (a probe's HEAD must not
+/// find body bytes where the next answer should start).
+#[test]
+fn management_answers_head_without_a_body() {
+    let backend = Backend::recording();
+    let gw = Gateway::to(&backend).management(None).start();
+    let mut c = Client::connect(gw.management_addr());
+    c.send(b"HEAD /actuator/health HTTP/1.1\r\nHost: m\r\n\r\n");
+    let r = c.try_read_response("HEAD", true).expect("an answer");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-length").is_some_and(|n| n != "0"));
+    c.expect_closed(Duration::from_secs(5));
+}
