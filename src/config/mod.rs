@@ -3,12 +3,14 @@
 //! The file is read in two steps (the monolake pattern): `raw` turns YAML into a tree with
 //! dotted keys expanded and `${ENV:default}` placeholders resolved; `validate` converts that
 //! tree once into the resolved, typed structs below, refusing anything unknown or out of
-//! range with an error that names the key. Nothing downstream re-checks a value.
+//! range with an error that names the key, every such error of the file at once
+//! (`error`). Nothing downstream re-checks a value.
 //!
 //! Values of other modules' types are held as those modules define them: URLs as
 //! [`HttpUrl`] (`crate::url`), routes as [`RouteConfig`] with their patterns compiled
 //! (`route`, which does not depend on this module).
 
+mod error;
 mod raw;
 mod validate;
 
@@ -21,8 +23,9 @@ use rustls::pki_types::CertificateDer;
 
 pub use crate::route::{Filter, Predicate, RouteConfig};
 pub use crate::url::HttpUrl;
+pub use error::{ConfigError, KeyError};
 pub(crate) use validate::load_str_with;
-pub use validate::{load_file, load_str, ConfigError};
+pub use validate::{load_file, load_str};
 
 /// Everything sessiongate needs at run time, validated.
 #[derive(Debug, Clone)]
@@ -136,10 +139,11 @@ pub enum LogLevel {
     Trace,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Driver {
     /// io_uring with COOP_TASKRUN/SINGLE_ISSUER/DEFER_TASKRUN, falling back to plain
     /// io_uring, then to the legacy (epoll) driver with a WARN.
+    #[default]
     IoUring,
     /// monoio's epoll driver, for comparison or old kernels.
     Legacy,

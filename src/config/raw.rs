@@ -8,7 +8,14 @@
 //! Scalars are kept as text, the way Spring binds them: `1800`, `"1800"` and
 //! `${TIMEOUT:1800}` all mean the same to the validator. `${VAR}` and `${VAR:default}`
 //! placeholders are expanded here, before merging, so conflicts compare the real values.
+//!
+//! Only a YAML syntax error stops the reading. Any other problem (a placeholder that cannot
+//! be expanded, a conflict, a malformed key) is noted with the path it leaves out, and the
+//! rest of the file is still read and checked.
 
+use std::cell::RefCell;
+
+use super::error::{all, Errors, KeyError};
 use super::ConfigError;
 
 /// One node of the configuration tree.
@@ -47,12 +54,43 @@ impl Node {
 /// The map whose keys are logger names and must not be split at dots.
 const LOGGER_MAP: &str = "logging.level";
 
-/// Parses `yaml` and builds the merged tree; `env` looks up placeholder variables.
-pub(crate) fn parse(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, ConfigError> {
+/// The merged tree, and what could not be put into it.
+pub(crate) struct Tree {
+    pub(crate) root: Node,
+    /// The problems found while building the tree.
+    pub(crate) errors: Vec<KeyError>,
+    /// The paths whose value those problems left out (or, for a conflict, left as first
+    /// given): what validation would say at or below them is about a value never read.
+    pub(crate) lost: Vec<String>,
+}
+
+/// Parses `yaml` and builds the merged tree; `env` looks up placeholder variables. Only a
+/// YAML syntax error is an `Err`.
+pub(crate) fn read(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Tree, ConfigError> {
     let mut value: serde_yaml::Value = serde_yaml::from_str(yaml)?;
     value.apply_merge()?;
-    let builder = Builder { env };
-    builder.node(&value, "")
+    let builder = Builder {
+        env,
+        errors: Errors::default(),
+        lost: RefCell::default(),
+    };
+    let root = builder.node(&value, "");
+    Ok(Tree {
+        root,
+        errors: builder.errors.into_vec(),
+        lost: builder.lost.into_inner(),
+    })
+}
+
+/// [`read`], refusing the tree when building it found a problem.
+#[cfg(test)]
+pub(crate) fn parse(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, ConfigError> {
+    let tree = read(yaml, env)?;
+    if tree.errors.is_empty() {
+        Ok(tree.root)
+    } else {
+        Err(ConfigError::Invalid(tree.errors))
+    }
 }
 
 /// Joins a parent path and a child key for error messages (`cg` + `maxSessions`).
@@ -66,43 +104,67 @@ pub(crate) fn child_path(parent: &str, key: &str) -> String {
 
 struct Builder<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Errors,
+    lost: RefCell<Vec<String>>,
 }
 
 impl Builder<'_> {
-    fn node(&self, value: &serde_yaml::Value, path: &str) -> Result<Node, ConfigError> {
+    fn node(&self, value: &serde_yaml::Value, path: &str) -> Node {
         use serde_yaml::Value as V;
-        Ok(match value {
+        match value {
             V::Null => Node::Null,
             V::Bool(b) => Node::Scalar(b.to_string()),
             V::Number(n) => Node::Scalar(n.to_string()),
-            V::String(s) => Node::Scalar(expand(s, path, self.env)?),
-            V::Sequence(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    out.push(self.node(item, &format!("{path}[{i}]"))?);
-                }
-                Node::List(out)
-            }
-            V::Mapping(map) => self.map(map, path)?,
-            V::Tagged(_) => return Err(ConfigError::invalid(path, "YAML tags are not supported")),
-        })
+            V::String(s) => match expand(s, path, self.env) {
+                Ok(s) => Node::Scalar(s),
+                Err(e) => self.lose(e),
+            },
+            V::Sequence(items) => Node::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.node(item, &format!("{path}[{i}]")))
+                    .collect(),
+            ),
+            V::Mapping(map) => self.map(map, path),
+            V::Tagged(_) => self.lose(ConfigError::invalid(path, "YAML tags are not supported")),
+        }
     }
 
-    fn map(&self, map: &serde_yaml::Mapping, path: &str) -> Result<Node, ConfigError> {
+    fn map(&self, map: &serde_yaml::Mapping, path: &str) -> Node {
         let mut out = Node::Map(Vec::new());
         for (key, value) in map {
-            let key = key_text(key, path)?;
-            let segments = split_key(path, &key).ok_or_else(|| {
-                ConfigError::invalid(&child_path(path, &key), "empty key segment")
-            })?;
+            let key = match key_text(key, path) {
+                Ok(key) => key,
+                // Nothing is left out under a name: the entry has none.
+                Err(e) => {
+                    self.errors.add(e);
+                    continue;
+                }
+            };
+            let Some(segments) = split_key(path, &key) else {
+                let full = child_path(path, &key);
+                self.lose(ConfigError::invalid(&full, "empty key segment"));
+                continue;
+            };
             let mut full = path.to_string();
             for segment in &segments {
                 full = child_path(&full, segment);
             }
-            let node = self.node(value, &full)?;
-            insert(&mut out, path, &segments, node)?;
+            let node = self.node(value, &full);
+            if let Err(e) = insert(&mut out, path, &segments, node) {
+                self.lose(e);
+            }
         }
-        Ok(out)
+        out
+    }
+
+    /// Notes `e`, whose keys are left out of the tree; the value becomes empty.
+    fn lose(&self, e: ConfigError) -> Node {
+        let keys = e.errors().iter().map(|k| k.key.clone());
+        self.lost.borrow_mut().extend(keys);
+        self.errors.add(e);
+        Node::Null
     }
 }
 
@@ -184,10 +246,11 @@ fn merge(slot: &mut Node, value: Node, path: &str) -> Result<(), ConfigError> {
             Ok(())
         }
         (Node::Map(_), Node::Map(entries)) => {
-            for (key, value) in entries {
-                insert(slot, path, &[key], value)?;
-            }
-            Ok(())
+            let results: Vec<_> = entries
+                .into_iter()
+                .map(|(key, value)| insert(slot, path, &[key], value))
+                .collect();
+            all(results).map(drop)
         }
         (old, value) if *old == value => Ok(()),
         _ => Err(conflict(path)),
@@ -391,6 +454,23 @@ logging:
     fn list_items_carry_their_index_in_errors() {
         let err = parse("routes:\n  - id: a\n  - id: ${MISSING}\n", &no_env).unwrap_err();
         assert!(err.to_string().starts_with("routes[1].id: "), "{err}");
+    }
+
+    #[test]
+    fn every_problem_of_the_tree_is_reported_and_the_rest_kept() {
+        let tree = read(
+            "a: ${UNSET_A}\nb..c: 1\nd: !tag 1\ne: 5\nf: ['${UNSET_F}', x]\n",
+            &no_env,
+        )
+        .unwrap();
+        let keys: Vec<&str> = tree.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b..c", "d", "f[0]"]);
+        assert_eq!(tree.lost, keys);
+        assert_eq!(at(&tree.root, &["e"]), &scalar("5"));
+        assert_eq!(
+            at(&tree.root, &["f"]),
+            &Node::List(vec![Node::Null, scalar("x")])
+        );
     }
 
     #[test]

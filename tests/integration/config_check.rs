@@ -171,6 +171,53 @@ fn run_refuses_start_time_rules_with_64() {
     }
 }
 
+/// Three typos in three sections (a route, `sessiongate`, `cg`) are all reported by one
+/// run of `check` and of `run`: after a line `FILE: 3 errors:`, one line each in file order,
+/// each with its "did you mean".
+#[test]
+fn every_typo_is_reported_in_one_run() {
+    let mut yaml = full_config("")
+        .replacen("          predicates:\n", "          predicate:\n", 1)
+        .replace("max-head-bytes: 16384", "max-head-byte: 16384");
+    yaml.push_str("cg:\n  sessionTimeoutSecs: 600\n");
+    let route = "spring.cloud.gateway.routes[0]";
+    let expected = [
+        format!("  {route}.predicate: unknown key; did you mean `{route}.predicates`?"),
+        "  sessiongate.max-head-byte: unknown key; did you mean `sessiongate.max-head-bytes`?"
+            .to_string(),
+        "  cg.sessionTimeoutSecs: unknown key; did you mean `cg.sessionTimeoutSec`?".to_string(),
+    ];
+    let config = TempConfig::new(&yaml);
+    let path = config.path.to_str().unwrap();
+    for command in ["check", "run"] {
+        let out = sessiongate(&[command, "--config", path]);
+        assert_eq!(
+            out.code,
+            Some(EX_CONFIG),
+            "{command} must refuse (exit 64); stdout:\n{}\nstderr:\n{}",
+            out.stdout,
+            out.stderr
+        );
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        let header = format!("{path}: 3 errors:");
+        let at = lines
+            .iter()
+            .position(|l| *l == header)
+            .unwrap_or_else(|| panic!("{command}: no line {header:?}; stderr:\n{}", out.stderr));
+        assert_eq!(
+            lines[at + 1..],
+            expected,
+            "{command}: every typo, in file order; stderr:\n{}",
+            out.stderr
+        );
+        assert!(
+            !out.stdout.contains("listening"),
+            "{command}: refused before any port is bound:\n{}",
+            out.stdout
+        );
+    }
+}
+
 #[test]
 fn missing_config_file_is_an_error_naming_the_path() {
     let out = sessiongate(&["check", "--config", "/nonexistent/sessiongate-it.yml"]);

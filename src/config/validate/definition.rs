@@ -3,7 +3,7 @@
 
 use super::section::{expected, text, Section};
 use super::suggest::{suggest, unknown_key};
-use super::{ConfigError, Result};
+use super::{all, ConfigError, Result};
 use crate::config::raw::Node;
 
 /// One predicate or filter as written: its name and its arguments.
@@ -27,44 +27,66 @@ pub(super) struct Names {
 }
 
 /// Reads the list under `key` and converts each entry with `build`, which gets only names
-/// in `names`.
+/// in `names`. Each entry's problem is reported; the entries built are returned.
 pub(super) fn definitions<T>(
     s: &Section,
     key: &str,
     names: &Names,
     build: fn(&Definition) -> Result<T>,
-) -> Result<Vec<T>> {
+) -> Vec<T> {
     let path = s.key(key);
     let items: &[Node] = match s.node(key) {
         None => &[],
         Some(Node::List(items)) => items,
         Some(single @ Node::Scalar(_)) => std::slice::from_ref(single),
-        Some(other) => return Err(expected(&path, "a list", other)),
+        Some(other) => {
+            s.report(expected(&path, "a list", other));
+            return Vec::new();
+        }
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let d = definition(item, format!("{path}[{i}]"))?;
+        let Some(d) = definition(s, item, format!("{path}[{i}]")) else {
+            continue;
+        };
         if !names.known.contains(&d.name.as_str()) {
-            return Err(unknown_name(&d, names));
+            s.report(unknown_name(&d, names));
+            continue;
         }
-        out.push(build(&d)?);
+        out.extend(s.ok(build(&d)));
     }
-    Ok(out)
+    out
 }
 
-fn definition(node: &Node, path: String) -> Result<Definition<'_>> {
+/// The entry's name and arguments, or `None` (reported) when it has no name or its `args`
+/// is not a map.
+fn definition<'a>(s: &Section<'a>, node: &'a Node, path: String) -> Option<Definition<'a>> {
     if let Node::Map(_) = node {
-        let s = Section::strict(Some(node), &path, &["name", "args"])?;
-        let name = s.required_text("name")?;
-        let args = Args::Named(s.open_section("args")?);
-        return Ok(Definition { path, name, args });
+        let entry = s.map_at(Some(node), &path, Some(&["name", "args"]))?;
+        let name = entry.required_text("name");
+        let args = entry.map_at(entry.node("args"), &entry.key("args"), None);
+        return Some(Definition {
+            path,
+            name: name?,
+            args: Args::Named(args?),
+        });
     }
-    let text = text(node, &path)?.ok_or_else(|| ConfigError::invalid(&path, "empty entry"))?;
+    let text = match text(node, &path) {
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            s.report(ConfigError::invalid(&path, "empty entry"));
+            return None;
+        }
+        Err(e) => {
+            s.report(e);
+            return None;
+        }
+    };
     let (name, args) = match text.split_once('=') {
         Some((n, a)) => (n.trim().to_string(), Some(a.trim().to_string())),
         None => (text, None),
     };
-    Ok(Definition {
+    Some(Definition {
         path,
         name,
         args: Args::Shortcut(args),
@@ -137,13 +159,12 @@ impl Definition<'_> {
     }
 }
 
+/// Every argument name not in `known` is a problem.
 fn check_arg_names(args: &Section, known: &[&str]) -> Result<()> {
-    match args
+    all(args
         .entries
         .iter()
-        .find(|(k, _)| !known.contains(&k.as_str()))
-    {
-        Some((k, _)) => Err(unknown_key(&args.path, k, known)),
-        None => Ok(()),
-    }
+        .filter(|(k, _)| !known.contains(&k.as_str()))
+        .map(|(k, _)| Err::<(), _>(unknown_key(&args.path, k, known))))
+    .map(drop)
 }

@@ -2,13 +2,15 @@
 //! pool, sessions, trusted proxies).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::files::{access_banner, ca_bundle, pages};
 use super::number::{IntRule, COUNT, COUNT_U64, MS, POSITIVE_MS, POSITIVE_SECS, SECS};
 use super::section::{parse_ip, parse_url, Section};
-use super::{ConfigError, Result};
+use super::{all, ConfigError, Result};
 use crate::config::{Driver, GatewayConfig, HttpUrl};
+use crate::pages::Pages;
 
 pub(super) const SESSIONGATE_KEYS: &[&str] = &[
     "workers",
@@ -49,45 +51,48 @@ pub(super) const SESSIONGATE_KEYS: &[&str] = &[
 
 const MIB: u64 = 1024 * 1024;
 
-pub(super) fn gateway(s: &Section) -> Result<GatewayConfig> {
-    Ok(GatewayConfig {
-        workers: workers(s)?,
-        driver: driver(s)?,
-        connection_idle_timeout: s.millis("connection-idle-timeout-ms", POSITIVE_MS, 300_000)?,
-        request_head_timeout: s.millis("request-head-timeout-ms", POSITIVE_MS, 10_000)?,
-        body_read_timeout: s.millis("body-read-timeout-ms", POSITIVE_MS, 30_000)?,
-        body_min_rate: s.int("body-min-rate-bytes-per-sec", COUNT_U64, 1024)?,
-        max_connections: s.int("max-connections", IntRule::range(1, 10_000_000), 9000)? as usize,
-        max_head_bytes: s.int("max-head-bytes", IntRule::range(1024, MIB), 16_384)? as usize,
-        max_headers: s.int("max-headers", IntRule::range(1, 1000), 100)? as usize,
-        max_uri_bytes: s.int("max-uri-bytes", IntRule::range(16, MIB), 8192)? as usize,
-        max_body_bytes: s.int("max-body-bytes", COUNT_U64, 0)?,
-        upstream_connect_timeout: s.millis("upstream-connect-timeout-ms", POSITIVE_MS, 3000)?,
-        upstream_response_timeout: s.millis("upstream-response-timeout-ms", POSITIVE_MS, 60_000)?,
-        upstream_idle_timeout: s.millis("upstream-idle-timeout-ms", POSITIVE_MS, 60_000)?,
-        upstream_pool_size: s.int("upstream-pool-size", IntRule::range(0, 65_536), 64)? as usize,
-        shutdown_grace: s.millis("shutdown-grace-ms", MS, 10_000)?,
-        access_log: s.bool("access-log", false)?,
-        connection_hand_off: s.bool("connection-hand-off", true)?,
-        post_logout_redirect_uri: post_logout_redirect(s)?,
+pub(super) fn gateway(s: &Section) -> GatewayConfig {
+    let ms = |key: &str, rule, default| s.take(s.millis(key, rule, default));
+    let count =
+        |key: &str, min, max, default| s.take(s.int(key, IntRule::range(min, max), default));
+    GatewayConfig {
+        workers: s.take(workers(s)),
+        driver: s.take(driver(s)),
+        connection_idle_timeout: ms("connection-idle-timeout-ms", POSITIVE_MS, 300_000),
+        request_head_timeout: ms("request-head-timeout-ms", POSITIVE_MS, 10_000),
+        body_read_timeout: ms("body-read-timeout-ms", POSITIVE_MS, 30_000),
+        body_min_rate: s.take(s.int("body-min-rate-bytes-per-sec", COUNT_U64, 1024)),
+        max_connections: count("max-connections", 1, 10_000_000, 9000) as usize,
+        max_head_bytes: count("max-head-bytes", 1024, MIB, 16_384) as usize,
+        max_headers: count("max-headers", 1, 1000, 100) as usize,
+        max_uri_bytes: count("max-uri-bytes", 16, MIB, 8192) as usize,
+        max_body_bytes: s.take(s.int("max-body-bytes", COUNT_U64, 0)),
+        upstream_connect_timeout: ms("upstream-connect-timeout-ms", POSITIVE_MS, 3000),
+        upstream_response_timeout: ms("upstream-response-timeout-ms", POSITIVE_MS, 60_000),
+        upstream_idle_timeout: ms("upstream-idle-timeout-ms", POSITIVE_MS, 60_000),
+        upstream_pool_size: count("upstream-pool-size", 0, 65_536, 64) as usize,
+        shutdown_grace: ms("shutdown-grace-ms", MS, 10_000),
+        access_log: s.take(s.bool("access-log", false)),
+        connection_hand_off: s.take(s.bool("connection-hand-off", true)),
+        post_logout_redirect_uri: s.take(post_logout_redirect(s)),
         session_max_lifetime: s
-            .opt_int("session-max-lifetime-sec", POSITIVE_SECS)?
+            .take(s.opt_int("session-max-lifetime-sec", POSITIVE_SECS))
             .map(Duration::from_secs),
-        access_banner: access_banner(s)?,
+        access_banner: s.take(access_banner(s)),
         keep_alive_after_disconnect: s
-            .opt_int("keep-alive-after-disconnect-sec", SECS)?
+            .take(s.opt_int("keep-alive-after-disconnect-sec", SECS))
             .filter(|secs| *secs > 0)
             .map(Duration::from_secs),
-        audit_log: s.text("audit-log")?,
-        http_port: s.port("http-port")?,
-        trusted_proxies: trusted_proxies(s)?,
-        jwt_clock_skew: s.secs("jwt-clock-skew-sec", IntRule::secs(0, 3600), 30)?,
-        ca_bundle: ca_bundle(s)?,
-        public_url: public_url(s)?,
-        max_sessions_per_user: s.int("max-sessions-per-user", IntRule::range(0, 1_000_000), 10)?,
-        api_audience: s.text("api-audience")?,
-        pages: pages(s)?,
-    })
+        audit_log: s.take(s.text("audit-log")),
+        http_port: s.take(s.port("http-port")),
+        trusted_proxies: s.take(trusted_proxies(s)),
+        jwt_clock_skew: s.take(s.secs("jwt-clock-skew-sec", IntRule::secs(0, 3600), 30)),
+        ca_bundle: s.take(ca_bundle(s)),
+        public_url: s.take(public_url(s)),
+        max_sessions_per_user: count("max-sessions-per-user", 0, 1_000_000, 10),
+        api_audience: s.take(s.text("api-audience")),
+        pages: s.ok(pages(s)).unwrap_or_else(|| Arc::new(Pages::builtin())),
+    }
 }
 
 /// `public-url`: the origin browsers reach the gateway at (`https://gw.example.com`), from
@@ -157,9 +162,10 @@ fn post_logout_redirect(s: &Section) -> Result<Option<String>> {
     Ok(Some(uri))
 }
 
+/// Each address that is not one is a problem of its own.
 fn trusted_proxies(s: &Section) -> Result<Vec<IpAddr>> {
-    s.list("trusted-proxies")?
+    all(s
+        .list("trusted-proxies")?
         .iter()
-        .map(|(path, v)| parse_ip(v, path))
-        .collect()
+        .map(|(path, v)| parse_ip(v, path)))
 }

@@ -7,25 +7,27 @@ use crate::config::{LogLevel, LoggingConfig};
 
 /// `logging.level`: names kept as written, in file order; a nested YAML map under a name
 /// (`com: {censhare: DEBUG}`) is read as the dotted name, as Spring does.
-pub(super) fn logging(s: &Section) -> Result<LoggingConfig> {
+pub(super) fn logging(s: &Section) -> LoggingConfig {
     let mut levels = Vec::new();
-    collect_levels(&s.open_section("level")?, "", &mut levels)?;
-    Ok(LoggingConfig { levels })
+    collect_levels(&s.open_section("level"), "", &mut levels);
+    LoggingConfig { levels }
 }
 
-fn collect_levels(s: &Section, prefix: &str, out: &mut Vec<(String, LogLevel)>) -> Result<()> {
+fn collect_levels(s: &Section, prefix: &str, out: &mut Vec<(String, LogLevel)>) {
     for (name, node) in s.entries {
         let full = child_path(prefix, name);
         match node {
-            Node::Map(_) => collect_levels(&s.open_section(name)?, &full, out)?,
+            Node::Map(_) => collect_levels(&s.open_section(name), &full, out),
             _ => {
-                if let Some(level) = s.text(name)? {
-                    out.push((full, log_level(&level, &s.key(name))?));
+                let level = s
+                    .text(name)
+                    .and_then(|level| level.map(|l| log_level(&l, &s.key(name))).transpose());
+                if let Some(level) = s.take(level) {
+                    out.push((full, level));
                 }
             }
         }
     }
-    Ok(())
 }
 
 fn log_level(level: &str, path: &str) -> Result<LogLevel> {

@@ -14,6 +14,14 @@
 //! refuse (ports, host names, the audit log file) and the server certificate, which
 //! `tls::load` checks for both `check` and a start.
 //!
+//! Every problem is reported in one run: a reader's problem is noted and the next key read
+//! (only a file that cannot be read or parsed as YAML stops at once). What cannot be read
+//! stops only what depends on it: a section that is not a map is read
+//! as empty, a route or registration entry that is not a map is skipped, a predicate or
+//! filter is built only when its entry is well formed, and a rule combining several keys
+//! (a required key, `http-port` against `server.port`) is left out when one of them was
+//! refused or looks misspelt.
+//!
 //! One module a topic: [`section`] reads keys, [`number`] holds the integer and duration
 //! ranges, [`suggest`] the did-you-mean for unknown keys, [`files`] the files read at load;
 //! then a module a part of the file: [`server`], [`cg`], [`oauth2`], [`routes`] (with
@@ -34,43 +42,12 @@ mod suggest;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::error::{all, is_at, sort_in_file_order, ConfigError, Errors};
 use super::raw::{self, Node};
 use super::Config;
 use section::Section;
-
-/// Why a configuration was refused. `Invalid` displays as `key.path: what is wrong`.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
-    #[error("{key}: {message}")]
-    Invalid { key: String, message: String },
-}
-
-impl ConfigError {
-    pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            key: key.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// The key path the error is about, when it is about one.
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            ConfigError::Invalid { key, .. } => Some(key),
-            _ => None,
-        }
-    }
-}
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
@@ -90,35 +67,55 @@ pub fn load_str(yaml: &str) -> Result<Config> {
 
 /// [`load_str`] with placeholder variables from `env` (tests, `check` with overrides).
 pub(crate) fn load_str_with(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
-    let root = raw::parse(yaml, env)?;
-    config(&root)
+    let tree = raw::read(yaml, env)?;
+    let errors = Errors::default();
+    let config = config(&tree.root, &errors);
+    let mut found = tree.errors;
+    found.extend(
+        errors
+            .into_vec()
+            .into_iter()
+            .filter(|e| !tree.lost.iter().any(|lost| is_at(&e.key, lost))),
+    );
+    if found.is_empty() {
+        return Ok(config);
+    }
+    sort_in_file_order(&mut found, &tree.root);
+    Err(ConfigError::Invalid(found))
 }
 
-fn config(root: &Node) -> Result<Config> {
-    let top = Section::open(Some(root), "")?;
-    let spring = top.open_section("spring")?;
-    let sessiongate = top.section("sessiongate", gateway::SESSIONGATE_KEYS)?;
-    let server = server::server(&top.section("server", &["address", "port", "ssl"])?)?;
-    if let Some(p) = sessiongate.port("http-port")? {
-        // Both listeners use SO_REUSEPORT: on one port they would share connections.
-        if p != 0 && p == server.port {
-            return Err(ConfigError::invalid(
+/// The typed configuration; with a problem reported in `errors` it holds stand-ins and is
+/// not used.
+fn config(root: &Node, errors: &Errors) -> Config {
+    let top = Section::root(root, errors);
+    let spring = top.open_section("spring");
+    let sessiongate = top.section("sessiongate", gateway::SESSIONGATE_KEYS);
+    let server_section = top.section("server", &["address", "port", "ssl"]);
+    let server = server::server(&server_section);
+    http_port_differs(&sessiongate, &server_section, server.port);
+    Config {
+        server,
+        management: server::management(&top.section("management", &["server"]), &sessiongate),
+        cg: cg::cg(&top.section("cg", cg::CG_KEYS)),
+        oauth2: oauth2::oauth2(&spring),
+        routes: routes::routes(&spring.open_section("cloud").section("gateway", &["routes"])),
+        logging: logging::logging(&top.open_section("logging")),
+        gateway: gateway::gateway(&sessiongate),
+    }
+}
+
+/// Both listeners use SO_REUSEPORT: on one port they would share connections. A refused
+/// `http-port` is reported where `sessiongate` is read.
+fn http_port_differs(sessiongate: &Section, server: &Section, server_port: u16) {
+    if server.failed(&["port"]) {
+        return;
+    }
+    if let Ok(Some(p)) = sessiongate.port("http-port") {
+        if p != 0 && p == server_port {
+            sessiongate.report(ConfigError::invalid(
                 &sessiongate.key("http-port"),
                 format!("must differ from server.port ({p})"),
             ));
         }
     }
-    Ok(Config {
-        server,
-        management: server::management(&top.section("management", &["server"])?, &sessiongate)?,
-        cg: cg::cg(&top.section("cg", cg::CG_KEYS)?)?,
-        oauth2: oauth2::oauth2(&spring)?,
-        routes: routes::routes(
-            &spring
-                .open_section("cloud")?
-                .section("gateway", &["routes"])?,
-        )?,
-        logging: logging::logging(&top.open_section("logging")?)?,
-        gateway: gateway::gateway(&sessiongate)?,
-    })
 }

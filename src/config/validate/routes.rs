@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::definition::{definitions, Definition, Names};
 use super::filters::{filter, FILTERS};
 use super::section::{expected, parse_url, Section};
-use super::{ConfigError, Result};
+use super::{all, ConfigError, Result};
 use crate::config::raw::{child_path, Node};
 use crate::http::is_tchar;
 use crate::route::{HostPattern, PathPattern, Predicate, RouteConfig};
@@ -18,44 +18,63 @@ pub(super) const PREDICATES: Names = Names {
     known: &["Path", "Host", "Method"],
 };
 
-pub(super) fn routes(gateway: &Section) -> Result<Vec<RouteConfig>> {
+pub(super) fn routes(gateway: &Section) -> Vec<RouteConfig> {
     let path = gateway.key("routes");
     let items = match gateway.node("routes") {
-        None => return Ok(Vec::new()),
+        None => return Vec::new(),
         Some(Node::List(items)) => items,
-        Some(other) => return Err(expected(&path, "a list of routes", other)),
+        Some(other) => {
+            gateway.report(expected(&path, "a list of routes", other));
+            return Vec::new();
+        }
     };
     let mut seen = HashSet::new();
     let mut routes = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let route_path = format!("{path}[{i}]");
-        let r = route(&Section::strict(Some(item), &route_path, ROUTE_KEYS)?)?;
-        if !seen.insert(r.id.clone()) {
-            return Err(ConfigError::invalid(
-                &child_path(&route_path, "id"),
-                format!("route id {:?} is used twice", r.id),
-            ));
+        let Some(s) = gateway.map_at(Some(item), &route_path, Some(ROUTE_KEYS)) else {
+            continue;
+        };
+        // Read apart from the route, so that a route refused for another reason still
+        // claims its id.
+        if let Ok(Some(id)) = s.text("id") {
+            if !seen.insert(id.clone()) {
+                s.report(ConfigError::invalid(
+                    &child_path(&route_path, "id"),
+                    format!("route id {id:?} is used twice"),
+                ));
+            }
         }
-        routes.push(r);
+        routes.extend(route(&s));
     }
-    Ok(routes)
+    routes
 }
 
-fn route(s: &Section) -> Result<RouteConfig> {
-    let uri = s.required_text("uri")?;
-    let order = match s.text("order")? {
-        None => 0,
-        Some(v) => v.parse::<i32>().map_err(|_| {
-            ConfigError::invalid(&s.key("order"), format!("expected an integer, got {v:?}"))
-        })?,
-    };
-    Ok(RouteConfig {
-        id: s.required_text("id")?,
-        uri: parse_url(&uri, &s.key("uri"))?,
+/// The route, or `None` when it lacks an id or a usable URI; every problem is reported.
+fn route(s: &Section) -> Option<RouteConfig> {
+    let id = s.required_text("id");
+    let uri = s
+        .required_text("uri")
+        .and_then(|uri| s.ok(parse_url(&uri, &s.key("uri"))));
+    let order = s.take(order(s));
+    let predicates = definitions(s, "predicates", &PREDICATES, predicate);
+    let filters = definitions(s, "filters", &FILTERS, filter);
+    Some(RouteConfig {
+        id: id?,
+        uri: uri?,
         order,
-        predicates: definitions(s, "predicates", &PREDICATES, predicate)?,
-        filters: definitions(s, "filters", &FILTERS, filter)?,
+        predicates,
+        filters,
     })
+}
+
+fn order(s: &Section) -> Result<i32> {
+    match s.text("order")? {
+        None => Ok(0),
+        Some(v) => v.parse().map_err(|_| {
+            ConfigError::invalid(&s.key("order"), format!("expected an integer, got {v:?}"))
+        }),
+    }
 }
 
 /// Builds a predicate, its patterns compiled; `definitions` has already checked the name
@@ -79,12 +98,11 @@ fn predicate(d: &Definition) -> Result<Predicate> {
     })
 }
 
-/// Converts every `(key path, value)` with `parse`; an error names the item's key path.
+/// Converts every `(key path, value)` with `parse`; each error names its item's key path.
 fn each<T>(values: Vec<(String, String)>, parse: fn(&str) -> Result<T, String>) -> Result<Vec<T>> {
-    values
+    all(values
         .into_iter()
-        .map(|(path, v)| parse(&v).map_err(|why| ConfigError::invalid(&path, why)))
-        .collect()
+        .map(|(path, v)| parse(&v).map_err(|why| ConfigError::invalid(&path, why))))
 }
 
 fn method(m: &str) -> Result<String, String> {

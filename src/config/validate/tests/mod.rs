@@ -1,7 +1,7 @@
 //! Tests of configuration loading, a file a topic: [`keys`] (unknown keys and the
 //! suggestions), [`values`] (numbers, URLs, addresses, `server` and `management`),
-//! [`oauth2`], [`routes`], [`gateway`] (`sessiongate.*` and `logging`) and [`files`] (the
-//! files read at load). Here: the helpers they share, the defaults, placeholders and merged
+//! [`oauth2`], [`routes`], [`gateway`] (`sessiongate.*` and `logging`), [`files`] (the
+//! files read at load) and [`several`] (every problem of a file reported at once). Here: the helpers they share, the defaults, placeholders and merged
 //! keys, and the files shipped in `config/`.
 
 mod files;
@@ -9,6 +9,7 @@ mod gateway;
 mod keys;
 mod oauth2;
 mod routes;
+mod several;
 mod values;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -45,6 +46,37 @@ fn fails(yaml: &str, key: &str, needle: &str) {
         "expected key {key}: {msg}"
     );
     assert!(msg.contains(needle), "expected {needle:?} in: {msg}");
+}
+
+/// Asserts that loading fails with exactly these problems in this order, each `(key,
+/// needle)` naming a problem's key and a part of its message, and that the message lists
+/// them one a line after `N errors:`.
+fn fails_all(yaml: &str, expected: &[(&str, &str)]) {
+    let err = match load_str_with(yaml, &env) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(e) => e,
+    };
+    let keys: Vec<&str> = err.errors().iter().map(|e| e.key.as_str()).collect();
+    let want: Vec<&str> = expected.iter().map(|(key, _)| *key).collect();
+    assert_eq!(keys, want, "{err}");
+    for (e, (_, needle)) in err.errors().iter().zip(expected) {
+        assert!(e.message.contains(needle), "expected {needle:?} in: {e}");
+    }
+    let text = err.to_string();
+    let mut lines = text.lines();
+    if expected.len() > 1 {
+        assert_eq!(
+            lines.next(),
+            Some(format!("{} errors:", expected.len()).as_str())
+        );
+    }
+    let indent = if expected.len() > 1 { "  " } else { "" };
+    let each: Vec<String> = err
+        .errors()
+        .iter()
+        .map(|e| format!("{indent}{e}"))
+        .collect();
+    assert_eq!(lines.collect::<Vec<_>>(), each, "{text}");
 }
 
 #[test]

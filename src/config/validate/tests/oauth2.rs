@@ -1,6 +1,6 @@
 //! `spring.security.oauth2.client`: registrations, providers and Spring's rules for them.
 
-use super::{fails, load};
+use super::{fails, fails_all, load};
 use crate::config::ClientAuthMethod;
 
 const KEYCLOAK: &str = "
@@ -74,10 +74,19 @@ fn oauth2_rules() {
         &format!("{reg}.client-secert"),
         "did you mean",
     );
-    fails(
+    // The section names no registration either.
+    fails_all(
         "spring.security.oauth2.client.provider.kc: {jwk-set-uri: 'https://x/'}\n",
-        "spring.security.oauth2.client.provider.kc.issuer-uri",
-        "required unless",
+        &[
+            (
+                "spring.security.oauth2.client.provider.kc.issuer-uri",
+                "required unless",
+            ),
+            (
+                "spring.security.oauth2.client.registration",
+                "no registration",
+            ),
+        ],
     );
 }
 
@@ -101,10 +110,15 @@ fn oauth2_typos_are_refused() {
         "spring.securty",
         "did you mean `spring.security`?",
     );
-    fails(
+    fails_all(
         "spring.security.oauth2.resourceserver.jwt.issuer-uri: https://sso.example.com/\n",
-        "spring.security.oauth2.resourceserver",
-        "unknown key",
+        &[
+            ("spring.security.oauth2.resourceserver", "unknown key"),
+            (
+                "spring.security.oauth2.client.registration",
+                "no registration",
+            ),
+        ],
     );
     fails(
         "spring.security.oauth2.client.provider.kc.issuer-uri: https://sso.example.com/\n",

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::{fails, load};
+use super::{fails, fails_all, load};
 
 #[test]
 fn bad_cg_values_name_their_keys() {
@@ -148,10 +148,12 @@ fn ssl_rules() {
         "server.ssl.certificate-private-key",
         "required",
     );
-    fails(
+    fails_all(
         "server.ssl.enabled: true\n",
-        "server.ssl.certificate",
-        "required",
+        &[
+            ("server.ssl.certificate", "required"),
+            ("server.ssl.certificate-private-key", "required"),
+        ],
     );
 }
 
