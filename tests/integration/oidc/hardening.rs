@@ -397,3 +397,28 @@ fn websockets_of_an_ended_session_close_on_every_worker() {
         }
     }
 }
+
+/// A page elsewhere cannot accept the access banner for the user.
+#[test]
+fn cross_site_banner_acceptance_is_refused() {
+    let banner = crate::oidc::stack::TempFile::new(".html", "<p>Authorised use only</p>");
+    let s = Stack::builder()
+        .set(
+            "access-banner",
+            crate::harness::quote(banner.path.to_str().unwrap()),
+        )
+        .start();
+    let (mut b, _) = s.login("alice");
+    let accept = s.url("/sessiongate/banner/accept?return=%2Fapp%2Fx");
+    let r = b.request("POST", &accept, &[("Origin", "https://evil.example")], b"");
+    assert_eq!(r.status, 403, "cross-site acceptance: {}", r.text());
+    let page = b.navigate(&s.url("/app/x"));
+    assert!(
+        page.text().contains("Authorised use only"),
+        "the banner still waits"
+    );
+    let own = format!("http://127.0.0.1:{}", s.port);
+    let r = b.request("POST", &accept, &[("Origin", own.as_str())], b"");
+    assert_eq!(r.status, 302, "same-origin acceptance: {}", r.text());
+    assert_eq!(b.navigate(&s.url("/app/x")).text(), "ok");
+}
