@@ -31,6 +31,9 @@ const MODULE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/node_modules/oidc-provider/package.json"
 );
+/// The Node.js that `npm ci --prefix tests` installs on Linux (pinned in tests/package.json:
+/// oidc-provider needs Node >= 20.18, Debian 12 ships 18); elsewhere `node` on PATH.
+const BUNDLED_NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node_modules/.bin/node");
 const READY_PREFIX: &str = "provider listening on http://";
 /// Node starts in well under a second, but a dozen tests start providers at once on two cores.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -551,7 +554,8 @@ fn spawn(
     stderr: &Arc<Mutex<Vec<u8>>>,
 ) -> (Child, u16) {
     install_provider_package();
-    let mut cmd = Command::new("node");
+    let bundled = std::path::Path::new(BUNDLED_NODE).exists();
+    let mut cmd = Command::new(if bundled { BUNDLED_NODE } else { "node" });
     cmd.arg(SCRIPT)
         .arg(opts.json(port).to_string())
         .stdin(Stdio::null())
