@@ -31,9 +31,6 @@ const MODULE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/node_modules/oidc-provider/package.json"
 );
-/// The Node.js that `npm ci --prefix tests` installs on Linux (pinned in tests/package.json:
-/// oidc-provider needs Node >= 20.18, Debian 12 ships 18); elsewhere `node` on PATH.
-const BUNDLED_NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node_modules/.bin/node");
 const READY_PREFIX: &str = "provider listening on http://";
 /// Node starts in well under a second, but a dozen tests start providers at once on two cores.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -547,6 +544,24 @@ fn install_provider_package() {
     );
 }
 
+/// The Node.js that `npm ci --prefix tests` installs on Linux x64/arm64 (pinned in
+/// tests/package.json: oidc-provider needs Node >= 20.18, Debian 12 ships 18), else `node`
+/// on PATH. Not node_modules/.bin/node: some npm versions drop that link.
+fn node() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let bundled = format!("{dir}/tests/node_modules/node-linux-{arch}/bin/node");
+    if cfg!(target_os = "linux") && std::path::Path::new(&bundled).exists() {
+        bundled
+    } else {
+        "node".to_string()
+    }
+}
+
 fn spawn(
     opts: &ProviderOpts,
     port: u16,
@@ -554,8 +569,7 @@ fn spawn(
     stderr: &Arc<Mutex<Vec<u8>>>,
 ) -> (Child, u16) {
     install_provider_package();
-    let bundled = std::path::Path::new(BUNDLED_NODE).exists();
-    let mut cmd = Command::new(if bundled { BUNDLED_NODE } else { "node" });
+    let mut cmd = Command::new(node());
     cmd.arg(SCRIPT)
         .arg(opts.json(port).to_string())
         .stdin(Stdio::null())
