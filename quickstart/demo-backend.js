@@ -4,7 +4,10 @@
 // method, path, the request headers (X-Forwarded-For, X-Forwarded-Proto, Authorization ...)
 // and the body of a POST/PUT/PATCH. A form on the page lets you send a POST.
 //
-//   PORT=9000 HOST=127.0.0.1 node quickstart/demo-backend.js
+//   PORT=9000 HOST=127.0.0.1 PROVIDER=http://localhost:9100 node quickstart/demo-backend.js
+//
+// PROVIDER (the demo OpenID provider's URL) is only named on the page, in the note shown
+// when the provider's own cookies arrive here.
 'use strict';
 
 const http = require('node:http');
@@ -12,6 +15,9 @@ const http = require('node:http');
 const PORT = Number.parseInt(process.env.PORT || '9000', 10);
 const HOST = process.env.HOST || '127.0.0.1';
 const MAX_BODY = 64 * 1024; // shown bytes; the rest is counted, not kept
+const PROVIDER = process.env.PROVIDER || 'the demo provider';
+// The cookies oidc-provider sets for its own login session and login form.
+const PROVIDER_COOKIE = /^_(session|interaction)/;
 
 function escapeHtml(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({
@@ -25,6 +31,24 @@ function displayValue(name, value) {
     return `${value.slice(0, 32)}… (${value.length} chars)`;
   }
   return value;
+}
+
+// Readers take the provider's cookies on this page for a leak of the gateway's session, so
+// say where they come from when they show up.
+function cookieNote(req) {
+  const names = String(req.headers.cookie || '')
+    .split(';')
+    .map((c) => c.split('=')[0].trim())
+    .filter((n) => PROVIDER_COOKIE.test(n));
+  if (names.length === 0) return '';
+  const list = [...new Set(names)].map((n) => `<code>${escapeHtml(n)}</code>`).join(', ');
+  return `<p class="note">About the cookies ${list}: they are the OpenID provider's own
+login cookies (${escapeHtml(PROVIDER)}), not the gateway's session. Browsers keep cookies per
+host name, not per port, so when the gateway and the provider are opened under the same host
+name the browser sends the provider's cookies to the gateway too, and the gateway passes on
+every cookie but its own <code>SESSION</code>. The quickstart gives the provider another
+name (localhost) than the gateway (127.0.0.1) to keep them apart: open the gateway at
+http://127.0.0.1:8080/ and they are gone.</p>`;
 }
 
 function page(req, body, bodyBytes) {
@@ -52,6 +76,7 @@ function page(req, body, bodyBytes) {
   th { background: #f4f4f4; white-space: nowrap; }
   td { word-break: break-all; }
   pre { background: #f4f4f4; padding: .5rem; white-space: pre-wrap; }
+  .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .5rem; }
 </style>
 </head>
 <body>
@@ -69,6 +94,7 @@ exactly as the backend received it.</p>
 <table>
 ${rows.join('\n')}
 </table>
+${cookieNote(req)}
 ${bodySection}
 <h2>Try a POST</h2>
 <form method="post" action="${escapeHtml(req.url)}">

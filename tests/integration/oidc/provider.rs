@@ -544,6 +544,24 @@ fn install_provider_package() {
     );
 }
 
+/// The Node.js that `npm ci --prefix tests` installs on Linux x64/arm64 (pinned in
+/// tests/package.json: oidc-provider needs Node >= 20.18, Debian 12 ships 18), else `node`
+/// on PATH. Not node_modules/.bin/node: some npm versions drop that link.
+fn node() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let bundled = format!("{dir}/tests/node_modules/node-linux-{arch}/bin/node");
+    if cfg!(target_os = "linux") && std::path::Path::new(&bundled).exists() {
+        bundled
+    } else {
+        "node".to_string()
+    }
+}
+
 fn spawn(
     opts: &ProviderOpts,
     port: u16,
@@ -551,7 +569,7 @@ fn spawn(
     stderr: &Arc<Mutex<Vec<u8>>>,
 ) -> (Child, u16) {
     install_provider_package();
-    let mut cmd = Command::new("node");
+    let mut cmd = Command::new(node());
     cmd.arg(SCRIPT)
         .arg(opts.json(port).to_string())
         .stdin(Stdio::null())
