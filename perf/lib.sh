@@ -39,15 +39,17 @@ need_tools() {
 # Path of a service binary: Debian puts them under /usr/sbin, which a non-root PATH may lack.
 tool_path() { command -v "$1" || echo "/usr/sbin/$1"; }
 
-# Sets NCPU, pin_proxy/pin_load (taskset) and PROXY_CPU_ONE/LOAD_CPU_ONE; false if unpinned.
+# Sets NCPU, pin_proxy/pin_load/pin_attack (taskset; pin_attack on ATTACK_CPUS, by default
+# LOAD_CPUS) and PROXY_CPU_ONE/LOAD_CPU_ONE; false if unpinned.
 setup_pinning() {
     NCPU="$(nproc)"
-    pin_proxy=() pin_load=() PROXY_CPU_ONE="" LOAD_CPU_ONE=""
+    pin_proxy=() pin_load=() pin_attack=() PROXY_CPU_ONE="" LOAD_CPU_ONE=""
     if [[ "$NCPU" -lt 2 ]] || ! command -v taskset >/dev/null 2>&1; then
         return 1
     fi
     pin_proxy=(taskset -c "$PROXY_CPU")
     pin_load=(taskset -c "$LOAD_CPUS")
+    pin_attack=(taskset -c "${ATTACK_CPUS:-$LOAD_CPUS}")
     if [[ "$PROXY_CPU" =~ ^[0-9]+$ ]]; then PROXY_CPU_ONE="$PROXY_CPU"; fi
     if [[ "$LOAD_CPUS" =~ ^[0-9]+$ ]]; then LOAD_CPU_ONE="$LOAD_CPUS"; fi
 }
@@ -97,6 +99,45 @@ init_run() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 }
+
+# --- crowds of connections (perf/overload_clients.py) ------------------------------------
+# need_python: sets PYTHON, the interpreter itself, not a version-manager shim (which would
+# fork on every start).
+need_python() { PYTHON="$(python3 -c 'import sys; print(sys.executable)')" || die "python3 is needed"; }
+# raise_nofile: the open-file limit raised as far as allowed (65536, or the hard limit when
+# that is lower; every held connection is a descriptor on both sides); sets NOFILE.
+raise_nofile() {
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    NOFILE="$(ulimit -n)"
+}
+# start_crowd NAME ARG...: perf/overload_clients.py ARG... on the attack CPUs (pin_attack),
+# its output in RUN/NAME.out and RUN/NAME.err; sets CROWD_PID (added to PIDS and EXCLUDE).
+start_crowd() {
+    local name=$1
+    shift
+    "${pin_attack[@]}" "$PYTHON" "$ROOT/perf/overload_clients.py" "$@" \
+        >"$RUN/$name.out" 2>"$RUN/$name.err" &
+    CROWD_PID=$!
+    PIDS+=("$CROWD_PID")
+    EXCLUDE+=" $CROWD_PID"
+}
+# crowd_result NAME: SIGUSR1 to CROWD_PID, which then sends a second request on every idle
+# connection still open, resets them all and prints its JSON result; waits for it (90 s at
+# most), sets CROWD_JSON and reaps the crowd.
+crowd_result() {
+    kill -USR1 "$CROWD_PID"
+    for _ in $(seq 900); do
+        grep -q '^{' "$RUN/$1.out" && break
+        kill -0 "$CROWD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    CROWD_JSON="$(grep '^{' "$RUN/$1.out" || true)"
+    [[ -n "$CROWD_JSON" ]] || die "the crowd gave no result; see $RUN/$1.*"
+    wait "$CROWD_PID" 2>/dev/null || true
+    forget_pid "$CROWD_PID"
+}
+# json_get JSON KEY: one field of a JSON object.
+json_get() { "$PYTHON" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # --- ports and readiness -------------------------------------------------------------------
 # Ports below the ephemeral range: no client socket, of this run or an earlier one, holds them.
@@ -174,7 +215,8 @@ $body
 }
 EOF
 }
-# nginx_proxy_conf DIR LISTEN [SERVER-LINES]: nginx proxying to BACKEND_PORT, upstream kept alive.
+# nginx_proxy_conf DIR LISTEN [SERVER-LINES [WORKER-CONNECTIONS]]: nginx proxying to
+# BACKEND_PORT, upstream kept alive.
 nginx_proxy_conf() {
     nginx_conf "$1" "    upstream backend {
         server 127.0.0.1:$BACKEND_PORT;
@@ -190,7 +232,7 @@ $3}
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
         }
-    }"
+    }" "${4:-}"
 }
 # start_backend WORKER-CONNECTIONS: nginx answering "hello" on BACKEND_PORT; sets BACKEND_PID.
 start_backend() {
@@ -251,12 +293,24 @@ start_gateway() {
         wait_line "$RUN/$name.out" "$line" "$GW_PID" "$name" 30
     done
 }
-# Stops the gateway GW_PID and drops it from PIDS.
-stop_gateway() {
+# forget_pid PID: drops a process (reaped already) from PIDS.
+forget_pid() {
     local keep=() p
-    stop_pid "$GW_PID"
-    for p in "${PIDS[@]}"; do [[ "$p" == "$GW_PID" ]] || keep+=("$p"); done
+    for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
     PIDS=("${keep[@]}")
+}
+# stop_started PID: stops a process started here and drops it from PIDS.
+stop_started() {
+    stop_pid "$1"
+    forget_pid "$1"
+}
+# Stops the gateway GW_PID and drops it from PIDS.
+stop_gateway() { stop_started "$GW_PID"; }
+# start_nginx NAME DIR: nginx with DIR/nginx.conf on the proxy CPU; sets NGINX_PID (the master).
+start_nginx() {
+    "${pin_proxy[@]}" "$NGINX" -p "$2" -c "$2/nginx.conf" >"$RUN/$1.out" 2>"$RUN/$1.err" &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
 }
 # wait_login_redirect PORT: waits for the redirect to the provider (503 until its keys load).
 wait_login_redirect() {
@@ -267,6 +321,59 @@ wait_login_redirect() {
         sleep 0.1
     done
     die "the gateway never redirected to the provider"
+}
+
+# --- TLS ---------------------------------------------------------------------------------
+# tls_setup DIR PROTO: one ECDSA P-256 certificate for localhost and 127.0.0.1 (DIR/tls.crt,
+# DIR/tls.key) for every TLS server, and an OpenSSL configuration (DIR/openssl-client.cnf,
+# exported as OPENSSL_CONF, so read by wrk, s_time, curl, Python and nginx alike) pinning
+# PROTO: 1.3 = TLS_AES_128_GCM_SHA256, 1.2 = ECDHE-ECDSA-AES128-GCM-SHA256, group X25519 (the
+# client lists P-256 after it: TLS 1.2 clients check the certificate's curve against that
+# list; the key exchange still uses X25519). Sets TLS_SUITE.
+tls_setup() {
+    local dir=$1 minmax
+    case "$2" in
+    1.3) minmax="TLSv1.3" TLS_SUITE="TLS_AES_128_GCM_SHA256" ;;
+    1.2) minmax="TLSv1.2" TLS_SUITE="ECDHE-ECDSA-AES128-GCM-SHA256" ;;
+    *) die "PROTO must be 1.3 or 1.2" ;;
+    esac
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null || die "openssl req failed"
+    cat >"$dir/openssl-client.cnf" <<EOF
+openssl_conf = perf_conf
+[perf_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = pinned
+[pinned]
+MinProtocol = $minmax
+MaxProtocol = $minmax
+Ciphersuites = TLS_AES_128_GCM_SHA256
+CipherString = ECDHE-ECDSA-AES128-GCM-SHA256
+Groups = X25519:P-256
+EOF
+    export OPENSSL_CONF="$dir/openssl-client.cnf"
+}
+# nginx_tls_lines DIR: nginx server lines terminating TLS with tls_setup's certificate, the
+# same protocol, suite and group pinned; session tickets and cache at their defaults.
+nginx_tls_lines() {
+    cat <<EOF
+        ssl_certificate $1/tls.crt;
+        ssl_certificate_key $1/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+        ssl_ecdh_curve X25519;
+EOF
+}
+# gateway_tls_yaml DIR: the gateway's `ssl:` block (under `server:`) with that certificate.
+gateway_tls_yaml() {
+    cat <<EOF
+  ssl:
+    certificate: $1/tls.crt
+    certificate-private-key: $1/tls.key
+EOF
 }
 
 # --- wrk -----------------------------------------------------------------------------------
@@ -400,6 +507,64 @@ wrk_measured() {
     W_PCPU="-" W_LCPU="-"
     if [[ -n "$PROXY_CPU_ONE" ]]; then W_PCPU="$(cpu_busy "$PROXY_CPU_ONE" "$snap0" "$snap1")"; fi
     if [[ -n "$LOAD_CPU_ONE" ]]; then W_LCPU="$(cpu_busy "$LOAD_CPU_ONE" "$snap0" "$snap1")"; fi
+}
+
+# measure LABEL URL [wrk options...]: wrk_measured (wrk -tTHREADS -cCONNECTIONS -dDURATION
+# --latency with the CPU accounting) into RUN/wrk-LABEL-TRY.txt; repeated (at most TRIES
+# times) while other programs used more than OTHER_MAX % of a core; the quietest try is kept
+# in the R_* arrays under LABEL (R_RPS, R_P99, R_N2XX, R_SOCK, R_PCPU, R_LCPU, R_US us/req of
+# the proxy CPU, R_OTHER, R_ACPU, R_TRY kept, R_TRIES made); a LABEL noisy in every try sets
+# NOISY=1. MEASURE_PRE / MEASURE_POST name functions called with the try number right before
+# and after each wrk run (a storm, an RSS sampler). ATTACK_PIDS: the attackers' processes,
+# whose CPU time is reported (R_ACPU, % of one core).
+declare -A R_RPS R_P99 R_N2XX R_SOCK R_PCPU R_LCPU R_US R_OTHER R_TRIES R_TRY R_ACPU
+ATTACK_PIDS=""
+MEASURE_PRE=""
+MEASURE_POST=""
+NOISY=0
+measure() {
+    local label=$1 url=$2 try out rps p99 n2xx sock other pcpu lcpu us best="" acpu
+    shift 2
+    for try in $(seq "$TRIES"); do
+        out="$RUN/wrk-$label-$try.txt"
+        [[ -n "$MEASURE_PRE" ]] && "$MEASURE_PRE" "$try"
+        wrk_measured "$out" "$ATTACK_PIDS" "$url" "$@"
+        [[ -n "$MEASURE_POST" ]] && "$MEASURE_POST" "$try"
+        rps=$W_RPS p99=$W_P99 n2xx=$W_N2XX sock=$W_SOCK other=$W_OTHER pcpu=$W_PCPU lcpu=$W_LCPU
+        acpu="$(pct_of_core "$W_TICKS" "$W_ELAPSED")"
+        us="-"
+        [[ "$pcpu" == - ]] || us="$(us_per_req "$pcpu" "$W_ELAPSED" "$W_REQ")"
+        log "$label try $try/$TRIES: $rps req/s, p99 $p99 ms, non-2xx $n2xx, socket errors $sock," \
+            "proxy cpu $pcpu% ($us us/req), load cpu $lcpu%, attackers $acpu%, other $other%"
+        if [[ -z "$best" ]] || awk -v o="$other" -v b="${R_OTHER[$label]}" 'BEGIN { exit !(o < b) }'; then
+            best=1
+            R_RPS[$label]=$rps R_P99[$label]=$p99 R_N2XX[$label]=$n2xx R_SOCK[$label]=$sock
+            R_PCPU[$label]=$pcpu R_LCPU[$label]=$lcpu R_US[$label]=$us R_OTHER[$label]=$other R_ACPU[$label]=$acpu
+            R_TRY[$label]=$try
+        fi
+        R_TRIES[$label]=$try
+        num_gt "$other" "$OTHER_MAX" || break
+        if ((try < TRIES)); then
+            log "other programs used $other% of a core (> $OTHER_MAX %): repeating"
+        fi
+    done
+    if num_gt "${R_OTHER[$label]}" "$OTHER_MAX"; then
+        NOISY=1
+        log "warning: $label stayed noisy in all $TRIES tries (kept try ${R_TRY[$label]})"
+    fi
+}
+
+# --- memory, metrics -----------------------------------------------------------------------
+# mem_of PID: its VmRSS and VmHWM, in kB.
+mem_of() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r + 0, h + 0 }' "/proc/$1/status"; }
+# thp_of PID: its anonymous memory in transparent huge pages, in kB.
+thp_of() { awk '/^AnonHugePages:/ { print $2 + 0 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# mib KB: in MiB, one decimal.
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# metric PORT NAME: one value from the gateway's /actuator/prometheus on PORT ("?" if none).
+metric() {
+    curl -fsS --max-time 5 "http://127.0.0.1:$1/actuator/prometheus" 2>/dev/null \
+        | awk -v n="$2" '$1 == n { print $2; found = 1 } END { if (!found) print "?" }'
 }
 
 # --- report --------------------------------------------------------------------------------

@@ -97,8 +97,7 @@ PERF_TAG=overload
 need_tools nginx wrk curl
 NGINX="$(tool_path nginx)"
 [[ -x "$NGINX" ]] || die "nginx not found after install"
-# The interpreter itself, not a version-manager shim (which would fork on every start).
-PYTHON="$(python3 -c 'import sys; print(sys.executable)')" || die "python3 is needed"
+need_python
 if [[ " $PARTS " == *" 3 "* ]]; then
     command -v node >/dev/null 2>&1 || die "node is needed for the provider (part 3)"
     [[ -d "$ROOT/tests/node_modules/oidc-provider" ]] \
@@ -106,17 +105,14 @@ if [[ " $PARTS " == *" 3 "* ]]; then
 fi
 
 # Every held connection is one descriptor in the gateway and one in the crowd process.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-NOFILE="$(ulimit -n)"
+raise_nofile
 ((NOFILE >= IDLE + SLOW + 1024)) \
     || die "open-file limit $NOFILE is below IDLE + SLOW + 1024 = $((IDLE + SLOW + 1024))"
 
 # --- CPU layout ----------------------------------------------------------------------------
 if setup_pinning; then
-    pin_attack=(taskset -c "$ATTACK_CPUS")
     layout="gateway on CPU $PROXY_CPU; wrk + backend (+ provider) on CPU $LOAD_CPUS; crowds and storm on CPU $ATTACK_CPUS"
 else
-    pin_attack=()
     layout="no pinning ($NCPU CPU(s) or no taskset): numbers are indicative only"
     log "warning: $layout"
 fi
@@ -135,59 +131,7 @@ start_backend 16384
 # Extra environment of the gateways: GATEWAY_ENV's NAME=value words.
 read -r -a GW_ENV <<<"$GATEWAY_ENV"
 
-metric() { # port name: one value from /actuator/prometheus
-    curl -fsS --max-time 5 "http://127.0.0.1:$1/actuator/prometheus" 2>/dev/null \
-        | awk -v n="$2" '$1 == n { print $2; found = 1 } END { if (!found) print "?" }'
-}
-# VmRSS and VmHWM of a process, in kB
-mem_of() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r + 0, h + 0 }' "/proc/$1/status"; }
-# its anonymous memory in transparent huge pages, in kB
-thp_of() { awk '/^AnonHugePages:/ { print $2 + 0 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-
 EXCLUDE="$$ $(tree_of "$BACKEND_PID")"
-
-# measure LABEL URL [wrk options...]: `wrk -t1 -c64 -dDURATION --latency` with the CPU
-# accounting; repeated (at most TRIES times) while other programs used more than OTHER_MAX
-# % of a core; the quietest try is kept. MEASURE_PRE / MEASURE_POST name functions called
-# with the try number right before and after each wrk run (the storm, the RSS sampler).
-# ATTACK_PIDS: the attackers' processes, whose CPU time is reported (% of one core).
-declare -A R_RPS R_P99 R_N2XX R_SOCK R_PCPU R_LCPU R_US R_OTHER R_TRIES R_TRY R_ACPU
-ATTACK_PIDS=""
-MEASURE_PRE=""
-MEASURE_POST=""
-NOISY=0
-measure() {
-    local label=$1 url=$2 try out rps p99 n2xx sock other pcpu lcpu us best="" acpu
-    shift 2
-    for try in $(seq "$TRIES"); do
-        out="$RUN/wrk-$label-$try.txt"
-        [[ -n "$MEASURE_PRE" ]] && "$MEASURE_PRE" "$try"
-        wrk_measured "$out" "$ATTACK_PIDS" "$url" "$@"
-        [[ -n "$MEASURE_POST" ]] && "$MEASURE_POST" "$try"
-        rps=$W_RPS p99=$W_P99 n2xx=$W_N2XX sock=$W_SOCK other=$W_OTHER pcpu=$W_PCPU lcpu=$W_LCPU
-        acpu="$(pct_of_core "$W_TICKS" "$W_ELAPSED")"
-        us="-"
-        [[ "$pcpu" == - ]] || us="$(us_per_req "$pcpu" "$W_ELAPSED" "$W_REQ")"
-        log "$label try $try/$TRIES: $rps req/s, p99 $p99 ms, non-2xx $n2xx, socket errors $sock," \
-            "gateway cpu $pcpu% ($us us/req), load cpu $lcpu%, attackers $acpu%, other $other%"
-        if [[ -z "$best" ]] || awk -v o="$other" -v b="${R_OTHER[$label]}" 'BEGIN { exit !(o < b) }'; then
-            best=1
-            R_RPS[$label]=$rps R_P99[$label]=$p99 R_N2XX[$label]=$n2xx R_SOCK[$label]=$sock
-            R_PCPU[$label]=$pcpu R_LCPU[$label]=$lcpu R_US[$label]=$us R_OTHER[$label]=$other R_ACPU[$label]=$acpu
-            R_TRY[$label]=$try
-        fi
-        R_TRIES[$label]=$try
-        num_gt "$other" "$OTHER_MAX" || break
-        if ((try < TRIES)); then
-            log "other programs used $other% of a core (> $OTHER_MAX %): repeating"
-        fi
-    done
-    if num_gt "${R_OTHER[$label]}" "$OTHER_MAX"; then
-        NOISY=1
-        log "warning: $label stayed noisy in all $TRIES tries (kept try ${R_TRY[$label]})"
-    fi
-}
 
 declare -A MEM_RSS MEM_HWM MEM_THP
 mem_point() { # label pid
@@ -237,12 +181,8 @@ rss_sampler_stop() {
 }
 if [[ " $PARTS " == *" 2 "* ]]; then
     log "part 2: $IDLE idle keep-alive connections, then $SLOW slowloris connections"
-    "${pin_attack[@]}" "$PYTHON" "$ROOT/perf/overload_clients.py" --port "$GW_PORT" \
-        --idle "$IDLE" --slow "$SLOW" --head-timeout "$HEAD_TIMEOUT_S" --pause 30 \
-        --setup-seconds 120 --max-seconds 240 >"$RUN/crowds.out" 2>"$RUN/crowds.err" &
-    CROWD_PID=$!
-    PIDS+=("$CROWD_PID")
-    EXCLUDE+=" $CROWD_PID"
+    start_crowd crowds --port "$GW_PORT" --idle "$IDLE" --slow "$SLOW" \
+        --head-timeout "$HEAD_TIMEOUT_S" --pause 30 --setup-seconds 120 --max-seconds 240
     ATTACK_PIDS="$CROWD_PID"
     wait_line "$RUN/crowds.out" "^idle " "$CROWD_PID" "the crowd" 150
     sleep 2 # let the gateway settle (and the allocator purge) before reading its memory
@@ -270,15 +210,7 @@ if [[ " $PARTS " == *" 2 "* ]]; then
     read -r _ "MEM_HWM[during]" < <(mem_of "$SG1_PID")
     log "gateway memory, during wrk: VmRSS up to $(mib "$DURING_RSS") MiB"
     grep '^t=' "$RUN/crowds.err" | tail -n 1 | sed 's/^/[overload] crowd status: /' >&2
-    kill -USR1 "$CROWD_PID"
-    for _ in $(seq 600); do
-        grep -q '^{' "$RUN/crowds.out" && break
-        kill -0 "$CROWD_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    CROWD_JSON="$(grep '^{' "$RUN/crowds.out" || true)"
-    [[ -n "$CROWD_JSON" ]] || die "the crowd gave no result; see $RUN/crowds.*"
-    wait "$CROWD_PID" 2>/dev/null || true
+    crowd_result crowds
     sleep 2
     OPEN_AFTER="$(metric "$MGMT_PORT" sessiongate_connections_open)"
     mem_point left "$SG1_PID"
@@ -288,7 +220,7 @@ if [[ " $PARTS " == *" 2 "* ]]; then
         >"$RUN/wrk-after.txt" 2>&1
     sleep 1
     mem_point after "$SG1_PID"
-    cj() { "$PYTHON" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$CROWD_JSON" "$1"; }
+    cj() { json_get "$CROWD_JSON" "$1"; }
     [[ "$(curl -fsS --max-time 2 "http://127.0.0.1:$GW_PORT/")" == hello ]] \
         || log "warning: the gateway no longer answers hello after part 2"
 fi

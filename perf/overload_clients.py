@@ -4,11 +4,17 @@
 
 Usage: overload_clients.py --port PORT [--idle 10000] [--slow 2000] [--head-timeout 10]
                            [--max-seconds 240] [--burst 256] [--pause 0]
+                           [--tls [--server-name localhost]]
 
 1. Idle crowd: opens --idle connections (at most --burst connects and first requests in
    flight at once), sends one complete `GET / HTTP/1.1` on each, reads the whole answer
    (must be 2xx), then stays silent. A held connection the server closes is counted
    (`idle_closed`): with the server's keep-alive idle timeout above the hold, it must be 0.
+   With --tls every idle connection first makes a full TLS handshake (a new session each,
+   certificate not verified; protocol, suite and group as the OpenSSL configuration, e.g.
+   OPENSSL_CONF, pins them; the first connection's are reported as `tls`). TLS records
+   without application data on a held connection (session tickets) are not counted as
+   talk. The slowloris crowd is plain only (--tls needs --slow 0).
 2. Slowloris crowd: --slow connections, each sending a request head of a few kilobytes one
    byte per second (the starts spread over one second, so the bytes do not arrive in
    bursts). The head cannot complete while the test runs. When the server cuts one (a 408
@@ -33,6 +39,7 @@ import resource
 import select
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -108,6 +115,12 @@ class Crowds:
         self.verify_inflight = 0
         self.verify_status = {}
         self.idle_to_open = a.idle
+        self.tls = None
+        self.negotiated = None
+        if a.tls:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
 
     # --- sockets ------------------------------------------------------------------------
     def open(self, kind):
@@ -135,30 +148,71 @@ class Crowds:
         c.sock.close()  # SO_LINGER 0: a reset, no TIME_WAIT
 
     # --- idle crowd -----------------------------------------------------------------------
+    def idle_fail(self, fd):
+        """A connection of the idle crowd lost before its first answer."""
+        self.c["idle_failed"] += 1
+        self.idle_inflight -= 1
+        self.close(fd)
+
+    def idle_first(self, fd, c):
+        """Connected (and with --tls handshaken): the first request."""
+        try:
+            c.sock.send(self.request)  # 40 bytes into an empty socket buffer
+        except OSError:
+            self.idle_fail(fd)
+            return
+        c.state = "first"
+        self.ep.modify(fd, IN | ERR)
+
+    def handshake(self, fd, c):
+        try:
+            c.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.ep.modify(fd, IN | ERR)
+            return
+        except ssl.SSLWantWriteError:
+            self.ep.modify(fd, OUT | ERR)
+            return
+        except OSError:
+            self.idle_fail(fd)
+            return
+        if self.negotiated is None:
+            self.negotiated = f"{c.sock.version()} {c.sock.cipher()[0]}"
+        self.idle_first(fd, c)
+
+    @staticmethod
+    def recv(c):
+        """What the server sent on C: bytes; b"" when it closed or reset the connection; None
+        when nothing is to be read (yet), e.g. a TLS record without application data."""
+        try:
+            data = c.sock.recv(65536)
+            while data and isinstance(c.sock, ssl.SSLSocket) and c.sock.pending():
+                data += c.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except OSError:
+            return b""
+        return data
+
     def idle_event(self, fd, c, ev):
         if c.state == "connecting":
             err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err or ev & ERR and not ev & OUT:
-                self.c["idle_failed"] += 1
-                self.idle_inflight -= 1
-                self.close(fd)
+                self.idle_fail(fd)
                 return
-            try:
-                c.sock.send(self.request)  # 40 bytes into an empty socket buffer
-            except OSError:
-                self.c["idle_failed"] += 1
-                self.idle_inflight -= 1
-                self.close(fd)
+            if self.tls is None:
+                self.idle_first(fd, c)
                 return
-            c.state = "first"
-            self.ep.modify(fd, IN | ERR)
+            # same descriptor, so the epoll registration stays
+            c.sock = self.tls.wrap_socket(c.sock, server_hostname=self.a.server_name,
+                                          do_handshake_on_connect=False)
+            c.state = "handshake"
+        if c.state == "handshake":
+            self.handshake(fd, c)
             return
-        try:
-            data = c.sock.recv(65536)
-        except BlockingIOError:
+        data = self.recv(c)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if c.state == "held":
             # The server must not close or talk on a held connection.
             if data:
@@ -173,10 +227,9 @@ class Crowds:
                 self.verify_status["closed"] = self.verify_status.get("closed", 0) + 1
                 self.verify_inflight -= 1
             elif c.state == "first":
-                self.c["idle_failed"] += 1
-                self.idle_inflight -= 1
-            elif c.state == "verified":
-                pass  # closed after its second answer: counted already
+                self.idle_fail(fd)
+                return
+            # "verified": closed after its second answer, counted already
             self.close(fd)
             return
         c.buf += data
@@ -374,6 +427,7 @@ class Crowds:
         out.update(
             slow_alive_at_stop=slow_alive, slow_overdue=overdue, held_seconds=round(held_s, 1),
             timed_out=timed_out, aborted=self.abort, verify_status=self.verify_status,
+            tls=self.negotiated,
             cut_s_min=round(cuts[0], 2) if cuts else None,
             cut_s_median=round(cuts[len(cuts) // 2], 2) if cuts else None,
             cut_s_max=round(cuts[-1], 2) if cuts else None,
@@ -392,7 +446,11 @@ def main():
     p.add_argument("--max-seconds", type=float, default=240.0)
     p.add_argument("--pause", type=float, default=0.0,
                    help="after the idle crowd stands, wait up to this long for SIGUSR2")
+    p.add_argument("--tls", action="store_true", help="the idle crowd speaks TLS")
+    p.add_argument("--server-name", default="localhost", help="SNI with --tls")
     a = p.parse_args()
+    if a.tls and a.slow:
+        p.error("--tls is for the idle crowd only: give --slow 0")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = a.idle + a.slow + a.burst + 64
     if soft < need:

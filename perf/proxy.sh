@@ -122,9 +122,7 @@ for target in $TARGETS; do
         ;;
     nginx)
         log "starting nginx proxy on :$NGINX_PORT"
-        "${pin_proxy[@]}" "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" \
-            >"$RUN/nginx.out" 2>"$RUN/nginx.err" &
-        PIDS+=($!)
+        start_nginx nginx "$RUN/nginx"
         ;;
     haproxy)
         log "starting haproxy on :$HAPROXY_PORT"

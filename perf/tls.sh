@@ -54,11 +54,7 @@ TARGETS="${TARGETS:-sessiongate nginx}"
 
 PERF_TAG=perf-tls
 
-case "$PROTO" in
-1.3) MINMAX="TLSv1.3"; SUITE="TLS_AES_128_GCM_SHA256" ;;
-1.2) MINMAX="TLSv1.2"; SUITE="ECDHE-ECDSA-AES128-GCM-SHA256" ;;
-*) die "PROTO must be 1.3 or 1.2" ;;
-esac
+[[ "$PROTO" == 1.[23] ]] || die "PROTO must be 1.3 or 1.2"
 
 # --- tools, CPU layout, build, processes --------------------------------------------------
 need_tools nginx wrk openssl curl
@@ -67,44 +63,20 @@ setup_pinning || log "warning: $NCPU CPU(s) or no taskset: no pinning, numbers a
 build_gateway "$TARGETS"
 init_run
 
-# --- certificate and client TLS settings -------------------------------------------------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>/dev/null
-cat >"$RUN/openssl-client.cnf" <<EOF
-openssl_conf = perf_conf
-[perf_conf]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = pinned
-[pinned]
-MinProtocol = $MINMAX
-MaxProtocol = $MINMAX
-Ciphersuites = TLS_AES_128_GCM_SHA256
-CipherString = ECDHE-ECDSA-AES128-GCM-SHA256
-Groups = X25519:P-256
-EOF
-export OPENSSL_CONF="$RUN/openssl-client.cnf"
+# --- certificate and client TLS settings (OPENSSL_CONF) -----------------------------------
+tls_setup "$RUN" "$PROTO"
 
 free_port BACKEND_PORT SG_PORT NGINX_PORT
 
 # nginx as TLS-terminating proxy: same certificate, protocol, suite and group; session
 # tickets and cache at their defaults (s_time -new never resumes anyway).
-nginx_proxy_conf "$RUN/nginx" "127.0.0.1:$NGINX_PORT ssl reuseport backlog=4096" "\
-        ssl_certificate $RUN/tls.crt;
-        ssl_certificate_key $RUN/tls.key;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;
-        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
-        ssl_ecdh_curve X25519;"
+nginx_proxy_conf "$RUN/nginx" "127.0.0.1:$NGINX_PORT ssl reuseport backlog=4096" "$(nginx_tls_lines "$RUN")"
 
 gateway_conf "$RUN/sessiongate.yml" "$BACKEND_PORT" <<EOF
 server:
   address: 127.0.0.1
   port: $SG_PORT
-  ssl:
-    certificate: $RUN/tls.crt
-    certificate-private-key: $RUN/tls.key
+$(gateway_tls_yaml "$RUN")
 sessiongate: {workers: 1, access-log: false}
 EOF
 
@@ -118,9 +90,7 @@ for target in $TARGETS; do
         start_gateway sessiongate "$RUN/sessiongate.yml"
         ;;
     nginx)
-        "${pin_proxy[@]}" "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" \
-            >"$RUN/nginx.out" 2>"$RUN/nginx.err" &
-        PIDS+=($!)
+        start_nginx nginx "$RUN/nginx"
         ;;
     *) die "unknown target '$target' (known: sessiongate nginx)" ;;
     esac
@@ -228,7 +198,7 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-printf '\nTLS %s (%s), %s rounds x %ss, %s s_time clients, wrk -t1 -c64\n' "$PROTO" "$SUITE" "$ROUNDS" "$DURATION" "$PARALLEL"
+printf '\nTLS %s (%s), %s rounds x %ss, %s s_time clients, wrk -t1 -c64\n' "$PROTO" "$TLS_SUITE" "$ROUNDS" "$DURATION" "$PARALLEL"
 printf '| %-11s | %12s | %12s | %8s | %10s | %8s | %9s | %8s | %6s | %6s | %-18s | %-18s |\n' \
     target "handshakes/s" "us/handshake" "hs cpu%" "req/s" "p99 ms" "us/req" "ka cpu%" errors "other%" "handshakes/s, rounds" "req/s, rounds"
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------- -------------: -------------: ---------: -----------: ---------: ----------: ---------: -------: -------: -------------------- --------------------

@@ -89,7 +89,7 @@ say "starting the OpenID provider on $ISSUER"
 PORT="$PROVIDER_PORT" ISSUER="$ISSUER" \
     CLIENT_ID=gateway CLIENT_SECRET="${CLIENT_SECRET:-quickstart-secret}" \
     REDIRECT_URIS="$GATEWAY/login/oauth2/code/demo,http://localhost:8080/login/oauth2/code/demo" \
-    POST_LOGOUT_REDIRECT_URI="$GATEWAY/" \
+    POST_LOGOUT_REDIRECT_URI="$GATEWAY/sessiongate/signed-out" \
     BACKCHANNEL_LOGOUT_URI="$GATEWAY/backchannel/logout" \
     "$NODE" tests/oidc/provider.js >"$LOGDIR/provider.out" 2>"$LOGDIR/provider.err" &
 PROVIDER_PID=$!
