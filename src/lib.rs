@@ -17,7 +17,8 @@
 //! - [`backchannel`]: logout tokens (OIDC Back-Channel Logout) and the `jti` replay guard.
 //! - [`clock`]: the clock the gate is given (a manual one in tests), calendar arithmetic.
 //! - [`signal`]: a one-shot signal for one worker's tasks.
-//! - [`metrics`]: per-worker counters, rendered as Prometheus text.
+//! - [`metrics`]: per-worker counters, gauges and latency histograms, rendered as Prometheus
+//!   text.
 //! - [`audit`]: the audit trail (JSON lines), with its own event types.
 //! - [`pages`]: the gateway's own pages (error, signed out, banner), built in or the
 //!   operator's templates.
@@ -32,8 +33,10 @@
 //!   handshake.
 //!
 //! Connections and calls:
-//! - [`net`]: client streams ([`net::inbound`]) and the one connect/TLS/keep-alive layer
-//!   under both upstream pools and the gateway's own calls ([`net::outbound`]).
+//! - [`net`]: client streams ([`net::inbound`]), the worker's pool of I/O buffers lent to
+//!   connections only while an exchange is in flight ([`net::buffers`]), and the one
+//!   connect/TLS/keep-alive layer under both upstream pools and the gateway's own calls
+//!   ([`net::outbound`]).
 //! - [`upstream`]: per-worker pools of upstream connections. [`client`]: outgoing calls
 //!   read whole (provider, listeners). [`oidc`]: discovery, authorization URLs, token
 //!   requests. [`provider`]: the thread that keeps the provider's metadata and keys.
@@ -52,7 +55,8 @@
 //!
 //! # One request's path
 //! `worker` accepts (on the TLS listener `tls::accept` runs the handshake first, audited by
-//! `worker::connection`) -> `proxy::serve` reads into a reused buffer ->
+//! `worker::connection`) -> `proxy::serve` waits for the first bytes with no buffer held,
+//! then reads into one lent by `net::buffers` ->
 //! `http::head::parse_request` (limits, RFC 9112 refusals) -> `route::Router::find` ->
 //! `auth::Gate::decide`: the gateway's own endpoints are answered here; a SESSION cookie of
 //! this worker is looked up in its `session::SessionStore` (the access token refreshed at
