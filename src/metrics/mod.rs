@@ -128,121 +128,125 @@ fn sum(all: &[Arc<Metrics>], f: impl Fn(&Metrics) -> &AtomicU64) -> u64 {
     all.iter().map(|m| f(m).load(Relaxed)).sum()
 }
 
+/// The plain counters: name, help, and the field each worker counts in.
+type Counter = (&'static str, &'static str, fn(&Metrics) -> &AtomicU64);
+
+const COUNTERS: &[Counter] = &[
+    (
+        "sessiongate_connections_accepted_total",
+        "Client connections accepted.",
+        |m| &m.connections_accepted,
+    ),
+    (
+        "sessiongate_connection_handoffs_total",
+        "Client connections moved to the worker owning their session.",
+        |m| &m.handoffs,
+    ),
+    (
+        "sessiongate_upstream_connect_errors_total",
+        "Upstream connections that failed (502).",
+        |m| &m.upstream_connect_errors,
+    ),
+    (
+        "sessiongate_upstream_timeouts_total",
+        "Upstream answers that timed out (504).",
+        |m| &m.upstream_timeouts,
+    ),
+    (
+        "sessiongate_sessions_created_total",
+        "Sessions created by a login.",
+        |m| &m.sessions_created,
+    ),
+    (
+        "sessiongate_sessions_rejected_total",
+        "Logins refused because cg.maxSessions was reached.",
+        |m| &m.sessions_rejected,
+    ),
+    (
+        "sessiongate_logins_started_total",
+        "Redirects to the identity provider.",
+        |m| &m.logins_started,
+    ),
+    (
+        "sessiongate_jwt_verifications_total",
+        "JWT signature verifications.",
+        |m| &m.jwt_verifications,
+    ),
+    (
+        "sessiongate_jwt_cache_hits_total",
+        "JWTs accepted from the per-worker verification cache.",
+        |m| &m.jwt_cache_hits,
+    ),
+    ("sessiongate_jwt_failures_total", "JWTs refused.", |m| {
+        &m.jwt_failures
+    }),
+    (
+        "sessiongate_token_refreshes_total",
+        "Access tokens refreshed.",
+        |m| &m.refreshes,
+    ),
+    (
+        "sessiongate_backchannel_logouts_total",
+        "Back-channel logout tokens accepted.",
+        |m| &m.backchannel_logouts,
+    ),
+    (
+        "sessiongate_backchannel_refused_total",
+        "Back-channel logout requests refused (400).",
+        |m| &m.backchannel_refused,
+    ),
+    (
+        "sessiongate_calls_sent_total",
+        "Outgoing calls delivered by the dispatcher.",
+        |m| &m.calls_sent,
+    ),
+    (
+        "sessiongate_call_retries_total",
+        "Retries of outgoing calls.",
+        |m| &m.call_retries,
+    ),
+    (
+        "sessiongate_calls_failed_total",
+        "Outgoing calls lost after their last attempt.",
+        |m| &m.calls_failed,
+    ),
+    (
+        "sessiongate_calls_dropped_total",
+        "Fresh-token calls dropped from a full queue.",
+        |m| &m.calls_dropped,
+    ),
+    (
+        "sessiongate_pending_logins_expired_total",
+        "Pending logins dropped after ten minutes without a callback.",
+        |m| &m.pending_expired,
+    ),
+    (
+        "sessiongate_pending_logins_evicted_total",
+        "Pending logins dropped, oldest first, to keep a flooded table within its bounds.",
+        |m| &m.pending_evicted,
+    ),
+    (
+        "sessiongate_logins_refused_total",
+        "Logins refused because their client held its whole share of pending logins.",
+        |m| &m.logins_refused_share,
+    ),
+    (
+        "sessiongate_tls_handshake_failures_total",
+        "TLS handshakes that failed.",
+        |m| &m.tls_handshake_failures,
+    ),
+];
+
 /// Renders every worker's counters, summed, plus gateway-wide gauges.
 pub fn render(all: &[Arc<Metrics>], sessions_active: u64, provider_ready: bool) -> String {
     let mut out = String::with_capacity(4096);
-    let mut counter = |name: &str, help: &str, v: u64| {
+    for (name, help, field) in COUNTERS {
+        let v = sum(all, field);
         let _ = write!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
         );
-    };
-    counter(
-        "sessiongate_connections_accepted_total",
-        "Client connections accepted.",
-        sum(all, |m| &m.connections_accepted),
-    );
-    counter(
-        "sessiongate_connection_handoffs_total",
-        "Client connections moved to the worker owning their session.",
-        sum(all, |m| &m.handoffs),
-    );
-    counter(
-        "sessiongate_upstream_connect_errors_total",
-        "Upstream connections that failed (502).",
-        sum(all, |m| &m.upstream_connect_errors),
-    );
-    counter(
-        "sessiongate_upstream_timeouts_total",
-        "Upstream answers that timed out (504).",
-        sum(all, |m| &m.upstream_timeouts),
-    );
-    counter(
-        "sessiongate_sessions_created_total",
-        "Sessions created by a login.",
-        sum(all, |m| &m.sessions_created),
-    );
-    counter(
-        "sessiongate_sessions_rejected_total",
-        "Logins refused because cg.maxSessions was reached.",
-        sum(all, |m| &m.sessions_rejected),
-    );
-    counter(
-        "sessiongate_logins_started_total",
-        "Redirects to the identity provider.",
-        sum(all, |m| &m.logins_started),
-    );
-    counter(
-        "sessiongate_jwt_verifications_total",
-        "JWT signature verifications.",
-        sum(all, |m| &m.jwt_verifications),
-    );
-    counter(
-        "sessiongate_jwt_cache_hits_total",
-        "JWTs accepted from the per-worker verification cache.",
-        sum(all, |m| &m.jwt_cache_hits),
-    );
-    counter(
-        "sessiongate_jwt_failures_total",
-        "JWTs refused.",
-        sum(all, |m| &m.jwt_failures),
-    );
-    counter(
-        "sessiongate_token_refreshes_total",
-        "Access tokens refreshed.",
-        sum(all, |m| &m.refreshes),
-    );
-    counter(
-        "sessiongate_backchannel_logouts_total",
-        "Back-channel logout tokens accepted.",
-        sum(all, |m| &m.backchannel_logouts),
-    );
-    counter(
-        "sessiongate_backchannel_refused_total",
-        "Back-channel logout requests refused (400).",
-        sum(all, |m| &m.backchannel_refused),
-    );
-    counter(
-        "sessiongate_calls_sent_total",
-        "Outgoing calls delivered by the dispatcher.",
-        sum(all, |m| &m.calls_sent),
-    );
-    counter(
-        "sessiongate_call_retries_total",
-        "Retries of outgoing calls.",
-        sum(all, |m| &m.call_retries),
-    );
-    counter(
-        "sessiongate_calls_failed_total",
-        "Outgoing calls lost after their last attempt.",
-        sum(all, |m| &m.calls_failed),
-    );
-    counter(
-        "sessiongate_calls_dropped_total",
-        "Fresh-token calls dropped from a full queue.",
-        sum(all, |m| &m.calls_dropped),
-    );
-    counter(
-        "sessiongate_pending_logins_expired_total",
-        "Pending logins dropped after ten minutes without a callback.",
-        sum(all, |m| &m.pending_expired),
-    );
-    counter(
-        "sessiongate_pending_logins_evicted_total",
-        "Pending logins dropped, oldest first, to keep a flooded table within its bounds.",
-        sum(all, |m| &m.pending_evicted),
-    );
-    counter(
-        "sessiongate_logins_refused_total",
-        "Logins refused because their client held its whole share of pending logins.",
-        sum(all, |m| &m.logins_refused_share),
-    );
-    counter(
-        "sessiongate_tls_handshake_failures_total",
-        "TLS handshakes that failed.",
-        sum(all, |m| &m.tls_handshake_failures),
-    );
-
+    }
     out.push_str("# HELP sessiongate_responses_total Responses to clients by status class.\n# TYPE sessiongate_responses_total counter\n");
     for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
         let _ = writeln!(
