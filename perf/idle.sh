@@ -277,16 +277,16 @@ echo "memory:   transparent huge pages $(grep -o '\[[a-z]*\]' /sys/kernel/mm/tra
 [[ " $CASES " != *":tls "* ]] || echo "tls:      TLS $PROTO, $TLS_SUITE, X25519 (pinned by OPENSSL_CONF), ECDSA P-256 certificate"
 echo "date:     $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-printf '| %-40s | %-5s | %6s | %16s | %18s | %12s | %10s | %10s | %6s | %9s | %11s | %6s |\n' \
-    target mode N "bytes per idle" "VmRSS MiB (HugeP)" "req/s unload" "req/s held" "held/unload" \
+printf '| %-40s | %-5s | %6s | %14s | %-26s | %12s | %11s | %11s | %6s | %-16s | %11s | %6s |\n' \
+    target mode N "bytes per idle" "VmRSS MiB (AnonHuge)" "req/s unload" "req/s held" "held/unload" \
     errors "us/req" "2nd answer" other
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------" \
-    "-------" "-------:" "-----------------:" "--------------------:" "-------------:" "-----------:" \
-    "------------:" "-------:" "-----------:" "------------:" "--------"
+    "-------" "-------:" "---------------:" "----------------------------" "-------------:" \
+    "------------:" "------------:" "-------:" "------------------" "------------:" "-------:"
 for c in $CASES; do
     target=${c%%:*} mode=${c##*:}
     k="$target-$mode"
-    printf '| %-40s | %-5s | %6s | %16s | %18s | %11.0f%s | %9.0f%s | %10s %% | %6s | %9s | %11s | %6s |\n' \
+    printf '| %-40s | %-5s | %6s | %14s | %-26s | %11.0f%-1s | %10.0f%-1s | %9s %% | %6s | %-16s | %11s | %6s |\n' \
         "$(label_of "$target")" "$mode" "${C_HELD[$c]}" "${C_BYTES[$c]}" \
         "$(mib "${C_BEFORE[$c]}") -> $(mib "${C_AFTER[$c]}") ($(mib "${C_THP[$c]}"))" \
         "${R_RPS[$k-unloaded]}" "$(mark_of "$k-unloaded")" "${R_RPS[$k-held]}" "$(mark_of "$k-held")" \
@@ -303,15 +303,15 @@ echo
 # verdicts TITLE YES NO: starts a table of verdicts (rows from verdict), YES / NO its words.
 verdicts() {
     VERDICT_YES=$2 VERDICT_NO=$3
-    printf '| %-64s | %-30s | %-18s | %-7s |\n' "$1" "measured" "required" "result"
-    printf '|%s|%s|%s|%s|\n' "------------------------------------------------------------------" \
+    printf '| %-72s | %-30s | %-18s | %-7s |\n' "$1" "measured" "required" "result"
+    printf '|%s|%s|%s|%s|\n' "--------------------------------------------------------------------------" \
         "--------------------------------" "--------------------" "---------"
 }
 # verdict WHAT MEASURED REQUIRED CONDITION: one row; a false CONDITION (eval'd) sets MISSED=1.
 verdict() {
     local r=$VERDICT_YES
     if ! eval "$4"; then r=$VERDICT_NO MISSED=1; fi
-    printf '| %-64s | %-30s | %-18s | %-7s |\n' "$1" "$2" "$3" "$r"
+    printf '| %-72s | %-30s | %-18s | %-7s |\n' "$1" "$2" "$3" "$r"
 }
 MISSED=0
 verdicts check pass FAIL

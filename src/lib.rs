@@ -26,7 +26,8 @@
 //! Configuration and start-up:
 //! - [`config`]: `application.yml` (Cloud Gateway shape) read and validated once; every
 //!   refusal names its key. [`check`]: the `check` command's report.
-//! - [`logging`]: `logging.level.*` mapped onto our targets, written off the workers.
+//! - [`logging`]: `logging.level.*` mapped onto our targets, plain text or JSON lines
+//!   (`logging.structured.format.console`), written off the workers.
 //! - [`server`]: start-up: bind listeners, spawn workers, the provider thread and the
 //!   management listener; signals (stop, SIGHUP reload).
 //! - [`tls`]: the server certificate (checked at start, reloaded on SIGHUP) and the

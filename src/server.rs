@@ -364,6 +364,10 @@ fn reload_config(path: &Path, running: &Arc<Config>, inboxes: &[Inbox]) -> Optio
             "management",
             format!("{:?}", running.management) != format!("{:?}", new.management),
         ),
+        (
+            "logging.structured.format.console",
+            running.logging.structured != new.logging.structured,
+        ),
     ];
     for (key, changed) in fixed {
         if changed {

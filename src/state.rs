@@ -70,6 +70,8 @@ pub struct Routing {
     pub route_upstream: Vec<Option<usize>>,
     /// For each route, its slot in the worker's per-route metrics.
     pub route_slot: Vec<usize>,
+    /// For each route, its id, shared so the access log holds it without a copy.
+    pub route_ids: Vec<Rc<str>>,
     pub pools: Pools,
 }
 
@@ -104,10 +106,12 @@ impl Routing {
             .iter()
             .map(|r| metrics.routes.slot(&r.id))
             .collect();
+        let route_ids = router.routes().iter().map(|r| Rc::from(&*r.id)).collect();
         Routing {
             router,
             route_upstream,
             route_slot,
+            route_ids,
             pools,
         }
     }

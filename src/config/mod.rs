@@ -127,6 +127,17 @@ pub struct Provider {
 pub struct LoggingConfig {
     /// (logger name as written, level) in file order; `root` included when present.
     pub levels: Vec<(String, LogLevel)>,
+    /// `logging.structured.format.console`; `None`: plain text lines.
+    pub structured: Option<StructuredFormat>,
+}
+
+/// Spring Boot's structured console formats: one JSON object a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StructuredFormat {
+    /// Elastic Common Schema (`ecs`).
+    Ecs,
+    /// Logstash JSON encoder (`logstash`).
+    Logstash,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -30,6 +30,14 @@ pub(super) async fn exchange<S: ClientStream>(
     ctx: &WorkerState,
 ) -> Result<Next, End> {
     c.log_request.clear();
+    // Before the head is read: a head refused while being read belongs to no route or
+    // session of the request before it.
+    c.bearer = None;
+    c.route_slot = 0;
+    c.route = None;
+    c.session = None;
+    c.sent = 0;
+    c.upstream_time = None;
     let read = read_head(client, c, ctx).await;
     // From the raw bytes, so that a head refused while being judged is known as HEAD too
     // (the head starts the buffer either way; an accepted one has this very method).
@@ -39,21 +47,14 @@ pub(super) async fn exchange<S: ClientStream>(
     ctx.buffers.ensure(&mut c.obuf, 4096);
     ctx.buffers.ensure(&mut c.rbuf, crate::net::buffers::LARGE);
     if ctx.access_log {
-        // Kept now: the head's bytes leave `cbuf` once the body starts flowing.
-        let target = c.head.target(&c.cbuf);
-        // A login callback's query is its code and state: credentials, never logged.
-        let target = match target.starts_with(b"/login/oauth2/code/") {
-            true => c.head.path(&c.cbuf),
-            false => target,
-        };
+        // Kept now: the head's bytes leave `cbuf` once the body starts flowing. Never the
+        // query: it may carry credentials (a login callback's code and state, API keys).
+        let path = c.head.path(&c.cbuf);
         c.log_request.extend_from_slice(c.head.method(&c.cbuf));
         c.log_request.push(b' ');
         c.log_request
-            .extend_from_slice(&target[..target.len().min(1024)]);
+            .extend_from_slice(&path[..path.len().min(1024)]);
     }
-    c.bearer = None;
-    c.route_slot = 0;
-    c.session = None;
     let routing = ctx.routing();
     let (buf, head) = (&c.cbuf, &c.head);
     let route = routing
@@ -80,6 +81,7 @@ pub(super) async fn exchange<S: ClientStream>(
     let route = route.ok_or(End::Answered(HttpError::NotFound))?;
     let (route_index, upstream_id) = pick_upstream(&routing, route)?;
     c.route_slot = routing.route_slot[route_index];
+    c.route = Some(routing.route_ids[route_index].clone());
     if let Framing::Length(n) = c.head.body_framing() {
         if ctx.max_body_bytes != 0 && n > ctx.max_body_bytes {
             return Err(End::Answered(HttpError::PayloadTooLarge));
@@ -129,6 +131,7 @@ async fn write_reply<S: ClientStream>(
     c.obuf.clear();
     reply.write_to(&mut c.obuf, !keep, c.is_head);
     write_all(client, &c.obuf, ctx.timeouts.body).await?;
+    c.sent += c.obuf.len() as u64;
     log_access(ctx, c, reply.status);
     Ok(if keep { Next::KeepAlive } else { Next::Close })
 }
@@ -195,7 +198,9 @@ async fn send_request<S: ClientStream>(
         if expect_continue && attempt == 0 {
             // We answer 100 ourselves (as nginx does) and drop Expect upstream: relaying the
             // backend's interim answer would need the body and the response read at once.
-            write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n", ctx.timeouts.body).await?;
+            const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+            write_all(client, CONTINUE, ctx.timeouts.body).await?;
+            c.sent += CONTINUE.len() as u64;
         }
         let out = std::mem::take(&mut c.obuf);
         let (res, out) = monoio::io::AsyncWriteRentExt::write_all(&mut up, out).await;
@@ -236,9 +241,11 @@ async fn send_request<S: ClientStream>(
 }
 
 /// The upstream's time to answer, from the request's last byte to the response head.
-fn upstream_answered(ctx: &WorkerState, c: &Conn, sent: Instant) {
-    let us = sent.elapsed().as_micros() as u64;
-    ctx.metrics.upstream_answered(c.route_slot, us);
+fn upstream_answered(ctx: &WorkerState, c: &mut Conn, sent: Instant) {
+    let took = sent.elapsed();
+    c.upstream_time = Some(took);
+    ctx.metrics
+        .upstream_answered(c.route_slot, took.as_micros() as u64);
 }
 
 /// Relays the response whose head is in `c.resp`: interim answers, a WebSocket upgrade,
@@ -271,6 +278,7 @@ async fn relay_response<S: ClientStream>(
         );
         c.obuf.extend_from_slice(&c.rbuf[c.resp.head_len..]);
         write_all(client, &c.obuf, ctx.timeouts.body).await?;
+        c.sent += c.obuf.len() as u64;
         c.rbuf.clear();
         log_access(ctx, c, 101);
         return Ok(Next::Upgraded(upstream));

@@ -22,6 +22,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use tracing::field::display;
 
 use crate::audit::CloseReason;
 use crate::http::error::HttpError;
@@ -73,10 +74,16 @@ struct Conn {
     rbuf: Vec<u8>,
     head: RequestHead,
     resp: ResponseHead,
-    /// Method and target of the current request, for the access log (empty while no
-    /// head has been accepted).
+    /// Method and path (never the query) of the current request, for the access log
+    /// (empty while no head has been accepted).
     log_request: Vec<u8>,
     started: Instant,
+    /// Bytes written to the client for the current request's answer, heads included.
+    sent: u64,
+    /// The current request's upstream time to the response head, once it answered.
+    upstream_time: Option<Duration>,
+    /// The id of the route that forwarded the current request.
+    route: Option<Rc<str>>,
     /// The session's access token for the current request (sent as `Authorization:
     /// Bearer`; the client's own Authorization and SESSION cookie are stripped).
     bearer: Option<Rc<str>>,
@@ -117,6 +124,9 @@ pub async fn serve<S: ClientStream>(
         resp: ResponseHead::default(),
         log_request: Vec::new(),
         started: Instant::now(),
+        sent: 0,
+        upstream_time: None,
+        route: None,
         bearer: None,
         session: None,
         route_slot: 0,
@@ -137,7 +147,7 @@ pub async fn serve<S: ClientStream>(
                 return CloseReason::OwnerElsewhere;
             }
             Err(End::Answered(e)) => {
-                if !refuse(&mut client, &conn, &ctx, e).await {
+                if !refuse(&mut client, &mut conn, &ctx, e).await {
                     return CloseReason::Error("client write failed");
                 }
                 break CloseReason::Refused(e.status());
@@ -163,7 +173,7 @@ pub async fn serve<S: ClientStream>(
 /// Answers a refused request with its canned response; `false` when that write failed.
 async fn refuse<S: ClientStream>(
     client: &mut S,
-    c: &Conn,
+    c: &mut Conn,
     ctx: &WorkerState,
     e: HttpError,
 ) -> bool {
@@ -173,8 +183,9 @@ async fn refuse<S: ClientStream>(
         HttpError::GatewayTimeout => Metrics::inc(&ctx.metrics.upstream_timeouts),
         _ => {}
     }
-    log_access(ctx, c, e.status());
     let answer = e.response_to(c.is_head);
+    c.sent += answer.len() as u64;
+    log_access(ctx, c, e.status());
     let written = monoio::time::timeout(ctx.timeouts.body, client.write_all(answer)).await;
     matches!(written, Ok((Ok(_), _)))
 }
@@ -222,27 +233,60 @@ impl Drop for Conn {
     }
 }
 
+/// Counts the answer in the metrics and, with `sessiongate.access-log`, writes its line
+/// (target `sessiongate::access`). Only borrowed values and numbers go into the event, so
+/// the formatted line is the one allocation (the writer thread's copy of it).
 fn log_access(ctx: &WorkerState, c: &Conn, status: u16) {
     ctx.metrics.response(status);
-    let micros = c.started.elapsed().as_micros() as u64;
+    let elapsed = c.started.elapsed();
+    let micros = elapsed.as_micros() as u64;
     ctx.metrics.request_done(c.route_slot, status, micros);
     if !ctx.access_log {
         return;
     }
-    // Attacker bytes: lossy UTF-8 and escaped, so a log line cannot be forged.
-    tracing::info!(
-        target: "sessiongate::access",
-        peer = %c.peer,
-        request = %if c.log_request.is_empty() {
-            "-".into()
-        } else {
-            String::from_utf8_lossy(&c.log_request)
-        }
-        .escape_debug(),
-        status,
-        micros,
-        worker = ctx.worker,
-    );
+    // Attacker bytes: lossy UTF-8 (borrowed when valid), escaped by either format.
+    let request = String::from_utf8_lossy(&c.log_request);
+    let route = c.route.as_deref();
+    // A reference tells sessions apart without being the cookie; computed (a SHA-256 of
+    // the id) only when the line is written, as every value in the macros is.
+    let session = || c.session.as_ref().map(|s| display(s.reference()));
+    if crate::logging::structured() {
+        let (method, path) = match request.split_once(' ') {
+            Some((m, p)) => (Some(m), Some(p)),
+            None => (None, None),
+        };
+        // Elastic Common Schema names (durations in nanoseconds), ours under `sessiongate`.
+        tracing::info!(
+            target: "sessiongate::access",
+            {
+                client.address = %c.peer.ip(),
+                client.port = c.peer.port(),
+                http.request.method = method,
+                url.path = path,
+                http.response.status_code = status,
+                http.response.bytes = c.sent,
+                event.duration = elapsed.as_nanos() as u64,
+                sessiongate.upstream.duration = c.upstream_time.map(|d| d.as_nanos() as u64),
+                sessiongate.route.id = route,
+                sessiongate.session = session(),
+            },
+            "{} {status}",
+            if request.is_empty() { "-" } else { &request },
+        );
+    } else {
+        tracing::info!(
+            target: "sessiongate::access",
+            peer = %c.peer,
+            request = %if request.is_empty() { "-".into() } else { request }.escape_debug(),
+            status,
+            bytes = c.sent,
+            micros,
+            upstream_micros = c.upstream_time.map(|d| d.as_micros() as u64),
+            route = route.map(|r| display(r.escape_debug())),
+            session = session(),
+            worker = ctx.worker,
+        );
+    }
 }
 
 /// Writes `bytes` to the client within `dur`.

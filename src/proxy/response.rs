@@ -91,6 +91,7 @@ pub(super) async fn relay_interim<S: AsyncWriteRent>(
             c.head.minor,
         );
         write_all(client, &c.obuf, ctx.timeouts.body).await?;
+        c.sent += c.obuf.len() as u64;
         c.rbuf.drain(..c.resp.head_len);
         read_response_head(upstream, c, ctx, is_head).await?;
     }
@@ -179,6 +180,7 @@ pub(super) async fn stream_response_body<S: AsyncWriteRent>(
     loop {
         let done = reframe(c, framing, to_client, &mut left, &mut decoder, eof)?;
         if !c.obuf.is_empty() {
+            c.sent += c.obuf.len() as u64;
             flush_obuf(client, c, ctx.timeouts.body)
                 .await
                 .map_err(|_| End::Broken("client write failed"))?;

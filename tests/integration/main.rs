@@ -8,6 +8,7 @@
 //! `client` (raw client), `harness` (gateway process, config, CLI).
 //! Scenarios: `proxy`, `hostile`, `hardening_http` (attacks on the HTTP layer), `websocket`, `large_body`, `access_log`, `shutdown`,
 //! `config_check`, `check` (the report of `sessiongate check`), `reload` (SIGHUP), `tls` (termination, connection sessions, audit, https upstream),
+//! `structured_logs` (JSON lines in Spring Boot's ECS and Logstash shapes),
 //! `hardening_floods` (slow bodies, the connection cap, the management listener under a
 //! trickling client, configurations that would run unauthenticated), `operators` (start-up
 //! refusals an operator meets), `layering` (no import circle among the crate's modules).
@@ -33,5 +34,6 @@ mod operators;
 mod proxy;
 mod reload;
 mod shutdown;
+mod structured_logs;
 mod tls;
 mod websocket;

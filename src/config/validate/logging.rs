@@ -1,16 +1,36 @@
-//! `logging.level.*`: logger names and their levels, in file order.
+//! `logging.level.*`: logger names and their levels, in file order;
+//! `logging.structured.format.console`: plain text or JSON lines.
 
 use super::section::Section;
 use super::{ConfigError, Result};
 use crate::config::raw::{child_path, Node};
-use crate::config::{LogLevel, LoggingConfig};
+use crate::config::{LogLevel, LoggingConfig, StructuredFormat};
 
 /// `logging.level`: names kept as written, in file order; a nested YAML map under a name
 /// (`com: {censhare: DEBUG}`) is read as the dotted name, as Spring does.
 pub(super) fn logging(s: &Section) -> LoggingConfig {
     let mut levels = Vec::new();
     collect_levels(&s.open_section("level"), "", &mut levels);
-    LoggingConfig { levels }
+    LoggingConfig {
+        levels,
+        structured: s.take(console_format(s)),
+    }
+}
+
+/// `logging.structured.format.console` (Spring Boot 3.4 names); absent: plain text.
+fn console_format(s: &Section) -> Result<Option<StructuredFormat>> {
+    let format = s.open_section("structured").open_section("format");
+    let Some(value) = format.text("console")? else {
+        return Ok(None);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "ecs" => Ok(Some(StructuredFormat::Ecs)),
+        "logstash" => Ok(Some(StructuredFormat::Logstash)),
+        _ => Err(ConfigError::invalid(
+            &format.key("console"),
+            format!("expected ecs or logstash, got {value:?}"),
+        )),
+    }
 }
 
 fn collect_levels(s: &Section, prefix: &str, out: &mut Vec<(String, LogLevel)>) {

@@ -40,6 +40,8 @@ pub struct StackBuilder {
     knobs: Vec<(String, String)>,
     backchannel: bool,
     logging: Vec<(String, String)>,
+    /// `logging.structured.format.console`.
+    structured: Option<String>,
     backend: Option<Box<Responder>>,
     management: bool,
 }
@@ -95,6 +97,12 @@ impl StackBuilder {
     /// `com.censhare.core.cloudgateway.LogoutSignalSender`, or `root`).
     pub fn logging(mut self, logger: &str, level: &str) -> Self {
         set(&mut self.logging, logger, level.to_string());
+        self
+    }
+
+    /// Sets `logging.structured.format.console` (`ecs`, `logstash`).
+    pub fn structured_logs(mut self, format: &str) -> Self {
+        self.structured = Some(format.to_string());
         self
     }
 
@@ -167,6 +175,10 @@ impl StackBuilder {
             for (k, v) in &self.logging {
                 y.push_str(&format!("    {k}: {v}\n"));
             }
+        }
+        if let Some(format) = &self.structured {
+            // Dotted, so it merges with a `logging:` section above.
+            y.push_str(&format!("logging.structured.format.console: {format}\n"));
         }
         if self.management {
             y.push_str(&management_yaml());
@@ -299,6 +311,7 @@ impl Stack {
             knobs: Vec::new(),
             backchannel: false,
             logging: Vec::new(),
+            structured: None,
             backend: None,
             management: false,
         };
