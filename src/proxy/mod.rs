@@ -135,11 +135,26 @@ pub async fn serve<S: ClientStream>(
         is_head: false,
     };
     let closed = loop {
-        match exchange::exchange(&mut client, &mut conn, &ctx).await {
+        // Between requests the connection waits here, in its small outer future, with no
+        // buffer held; the exchange's much larger state (several KiB) is allocated only
+        // while a request is in flight, from the allocator's thread-local free lists.
+        if conn.cbuf.is_empty() && conn.cbuf.capacity() == 0 {
+            if ctx.shutdown.is_triggered() {
+                break CloseReason::PeerClosed;
+            }
+            match request::wait_readable(&client, &conn, &ctx, ctx.timeouts.idle).await {
+                Ok(()) => {}
+                Err(End::Idle) => break CloseReason::IdleTimeout,
+                Err(_) => break CloseReason::PeerClosed,
+            }
+        }
+        let exchanged = Box::pin(exchange::exchange(&mut client, &mut conn, &ctx)).await;
+        match exchanged {
             Ok(Next::KeepAlive) => conn.idle(),
             Ok(Next::Close) => break CloseReason::ConnectionClose,
             Ok(Next::Upgraded(upstream)) => {
-                upgrade::websocket(client, upstream, conn, &ctx).await;
+                // Boxed: its relay state is large, and idle connections must not carry it.
+                Box::pin(upgrade::websocket(client, upstream, conn, &ctx)).await;
                 return CloseReason::UpgradeEnded;
             }
             Ok(Next::HandOff(owner)) => {

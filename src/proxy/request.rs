@@ -75,7 +75,7 @@ pub(super) async fn read_head<S: ClientStream>(
 
 /// Waits until the idle connection has bytes (or its end) to read, within `wait`, unless
 /// the worker stops or sheds it first.
-async fn wait_readable<S: ClientStream>(
+pub(super) async fn wait_readable<S: ClientStream>(
     client: &S,
     c: &Conn,
     ctx: &WorkerState,

@@ -20,7 +20,9 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, ctx: Rc<WorkerSt
         crate::proxy::serve(tcp, peer, ctx, Vec::new(), id).await;
         return;
     };
-    match tls::accept(tcp, term.current(), ctx.timeouts.head).await {
+    // Boxed: the handshake's state is freed once it is done, not carried by the connection.
+    let handshake = Box::pin(tls::accept(tcp, term.current(), ctx.timeouts.head)).await;
+    match handshake {
         Ok((stream, hs)) => {
             audit::tls_established(ctx.worker, peer, &hs);
             let mut open = Established {

@@ -324,14 +324,19 @@ async fn accept(listener: monoio::net::TcpListener, ctx: Rc<WorkerState>, tls: b
                 let _ = stream.set_nodelay(true);
                 let guard = Open::new(&ctx);
                 let ctx = ctx.clone();
-                monoio::spawn(async move {
-                    if tls {
+                // Two tasks, not one with a branch: a task is as large as its largest state,
+                // and a plain connection must not carry the TLS handshake's.
+                if tls {
+                    monoio::spawn(async move {
                         connection::serve_tls(stream, peer, ctx, guard.id).await;
-                    } else {
+                        drop(guard);
+                    });
+                } else {
+                    monoio::spawn(async move {
                         crate::proxy::serve(stream, peer, ctx, Vec::new(), guard.id).await;
-                    }
-                    drop(guard);
-                });
+                        drop(guard);
+                    });
+                }
             }
             Some(Err(e)) => {
                 // EMFILE and friends: back off briefly instead of spinning on the error.
