@@ -38,14 +38,14 @@ use crate::wire::Wire;
 // Certificates
 
 /// A private CA and a directory for the files the gateway reads.
-struct Pki {
+pub(crate) struct Pki {
     ca: rcgen::Certificate,
     ca_key: rcgen::KeyPair,
     dir: PathBuf,
 }
 
 /// A server certificate (PEM chain: leaf, then the CA) and its key.
-struct Leaf {
+pub(crate) struct Leaf {
     cert_pem: String,
     key_pem: String,
     der: CertificateDer<'static>,
@@ -59,7 +59,7 @@ enum Alg {
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "sessiongate-tls-{}-{}",
@@ -112,7 +112,7 @@ impl Pki {
         }
     }
 
-    fn leaf(&self) -> Leaf {
+    pub(crate) fn leaf(&self) -> Leaf {
         self.leaf_with(Alg::EcdsaP256, (2090, 1, 1))
     }
 
@@ -123,7 +123,7 @@ impl Pki {
     }
 
     /// Writes the leaf to `tls.crt` / `tls.key` (replacing what was there).
-    fn install(&self, leaf: &Leaf) -> (PathBuf, PathBuf) {
+    pub(crate) fn install(&self, leaf: &Leaf) -> (PathBuf, PathBuf) {
         (
             self.file("tls.crt", &leaf.cert_pem),
             self.file("tls.key", &leaf.key_pem),
@@ -183,13 +183,13 @@ fn client_config(ca_pem: &str, version: &'static SupportedProtocolVersion) -> Ar
     Arc::new(cfg)
 }
 
-fn tls13(pki: &Pki) -> Arc<ClientConfig> {
+pub(crate) fn tls13(pki: &Pki) -> Arc<ClientConfig> {
     client_config(&pki.ca_pem(), &rustls::version::TLS13)
 }
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
-struct TlsClient {
+pub(crate) struct TlsClient {
     wire: Wire<Tls>,
 }
 
@@ -208,7 +208,7 @@ impl TlsClient {
         Ok(TlsClient { wire: Wire::new(s) })
     }
 
-    fn connect(addr: SocketAddr, cfg: Arc<ClientConfig>) -> TlsClient {
+    pub(crate) fn connect(addr: SocketAddr, cfg: Arc<ClientConfig>) -> TlsClient {
         TlsClient::try_connect(addr, cfg, "localhost")
             .unwrap_or_else(|e| panic!("TLS connect to {addr}: {e}"))
     }
@@ -226,6 +226,13 @@ impl TlsClient {
         client::read_response(&mut self.wire, "GET", true).expect("response over TLS")
     }
 
+    /// Sends raw bytes and reads one response head (and body, if any) for `method`.
+    pub(crate) fn request(&mut self, raw: &[u8], method: &str) -> Response {
+        self.tls().write_all(raw).expect("write over TLS");
+        self.tls().flush().unwrap();
+        client::read_response(&mut self.wire, method, true).expect("response over TLS")
+    }
+
     fn protocol(&mut self) -> Option<rustls::ProtocolVersion> {
         self.tls().conn.protocol_version()
     }
@@ -237,7 +244,7 @@ impl TlsClient {
     }
 
     /// Waits until the gateway ends the connection (close_notify, FIN or reset).
-    fn closed_within(&mut self, within: Duration) -> bool {
+    pub(crate) fn closed_within(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         self.tls().sock.set_read_timeout(Some(within)).unwrap();
         let mut buf = [0u8; 1024];

@@ -422,3 +422,46 @@ fn cross_site_banner_acceptance_is_refused() {
     assert_eq!(r.status, 302, "same-origin acceptance: {}", r.text());
     assert_eq!(b.navigate(&s.url("/app/x")).text(), "ok");
 }
+
+/// The same over TLS: WSS connections to both workers (TLS connections never move to the
+/// session's worker), the session ended by a logout on the plain listener beside; every one
+/// of its WebSockets closes.
+#[test]
+fn tls_websockets_of_an_ended_session_close_on_every_worker() {
+    let pki = crate::tls::Pki::new();
+    let (cert, key) = pki.install(&pki.leaf());
+    let s = Stack::builder()
+        .workers(2)
+        .tls(&cert, &key)
+        .websocket_backend()
+        .start();
+    let (mut b, login) = s.login("alice");
+    let tls = s.gateway.addr();
+    assert_ne!(tls.port(), s.port, "the first listener is the TLS one");
+    let mut sockets: Vec<_> = (0..12)
+        .map(|i| {
+            let mut c = crate::tls::TlsClient::connect(tls, crate::tls::tls13(&pki));
+            let r = c.request(
+                format!(
+                    "GET /wss/{i} HTTP/1.1\r\nHost: localhost:{}\r\nCookie: SESSION={}\r\n\
+                     Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\n\
+                     Sec-WebSocket-Version: 13\r\n\r\n",
+                    tls.port(),
+                    login.session
+                )
+                .as_bytes(),
+                "GET",
+            );
+            assert_eq!(r.status, 101, "TLS upgrade {i}: {:?}", r.head.start);
+            c
+        })
+        .collect();
+    let r = b.post_form(&s.url("/logout"), &[]);
+    assert_eq!(r.status, 302, "{}", r.text());
+    for (i, c) in sockets.iter_mut().enumerate() {
+        assert!(
+            c.closed_within(EFFECT_TIMEOUT),
+            "TLS WebSocket {i} of the ended session stayed open"
+        );
+    }
+}

@@ -44,6 +44,9 @@ pub struct StackBuilder {
     structured: Option<String>,
     backend: Option<Box<Responder>>,
     management: bool,
+    /// `server.ssl` files: the TLS listener on a port of its own, and `port` (the one
+    /// browsers and the provider use) as `sessiongate.http-port` beside it.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// How the stack's recording backend answers.
@@ -76,6 +79,13 @@ impl StackBuilder {
 
     pub fn workers(self, n: usize) -> Self {
         self.set("workers", n)
+    }
+
+    /// A TLS listener with this certificate chain and key beside the plain one.
+    pub fn tls(mut self, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        let port = self.port;
+        self.set("http-port", port)
     }
 
     /// The port the gateway will listen on (reserved when the builder was made).
@@ -153,10 +163,17 @@ impl StackBuilder {
             .strip_prefix("server:\n  address: 127.0.0.1\n  port: 0\nspring:\n")
             .expect("routes_yaml starts with server and spring");
 
-        let mut y = format!(
-            "server:\n  address: 127.0.0.1\n  port: {}\nspring:\n",
-            self.port
-        );
+        let mut y = match &self.tls {
+            None => format!(
+                "server:\n  address: 127.0.0.1\n  port: {}\nspring:\n",
+                self.port
+            ),
+            Some((cert, key)) => format!(
+                "server:\n  address: 127.0.0.1\n  port: 0\n  ssl:\n    certificate: {}\n    certificate-private-key: {}\nspring:\n",
+                quote(&cert.display().to_string()),
+                quote(&key.display().to_string())
+            ),
+        };
         y.push_str("  security:\n    oauth2:\n      client:\n        registration:\n");
         y.push_str(&format!("          {REGISTRATION}:\n"));
         for (k, v) in &self.registration {
@@ -238,9 +255,13 @@ impl StackBuilder {
             builder = builder.set(k, v);
         }
         let gateway = builder.start();
+        let plain = match self.tls {
+            None => Some(gateway.addr()),
+            Some(_) => gateway.listening("http"),
+        };
         assert_eq!(
-            gateway.addr().port(),
-            self.port,
+            plain.map(|a| a.port()),
+            Some(self.port),
             "the gateway must listen on the reserved port"
         );
         gateway
@@ -314,6 +335,7 @@ impl Stack {
             structured: None,
             backend: None,
             management: false,
+            tls: None,
         };
         b.registration("client-id", "gateway")
             .registration("client-secret", "secret")
