@@ -76,7 +76,7 @@ impl Gate {
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
-        self.settings.trusted_proxies.contains(&ip)
+        crate::http::forward::is_trusted(&self.settings.trusted_proxies, ip)
     }
 
     /// A Host naming this gateway directly: a loopback name or address, or the address the

@@ -129,9 +129,24 @@ fn write_cookie_without(out: &mut Vec<u8>, value: &[u8], names: &[&str]) {
     }
 }
 
+/// `peer` is one of the `trusted` proxies; IPv4-mapped IPv6 addresses (a dual-stack
+/// listener's view of IPv4 peers) compare as the IPv4 address they are.
+pub fn is_trusted(trusted: &[IpAddr], peer: IpAddr) -> bool {
+    let peer = peer.to_canonical();
+    trusted.iter().any(|t| t.to_canonical() == peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_addresses_are_the_ipv4_they_carry() {
+        let trusted: [IpAddr; 1] = ["10.0.0.1".parse().unwrap()];
+        assert!(is_trusted(&trusted, "::ffff:10.0.0.1".parse().unwrap()));
+        assert!(is_trusted(&trusted, "10.0.0.1".parse().unwrap()));
+        assert!(!is_trusted(&trusted, "10.0.0.2".parse().unwrap()));
+    }
 
     #[test]
     fn strips_only_the_session_pair() {

@@ -3,12 +3,11 @@
 //! buffered body (retrying once on a fresh connection when a pooled one was stale), stream
 //! the rest of the body, and relay the response.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::auth::{Client, Decision, Gate};
 use crate::http::error::HttpError;
-use crate::http::forward::{write_upstream_head, Forward};
+use crate::http::forward::{is_trusted, write_upstream_head, Forward};
 use crate::http::head::Framing;
 use crate::http::reply::Reply;
 use crate::http::response::write_response_head;
@@ -136,14 +135,6 @@ async fn write_reply<S: ClientStream>(
     Ok(if keep { Next::KeepAlive } else { Next::Close })
 }
 
-/// The peer is one of `sessiongate.trusted-proxies` (an IPv4 peer on a dual-stack listener
-/// arrives IPv4-mapped, hence the canonical forms).
-fn is_trusted(trusted: &[IpAddr], peer: IpAddr) -> bool {
-    let peer = peer.to_canonical();
-    trusted.iter().any(|t| t.to_canonical() == peer)
-}
-
-/// The index of the route's upstream pool.
 /// The route's position in the table and the index of its upstream pool.
 fn pick_upstream(routing: &Routing, route: &Route) -> Result<(usize, usize), End> {
     let i = routing
