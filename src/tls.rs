@@ -577,7 +577,11 @@ mod tests {
 
     /// Writes a chain and key to temporary files; returns the `server.ssl` section.
     fn files(name: &str, cert_pem: &str, key_pem: &str) -> SslConfig {
-        let dir = std::env::temp_dir().join(format!("sessiongate-tls-unit-{}", std::process::id()));
+        // Under the build directory, not /tmp: `cargo clean` removes it, nothing piles up.
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("unit-tmp")
+            .join(format!("tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let certificate = dir.join(format!("{name}.crt"));
         let certificate_private_key = dir.join(format!("{name}.key"));

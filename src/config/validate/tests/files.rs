@@ -6,7 +6,11 @@ use super::{fails, load};
 
 /// Writes `content` to a file of this test process's temporary directory.
 fn temp_file(name: &str, content: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sessiongate-config-unit-{}", std::process::id()));
+    // Under the build directory, not /tmp: `cargo clean` removes it, nothing piles up.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("unit-tmp")
+        .join(format!("config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
