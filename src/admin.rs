@@ -19,7 +19,7 @@ use crate::http::name_is;
 use crate::http::reply::Reply;
 use crate::messages::{AdminAnswer, AdminQuery, Inbox, SessionInfo, Shared, WorkerMsg};
 use crate::metrics::{self, Metrics};
-use crate::session::SessionId;
+use crate::session::{same_secret, SessionId};
 
 const LOG: &str = "sessiongate::admin";
 /// How long the admin API waits for each worker's answer.
@@ -152,11 +152,6 @@ fn serve(mut s: TcpStream, admin: &Admin) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(256 + answer.body.len());
     answer.write_to(&mut out, true, head_request);
     s.write_all(&out)
-}
-
-/// Constant-time comparison, so the secret cannot be guessed byte by byte from timings.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn authorized(buf: &[u8], head: &RequestHead, admin: &Admin) -> bool {

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use crate::http::head::RequestHead;
+use crate::http::head::{is_host_char, RequestHead};
 use crate::http::{list_elements, name_is, trim_ows};
 
 use super::{Client, Gate};
@@ -111,10 +111,8 @@ fn field<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]>
         .map(|f| f.value(buf))
 }
 
-/// The first host of an `X-Forwarded-Host` list, if it looks like one.
+/// The first host of an `X-Forwarded-Host` list, if it is one (as a Host field is judged).
 fn first_host(v: &[u8]) -> Option<&[u8]> {
     let h = list_elements(v).next()?;
-    h.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        .then_some(h)
+    h.iter().all(|&b| is_host_char(b)).then_some(h)
 }

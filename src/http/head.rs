@@ -597,7 +597,7 @@ fn normal_prefix(name: &[u8], target: &[u8]) -> Option<bool> {
 }
 
 /// Host = uri-host [ ":" port ] (RFC 3986): reg-name, IPv4 or IP-literal characters.
-fn is_host_char(b: u8) -> bool {
+pub fn is_host_char(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,

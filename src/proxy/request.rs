@@ -41,12 +41,9 @@ pub(super) async fn read_head<S: ClientStream>(
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => ctx.timeouts.idle,
         };
-        if idle && c.cbuf.capacity() == 0 {
-            // Idle between requests: wait with no buffer held, then borrow one.
-            wait_readable(client, c, ctx, wait).await?;
-            ctx.buffers
-                .ensure(&mut c.cbuf, ctx.limits.max_head_bytes + 1);
-        }
+        // `serve` waited for these bytes with no buffer held; borrow one now.
+        ctx.buffers
+            .ensure(&mut c.cbuf, ctx.limits.max_head_bytes + 1);
         reserve_read(&mut c.cbuf, ctx.limits.max_head_bytes + 1);
         let read = read_spare_within(client, std::mem::take(&mut c.cbuf), wait);
         let outcome = if idle {

@@ -64,6 +64,12 @@ pub mod wheel;
 pub use id::{IdHashBuilder, SessionId, SessionRef, COOKIE_LEN, ID_LEN};
 pub use table::{Session, SessionTable, TableConfig, NEVER};
 
+/// Compares two secrets (a login binding, the management token) in time independent of
+/// where they differ, so neither can be guessed byte by byte from response times.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Why a session ends; decides the calls made for it and how it is counted and audited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {

@@ -188,7 +188,7 @@ impl PendingLogins {
                 None => Missing::Unknown,
             });
         };
-        if !same_bytes(&login.browser, browser) {
+        if !super::same_secret(&login.browser, browser) {
             return Err(Missing::OtherBrowser);
         }
         let login = self.remove(state).expect("present");
@@ -234,11 +234,6 @@ impl PendingLogins {
         }
         Some(login)
     }
-}
-
-/// Constant-time comparison: the binding is a secret.
-fn same_bytes(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
