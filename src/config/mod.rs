@@ -150,6 +150,27 @@ pub enum LogLevel {
     Trace,
 }
 
+/// `sessiongate.session-store`: where sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// Each worker's own memory (one instance; a snapshot may carry them over a restart).
+    #[default]
+    Memory,
+    /// Redis or Valkey, shared by every instance; each worker caches what it serves.
+    Redis,
+}
+
+/// `sessiongate.session-encryption-keys`, decoded: the first seals, all open. Its `Debug`
+/// shows how many, never the keys.
+#[derive(Clone, Default)]
+pub struct SessionKeys(pub Vec<[u8; crate::session::seal::KEY_LEN]>);
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionKeys({} configured)", self.0.len())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Driver {
     /// io_uring with COOP_TASKRUN/SINGLE_ISSUER/DEFER_TASKRUN, falling back to plain
@@ -219,4 +240,15 @@ pub struct GatewayConfig {
     /// The gateway's own pages: built in, or the operator's (`page-templates`,
     /// `product-name`, `logo`), checked at load.
     pub pages: Arc<crate::pages::Pages>,
+    /// `session-store` (default memory).
+    pub session_store: StoreKind,
+    /// `session-encryption-keys`: seal what leaves the process (required by the redis
+    /// store and the snapshot).
+    pub session_keys: SessionKeys,
+    /// `session-snapshot`: with the memory store, sessions are written here at shutdown
+    /// and read back at the next start.
+    pub session_snapshot: Option<std::path::PathBuf>,
+    /// `redis-outage-grace-sec` (default 30): how long sessions cached before Redis went
+    /// away are still served; after that they are refused until it is back.
+    pub redis_outage_grace: Duration,
 }

@@ -56,6 +56,8 @@
 pub mod cookie;
 pub mod id;
 pub mod pending;
+pub mod record;
+pub mod seal;
 pub mod table;
 pub mod tombstones;
 pub mod users;

@@ -115,6 +115,20 @@ impl Session {
         }
     }
 
+    /// A session read back from outside the process (the shared store, a snapshot), with
+    /// its creation and last use already on this table's clock.
+    pub fn restored(
+        id: SessionId,
+        subject: Box<str>,
+        sid: Option<Box<str>>,
+        created_ms: u64,
+        last_access_ms: u64,
+    ) -> Self {
+        let mut s = Session::new(id, subject, sid, created_ms);
+        s.last_access_ms = last_access_ms.max(created_ms);
+        s
+    }
+
     pub fn id(&self) -> &SessionId {
         &self.id
     }

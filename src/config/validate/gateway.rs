@@ -9,8 +9,9 @@ use super::files::{access_banner, ca_bundle, pages};
 use super::number::{IntRule, COUNT, COUNT_U64, MS, POSITIVE_MS, POSITIVE_SECS, SECS};
 use super::section::{parse_ip, parse_url, Section};
 use super::{all, ConfigError, Result};
-use crate::config::{Driver, GatewayConfig, HttpUrl};
+use crate::config::{Driver, GatewayConfig, HttpUrl, SessionKeys, StoreKind};
 use crate::pages::Pages;
+use crate::session::seal::KEY_LEN;
 
 pub(super) const SESSIONGATE_KEYS: &[&str] = &[
     "workers",
@@ -47,11 +48,19 @@ pub(super) const SESSIONGATE_KEYS: &[&str] = &[
     "page-templates",
     "product-name",
     "logo",
+    "session-store",
+    "session-encryption-keys",
+    "session-snapshot",
+    "redis-outage-grace-sec",
 ];
 
 const MIB: u64 = 1024 * 1024;
 
 pub(super) fn gateway(s: &Section) -> GatewayConfig {
+    let session_store = s.take(session_store(s));
+    let session_keys = s.take(session_keys(s));
+    let session_snapshot = s.take(s.path("session-snapshot"));
+    needs_keys(s, session_store, session_snapshot.is_some(), &session_keys);
     let ms = |key: &str, rule, default| s.take(s.millis(key, rule, default));
     let count =
         |key: &str, min, max, default| s.take(s.int(key, IntRule::range(min, max), default));
@@ -92,6 +101,57 @@ pub(super) fn gateway(s: &Section) -> GatewayConfig {
         max_sessions_per_user: count("max-sessions-per-user", 0, 1_000_000, 10),
         api_audience: s.take(s.text("api-audience")),
         pages: s.ok(pages(s)).unwrap_or_else(|| Arc::new(Pages::builtin())),
+        session_store,
+        session_keys,
+        session_snapshot,
+        redis_outage_grace: s.take(s.secs("redis-outage-grace-sec", IntRule::secs(0, 86_400), 30)),
+    }
+}
+
+/// `session-store`: `memory` or `redis`.
+fn session_store(s: &Section) -> Result<StoreKind> {
+    match s.text("session-store")?.as_deref() {
+        None | Some("memory") => Ok(StoreKind::Memory),
+        Some("redis") => Ok(StoreKind::Redis),
+        Some(other) => Err(ConfigError::invalid(
+            &s.key("session-store"),
+            format!("expected memory or redis, got {other:?}"),
+        )),
+    }
+}
+
+/// `session-encryption-keys`: each a base64 (standard or URL-safe) 32-byte key, e.g. from
+/// `openssl rand -base64 32`; each bad one is a problem of its own, naming only its index.
+fn session_keys(s: &Section) -> Result<SessionKeys> {
+    use base64::Engine as _;
+    let keys = all(s.list("session-encryption-keys")?.iter().map(|(path, v)| {
+        let v = v.trim_end_matches('=');
+        let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(v)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v));
+        match decoded.ok().and_then(|k| <[u8; KEY_LEN]>::try_from(k).ok()) {
+            Some(k) => Ok(k),
+            None => Err(ConfigError::invalid(
+                path,
+                "expected 32 bytes in base64, e.g. the output of `openssl rand -base64 32`",
+            )),
+        }
+    }))?;
+    Ok(SessionKeys(keys))
+}
+
+/// A store or snapshot that writes sessions out needs a key to seal their tokens.
+fn needs_keys(s: &Section, store: StoreKind, snapshot: bool, keys: &SessionKeys) {
+    let why = match (store, snapshot) {
+        (StoreKind::Redis, _) => "session-store: redis",
+        (_, true) => "session-snapshot",
+        _ => return,
+    };
+    if keys.0.is_empty() {
+        s.missing(
+            "session-encryption-keys",
+            &format!("required with {why}: the tokens written outside the process are sealed with it (e.g. `openssl rand -base64 32`)"),
+        );
     }
 }
 
