@@ -40,6 +40,8 @@ pub struct Admin {
     pub token: Option<String>,
     /// No login configured: readiness does not wait for a provider.
     pub proxy_only: bool,
+    /// `session-store: redis`: readiness also needs Redis.
+    pub shared_store: bool,
 }
 
 /// Starts the management listener on its own thread.
@@ -177,7 +179,11 @@ fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Reply {
     let query = memchr::memchr(b'?', target)
         .map(|q| &target[q + 1..])
         .unwrap_or(b"");
-    let ready = admin.proxy_only || admin.shared.provider_ready.load(Ordering::Relaxed);
+    let store_up = admin
+        .shared_store
+        .then(|| !admin.shared.store_down.load(Ordering::Relaxed));
+    let provider = admin.proxy_only || admin.shared.provider_ready.load(Ordering::Relaxed);
+    let ready = provider && store_up != Some(false);
     // Health stays open to probes; everything else needs the secret when one is set.
     match (method, path) {
         (b"GET", b"/actuator/health") | (b"GET", b"/actuator/health/liveness") => {
@@ -190,8 +196,11 @@ fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Reply {
                 json(
                     503,
                     "Service Unavailable",
-                    "{\"status\":\"OUT_OF_SERVICE\",\"reason\":\"identity provider not loaded\"}"
-                        .into(),
+                    match provider {
+                        false => "{\"status\":\"OUT_OF_SERVICE\",\"reason\":\"identity provider not loaded\"}",
+                        true => "{\"status\":\"OUT_OF_SERVICE\",\"reason\":\"session store unreachable\"}",
+                    }
+                    .into(),
                 )
             };
         }
@@ -207,7 +216,8 @@ fn route(buf: &[u8], head: &RequestHead, admin: &Admin) -> Reply {
             r.body = metrics::render(
                 &admin.metrics,
                 admin.shared.sessions.load(Ordering::Relaxed),
-                ready,
+                provider,
+                store_up,
             )
             .into_bytes();
             r
@@ -269,7 +279,9 @@ fn ask(worker: &Inbox, query: AdminQuery) -> Option<AdminAnswer> {
 }
 
 fn ask_owner(admin: &Admin, id: &SessionId, query: AdminQuery) -> Option<AdminAnswer> {
-    ask(admin.workers.get(usize::from(id.owner()))?, query)
+    // With the shared store an id from another instance is folded onto our workers.
+    let n = admin.workers.len().max(1);
+    ask(admin.workers.get(usize::from(id.owner()) % n)?, query)
 }
 
 fn ask_all(admin: &Admin, query: AdminQuery) -> Vec<SessionInfo> {
@@ -307,6 +319,7 @@ mod tests {
             shared: Arc::default(),
             token: token.map(str::to_string),
             proxy_only: true,
+            shared_store: false,
         };
         let any: SocketAddr = "0.0.0.0:9090".parse().unwrap();
         let lo: SocketAddr = "127.0.0.1:9090".parse().unwrap();

@@ -42,6 +42,9 @@
 //!   read whole (provider, listeners). [`oidc`]: discovery, authorization URLs, token
 //!   requests. [`provider`]: the thread that keeps the provider's metadata and keys.
 //!   [`dispatcher`]: retried outgoing calls (logouts, fresh tokens, relays).
+//! - [`redis`]: a Redis/Valkey client on the worker's own runtime (pipelined, reconnecting).
+//!   [`store`]: the shared session store on it (`session-store: redis`): records, the
+//!   scripts that decide ends and expiry once for the cluster, the ends stream.
 //!
 //! One worker per core:
 //! - [`messages`]: everything threads tell each other (worker inboxes, peer questions, admin
@@ -60,8 +63,8 @@
 //! then reads into one lent by `net::buffers` ->
 //! `http::head::parse_request` (limits, RFC 9112 refusals) -> `route::Router::find` ->
 //! `auth::Gate::decide`: the gateway's own endpoints are answered here; a SESSION cookie of
-//! this worker is looked up in its `session::SessionStore` (the access token refreshed at
-//! the provider when due), one of another worker's hands the connection over (or, on TLS,
+//! this worker is looked up in its `session::SessionStore` (with the shared store, a miss
+//! is loaded from Redis; the access token refreshed at the provider when due), one of another worker's hands the connection over (or, on TLS,
 //! asks the owner by message); an API client's Bearer JWT is verified; anything else gets a
 //! login redirect or 401 -> for `Forward { bearer }`, `http::forward` writes the upstream
 //! head (filters, hop-by-hop removal, `Authorization: Bearer`, SESSION stripped,
@@ -92,11 +95,13 @@ pub mod oidc;
 pub mod pages;
 pub mod provider;
 pub mod proxy;
+pub mod redis;
 pub mod route;
 pub mod server;
 pub mod session;
 pub mod signal;
 pub mod state;
+pub mod store;
 pub mod tls;
 pub mod upstream;
 pub mod url;

@@ -147,5 +147,7 @@ pub struct Shared {
     /// Until then (Unix ms) a token with an unknown key id is refused at once: a refetch
     /// just showed the provider does not publish it.
     pub unknown_kid_until_ms: AtomicU64,
+    /// `session-store: redis` only: worker 0 last found Redis unreachable (readiness 503).
+    pub store_down: AtomicBool,
     pub users: UserSessions,
 }

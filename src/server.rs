@@ -257,6 +257,7 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
             shared: shared.clone(),
             token: config.management.token.clone(),
             proxy_only: refresher.is_none(),
+            shared_store: config.gateway.session_store == crate::config::StoreKind::Redis,
         };
         let addr = SocketAddr::new(config.management.address, port);
         let bound =

@@ -47,11 +47,11 @@ impl Gate {
             &form_value(query(head.target(buf)), "return").unwrap_or_else(|| "/".into()),
         );
         if let Some(id) = self.cookie_session(head, buf) {
-            if id.owner() == self.worker {
+            if self.home(id) == self.worker {
                 self.accept_banner_here(&id);
             } else if client.movable {
-                return Decision::HandOff(id.owner());
-            } else if let Some(peer) = self.peers.get(usize::from(id.owner())) {
+                return Decision::HandOff(self.home(&id));
+            } else if let Some(peer) = self.peers.get(usize::from(self.home(id))) {
                 let _ = peer.send(WorkerMsg::Peer(PeerRequest::AcceptBanner { id }));
             }
         }
@@ -62,5 +62,6 @@ impl Gate {
         if let Some(s) = self.store.borrow_mut().touch(id, self.clock.now_ms()) {
             s.banner_accepted = true;
         }
+        self.share_banner_acceptance(id);
     }
 }

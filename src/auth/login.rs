@@ -18,6 +18,7 @@ use crate::session::cookie::{cookie_value, login_cookie_name, set_cookie, set_lo
 use crate::session::pending::{Missing, PendingLogin, ShareExceeded, MAX_RETURN_TO};
 use crate::session::table::{Session, NEVER};
 use crate::session::{EndReason, SessionId};
+use crate::store::Created;
 
 use super::refresh::access_expiry;
 use super::verify::Purpose;
@@ -29,7 +30,12 @@ const BINDING_LEN: usize = 32;
 impl Gate {
     /// Redirects a browser to the provider's login, remembering what the callback needs,
     /// bound to this browser by its login cookie.
-    pub(super) fn start_login(&self, head: &RequestHead, buf: &[u8], client: &Client) -> Decision {
+    pub(super) async fn start_login(
+        &self,
+        head: &RequestHead,
+        buf: &[u8],
+        client: &Client,
+    ) -> Decision {
         let Some(p) = self.keys.current() else {
             return Decision::Reply(not_ready());
         };
@@ -73,6 +79,13 @@ impl Gate {
             browser: binding_hash(binding.as_bytes()),
             client: self.client_ip(head, buf, client.peer),
         };
+        if let Some(sh) = &self.shared_store {
+            // The provider may send the browser back to any instance.
+            let ttl_ms = self.pending.borrow().ttl_secs() * 1000;
+            if sh.store.put_pending(&state, &login, ttl_ms).await.is_err() {
+                return Decision::Reply(super::shared::store_unavailable());
+            }
+        }
         match self.pending.borrow_mut().insert(state, login, now) {
             Ok(evicted) => self
                 .metrics
@@ -129,6 +142,7 @@ impl Gate {
         // The state names the worker that holds the pending login.
         let owner = state.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok());
         let taken = match owner {
+            _ if self.shared_store.is_some() => self.take_shared_pending(&state, &browser).await,
             Some(o) if o != self.worker && client.movable && usize::from(o) < self.peers.len() => {
                 return Decision::HandOff(o)
             }
@@ -156,7 +170,10 @@ impl Gate {
             return self.bad_callback("The login answer carries no code.");
         };
         match self.redeem(&code, &pending).await {
-            Ok((tokens, claims)) => self.create_session(tokens, &claims, pending.return_to),
+            Ok((tokens, claims)) => {
+                self.create_session(tokens, &claims, pending.return_to)
+                    .await
+            }
             Err(refusal) => refusal,
         }
     }
@@ -239,7 +256,7 @@ impl Gate {
     /// Creates the session within `cg.maxSessions` (and the user's oldest session ends past
     /// `sessiongate.max-sessions-per-user`), and sends the browser back where it was going
     /// with its cookie.
-    fn create_session(
+    async fn create_session(
         &self,
         tokens: TokenResponse,
         claims: &Claims,
@@ -247,22 +264,17 @@ impl Gate {
     ) -> Decision {
         let sub = claims.sub().unwrap_or_default();
         // One limit for the whole gateway: reserve a place first, give it back on failure.
+        // With the shared store the limit is the cluster's, checked where it is stored.
         let max = self.settings.max_sessions;
-        if self.shared.sessions.fetch_add(1, Ordering::Relaxed) >= max {
+        let local = self.shared_store.is_none();
+        if local && self.shared.sessions.fetch_add(1, Ordering::Relaxed) >= max {
             self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
-            Metrics::inc(&self.metrics.sessions_rejected);
-            tracing::warn!(target: LOG, max, "maxSessions reached; login refused");
-            audit::session_rejected(sub, self.worker, max);
-            let r = self.pages.error(
-                503,
-                "Service Unavailable",
-                "Too many sessions",
-                "The gateway has reached its session limit. Please try again later.",
-            );
-            return Decision::Reply(r.with_header("Retry-After", "30".into()));
+            return self.sessions_full(sub);
         }
         let Ok(id) = SessionId::generate(self.worker, &self.rng) else {
-            self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+            if local {
+                self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+            }
             return Decision::Reply(self.pages.error(
                 500,
                 "Internal Server Error",
@@ -281,20 +293,78 @@ impl Gate {
         s.access_token = tokens.access_token.into();
         s.refresh_token = tokens.refresh_token.unwrap_or_default().into_boxed_str();
         s.id_token = tokens.id_token.unwrap_or_default().into_boxed_str();
-        self.store.borrow_mut().insert(s);
+        if let Some(sh) = &self.shared_store {
+            let per_user = self.settings.max_sessions_per_user;
+            match sh.store.create(&s, self.epoch(), max, per_user).await {
+                Ok(Created::Stored { superseded }) => {
+                    self.cache(s, 0);
+                    for hash in superseded {
+                        self.end_shared_hash(hash, EndReason::Superseded);
+                    }
+                }
+                Ok(Created::Full) => return self.sessions_full(sub),
+                Err(e) => {
+                    tracing::warn!(target: LOG, error = %e, "session not stored; login refused");
+                    return Decision::Reply(super::shared::store_unavailable());
+                }
+            }
+        } else {
+            self.store.borrow_mut().insert(s);
+            self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+        }
         Metrics::inc(&self.metrics.sessions_created);
-        self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(target: LOG, subject = %sub.escape_debug(), sid = ?claims.sid(), worker = self.worker, "session created");
         audit::session_created(sub, claims.sid(), self.worker);
-        let superseded = self
-            .shared
-            .users
-            .add(sub, id, self.settings.max_sessions_per_user);
-        for old in superseded {
-            self.supersede(old);
+        if local {
+            let superseded = self
+                .shared
+                .users
+                .add(sub, id, self.settings.max_sessions_per_user);
+            for old in superseded {
+                self.supersede(old);
+            }
         }
         let cookie = set_cookie(id.encode().as_str(), self.settings.secure_cookie, None);
         Decision::Reply(Reply::redirect(return_to).with_header("Set-Cookie", cookie))
+    }
+
+    /// `cg.maxSessions` is reached: the login is refused with a page that says so.
+    fn sessions_full(&self, sub: &str) -> Decision {
+        let max = self.settings.max_sessions;
+        Metrics::inc(&self.metrics.sessions_rejected);
+        tracing::warn!(target: LOG, max, "maxSessions reached; login refused");
+        audit::session_rejected(sub, self.worker, max);
+        let r = self.pages.error(
+            503,
+            "Service Unavailable",
+            "Too many sessions",
+            "The gateway has reached its session limit. Please try again later.",
+        );
+        Decision::Reply(r.with_header("Retry-After", "30".into()))
+    }
+
+    /// With the shared store: the pending login of `state`, taken once for the cluster
+    /// (whichever instance the provider sent the browser back to), if this browser
+    /// started it.
+    async fn take_shared_pending(
+        &self,
+        state: &str,
+        browser: &[u8; 32],
+    ) -> Result<PendingLogin, Missing> {
+        let Some(sh) = &self.shared_store else {
+            return Err(Missing::Unknown);
+        };
+        // This worker's own copy (when it started the login) only says how it went.
+        let local = self.take_pending(state, browser);
+        match sh.store.take_pending(state).await {
+            Ok(Some(p)) if crate::session::same_secret(&p.browser, browser) => Ok(p),
+            Ok(Some(_)) => Err(Missing::OtherBrowser),
+            Ok(None) => match local {
+                Ok(_) => Err(Missing::Unknown),
+                Err(missing) => Err(missing),
+            },
+            Err(_) => Err(Missing::Unknown),
+        }
     }
 
     /// Ends a session its user went past the per-user limit with, wherever it lives.

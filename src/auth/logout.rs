@@ -33,14 +33,20 @@ impl Gate {
         }
         let id = self.cookie_session(head, buf);
         let id_token: Option<String> = match id {
-            Some(id) if id.owner() != self.worker && client.movable => {
-                return Decision::HandOff(id.owner())
+            Some(id) if self.home(&id) != self.worker && client.movable => {
+                return Decision::HandOff(self.home(&id))
             }
-            Some(id) if id.owner() != self.worker => self
-                .ask_peer(id.owner(), |reply| PeerRequest::EndUser { id, reply })
+            Some(id) if self.home(&id) != self.worker => self
+                .ask_peer(self.home(&id), |reply| PeerRequest::EndUser { id, reply })
                 .await
                 .flatten(),
-            Some(id) => self.end_user_session(&id),
+            Some(id) => {
+                // Not cached here yet: its ID token (the logout hint) is in Redis.
+                if self.store.borrow().get(&id).is_none() {
+                    self.load_shared(&id).await;
+                }
+                self.end_user_session(&id)
+            }
             None => None,
         };
         let post_logout = self.settings.post_logout.as_deref();
@@ -70,19 +76,30 @@ impl Gate {
     }
 
     /// Removes one session and does everything its end requires.
+    /// With the shared store, the cached copy goes now and the end is the cluster's once
+    /// Redis takes it ([`Gate::queue_end`]); the answer is the cached copy.
     pub(super) fn end_session(&self, id: &SessionId, reason: EndReason) -> Option<Session> {
+        if self.shared_store.is_some() {
+            return self.queue_end(id, reason);
+        }
         let s = self.store.borrow_mut().remove(id)?;
         self.after_end(&s, reason);
         Some(s)
     }
 
     /// Everything that follows a session leaving the store, whatever removed it: the global
-    /// count, its WebSockets, metrics, log and audit, and the calls to end it elsewhere.
+    /// count, its WebSockets, then [`Gate::record_end`].
     fn after_end(&self, s: &Session, reason: EndReason) {
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
         self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         self.shared.users.remove(s.subject(), s.id());
         self.close_websockets(s.id());
+        self.record_end(s, reason);
+    }
+
+    /// An end as it counts once: metrics, log and audit, and the calls to end the session
+    /// elsewhere (with the shared store, on the instance whose end script ended it).
+    pub(super) fn record_end(&self, s: &Session, reason: EndReason) {
         self.metrics.session_ended(reason.metric());
         tracing::info!(target: LOGOUT_LOG, subject = %s.subject().escape_debug(), reason = reason.label(), "session ended");
         let end = match reason {
@@ -97,6 +114,9 @@ impl Gate {
 
     /// Ends every session whose deadline passed; runs every `sessionCheckIntervalMs`.
     pub fn expire(&self, scratch: &mut Vec<Session>) {
+        if self.shared_store.is_some() {
+            return; // `shared_tick` does it, with Redis.
+        }
         scratch.clear();
         // Pending logins expire here too: only those past their TTL are touched (they wait
         // in age order), so a tick with none due stays near-free.
@@ -109,6 +129,10 @@ impl Gate {
 
     /// Ends the sessions of one user (admin API): returns how many ended.
     pub fn end_subject(&self, sub: &str, reason: EndReason) -> usize {
+        if let Some(sh) = &self.shared_store {
+            // Sessions not cached here: by their names in Redis.
+            self.end_shared_matching(sh, None, Some(sub), reason);
+        }
         let ids = self.store.borrow().ids_by_subject(sub);
         ids.iter()
             .filter(|id| self.end_session(id, reason).is_some())
@@ -170,6 +194,16 @@ impl Gate {
             other => other?,
         };
         tracing::debug!(target: backchannel::LOG, jti = %t.jti.escape_debug(), sid = ?t.sid, "logout token valid");
+        if let Some(sh) = &self.shared_store {
+            // The replay guard of the cluster: a token replayed at another instance is
+            // refused there too. Worker 0's own guard still runs after it.
+            let ttl_ms = (self.settings.max_logout_age_secs + self.settings.leeway_secs) * 2000;
+            match sh.store.admit_jti(&t.jti, ttl_ms).await {
+                Ok(true) => {}
+                Ok(false) => return Err(LogoutError::Replayed),
+                Err(_) => return Err(LogoutError::NotReady),
+            }
+        }
         let (tx, rx) = flume::bounded(1);
         let msg = WorkerMsg::Backchannel {
             token: t,
@@ -213,6 +247,10 @@ impl Gate {
                 (None, None) => Vec::new(),
             }
         };
+        if let (Some(sh), 0) = (&self.shared_store, self.worker) {
+            // Sessions no worker here caches: by their names in Redis (once per instance).
+            self.end_shared_matching(sh, sid, sub, EndReason::Backchannel);
+        }
         let n = ids
             .iter()
             .filter(|id| self.end_session(id, EndReason::Backchannel).is_some())

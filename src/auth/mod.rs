@@ -25,6 +25,7 @@ pub mod logout;
 mod origin;
 pub mod peer;
 pub mod refresh;
+pub mod shared;
 pub mod verify;
 pub mod websockets;
 
@@ -133,6 +134,8 @@ pub struct GateDeps {
     pub peers: Vec<Inbox>,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
+    /// `session-store: redis`: the worker's handles on the shared store.
+    pub shared_store: Option<shared::SharedState>,
 }
 
 /// A worker's session state and OIDC client.
@@ -161,6 +164,10 @@ pub struct Gate {
     peers: Vec<Inbox>,
     metrics: Arc<Metrics>,
     rng: SystemRandom,
+    /// The shared store (`session-store: redis`); `None`: sessions live here only.
+    shared_store: Option<shared::SharedState>,
+    /// The worker is draining: background loops finish what is queued and stop.
+    shutdown_started: std::cell::Cell<bool>,
 }
 
 impl Gate {
@@ -216,6 +223,8 @@ impl Gate {
             metrics: deps.metrics,
             rng: SystemRandom::new(),
             clock: deps.clock,
+            shared_store: deps.shared_store,
+            shutdown_started: std::cell::Cell::new(false),
             reg,
         })
     }
@@ -246,6 +255,14 @@ impl Gate {
         self.settings.keep_alive_after_disconnect
     }
 
+    /// The worker drains: the shared store's loops finish their queues and stop.
+    pub fn begin_shutdown(&self) {
+        self.shutdown_started.set(true);
+        if let Some(sh) = &self.shared_store {
+            sh.close_when_idle();
+        }
+    }
+
     /// Decides what to do with a request.
     pub async fn decide(&self, head: &RequestHead, buf: &[u8], client: Client) -> Decision {
         let (path, method) = (head.path(buf), head.method(buf));
@@ -266,10 +283,11 @@ impl Gate {
                 // A page elsewhere opening a socket with the user's cookie (CSWSH).
                 return Decision::Reply(forbidden("cross-site WebSocket refused"));
             }
-            let found = if id.owner() == self.worker {
+            let home = self.home(&id);
+            let found = if home == self.worker {
                 self.session_forward(&id, head, buf).await
             } else if client.movable {
-                return Decision::HandOff(id.owner());
+                return Decision::HandOff(home);
             } else {
                 self.remote_forward(&id, head, buf).await
             };
@@ -282,7 +300,7 @@ impl Gate {
             return self.api_client(token).await;
         }
         if is_navigation(head, buf) {
-            return self.start_login(head, buf, &client);
+            return self.start_login(head, buf, &client).await;
         }
         Decision::Reply(unauthorized("unauthorized", "no session; log in first"))
     }
@@ -290,9 +308,11 @@ impl Gate {
     /// The request's SESSION cookie as an id of a session this gateway could hold: one
     /// naming a worker that does not exist (forged, or another instance's) is no session.
     fn cookie_session(&self, head: &RequestHead, buf: &[u8]) -> Option<SessionId> {
+        // With the shared store any instance's session may come here (folded onto this
+        // instance's workers by `home`).
         session_cookie(head, buf)
             .and_then(SessionId::parse)
-            .filter(|id| usize::from(id.owner()) < self.peers.len())
+            .filter(|id| self.shared_store.is_some() || usize::from(id.owner()) < self.peers.len())
     }
 
     /// A session of this worker: its access token goes upstream (refreshed when due),
@@ -303,6 +323,9 @@ impl Gate {
         head: &RequestHead,
         buf: &[u8],
     ) -> Option<Decision> {
+        if let Some(refusal) = self.store_outage() {
+            return Some(Decision::Reply(refusal));
+        }
         let (token, banner_accepted) = self.session_token(id).await?;
         if self.settings.banner.is_some() && !banner_accepted {
             return Some(Decision::Reply(self.banner_page(head, buf)));

@@ -40,7 +40,7 @@ impl Gate {
         // A WebSocket opening here must be closed from here when the owner ends the session.
         let websocket_on = head.websocket.then_some(self.worker);
         let view = self
-            .ask_peer(id.owner(), |reply| PeerRequest::Lookup {
+            .ask_peer(self.home(id), |reply| PeerRequest::Lookup {
                 id: *id,
                 websocket_on,
                 reply,
@@ -57,14 +57,14 @@ impl Gate {
 
     /// The session is alive, wherever it lives (touching it counts as use).
     pub(super) async fn session_alive(&self, id: &SessionId) -> bool {
-        if id.owner() == self.worker {
+        if self.home(id) == self.worker {
             return self
                 .store
                 .borrow_mut()
                 .touch(id, self.clock.now_ms())
                 .is_some();
         }
-        let asked = self.ask_peer(id.owner(), |reply| PeerRequest::Lookup {
+        let asked = self.ask_peer(self.home(id), |reply| PeerRequest::Lookup {
             id: *id,
             websocket_on: None,
             reply,

@@ -26,6 +26,13 @@ impl Gate {
     /// live session.
     pub(super) async fn session_token(&self, id: &SessionId) -> Option<(Rc<str>, bool)> {
         let now = self.clock.now_ms();
+        if self.shared_store.is_some() {
+            let cached = self.store.borrow_mut().touch(id, now).is_some();
+            if !cached && !self.load_shared(id).await {
+                return None;
+            }
+            self.note_use(id);
+        }
         let refresh = {
             let mut store = self.store.borrow_mut();
             let s = store.touch(id, now)?;
@@ -41,7 +48,10 @@ impl Gate {
         match refresh {
             Some(rt) => {
                 self.refreshing.borrow_mut().insert(*id, Signal::new());
-                self.refresh(id, &rt).await;
+                match self.shared_store.is_some() {
+                    true => self.refresh_shared(id, &rt).await,
+                    false => self.refresh(id, &rt).await,
+                }
                 if let Some(done) = self.refreshing.borrow_mut().remove(id) {
                     done.trigger();
                 }
@@ -81,6 +91,7 @@ impl Gate {
                     Metrics::inc(&self.metrics.refreshes);
                     tracing::debug!(target: LOG, session = %id.reference(), "access token refreshed");
                 }
+                self.save_shared_tokens(id).await;
             }
             Err(RefreshFailure::InvalidGrant(why)) => {
                 tracing::info!(target: LOG, session = %id.reference(), why, "refresh refused; session ended");
@@ -94,6 +105,90 @@ impl Gate {
                 if let Some(s) = self.store.borrow_mut().get_mut(id) {
                     s.refreshing = false;
                 }
+            }
+        }
+    }
+}
+
+impl Gate {
+    /// A refresh with the shared store: one instance at a time refreshes a session (a
+    /// rotated refresh token must never be used twice); the others wait for its new tokens.
+    async fn refresh_shared(&self, id: &SessionId, refresh_token: &str) {
+        let Some(sh) = &self.shared_store else {
+            return;
+        };
+        match sh.store.lock_refresh(id).await {
+            Ok(Some(lock)) => {
+                // Another instance may have refreshed since this copy was loaded.
+                if !self.adopt_newer_tokens(id).await {
+                    let current = self.store.borrow().get(id).map(|s| s.refresh_token.to_string());
+                    self.refresh(id, current.as_deref().unwrap_or(refresh_token))
+                        .await;
+                }
+                sh.store.unlock_refresh(id, &lock).await;
+            }
+            Ok(None) => {
+                let deadline = std::time::Instant::now() + REFRESH_WAIT;
+                while std::time::Instant::now() < deadline {
+                    monoio::time::sleep(Duration::from_millis(200)).await;
+                    if self.adopt_newer_tokens(id).await {
+                        break;
+                    }
+                }
+            }
+            // Redis away: keep the tokens there are (no refresh that could race another
+            // instance's); the next request tries again.
+            Err(_) => {}
+        }
+        if let Some(s) = self.store.borrow_mut().get_mut(id) {
+            s.refreshing = false;
+        }
+    }
+
+    /// Takes tokens another instance refreshed into this worker's copy; `true` when there
+    /// were newer ones (or the session is gone, so there is nothing left to refresh).
+    async fn adopt_newer_tokens(&self, id: &SessionId) -> bool {
+        let Some(sh) = &self.shared_store else {
+            return false;
+        };
+        let Ok(loaded) = sh.store.load(id, self.epoch()).await else {
+            return false;
+        };
+        let Some(l) = loaded else {
+            self.evict(id);
+            return true;
+        };
+        if super::shared::cached_version(sh, id).is_some_and(|v| v >= l.version) {
+            return false;
+        }
+        if let Some(s) = self.store.borrow_mut().get_mut(id) {
+            s.access_token = l.session.access_token.clone();
+            s.access_expires_ms = l.session.access_expires_ms;
+            s.refresh_token = l.session.refresh_token.clone();
+            s.refresh_expires_ms = l.session.refresh_expires_ms;
+            s.id_token = l.session.id_token.clone();
+        }
+        super::shared::keep_version(sh, id, l.version);
+        true
+    }
+
+    /// Writes a refreshed session's tokens to the shared store.
+    async fn save_shared_tokens(&self, id: &SessionId) {
+        let Some(sh) = &self.shared_store else {
+            return;
+        };
+        let epoch = self.epoch();
+        let sealed = self.store.borrow().get(id).map(|s| sh.store.seal_tokens(s, epoch));
+        let Some((key, sealed)) = sealed else {
+            return;
+        };
+        match sh.store.save_tokens(&key, &sealed).await {
+            Ok(Some(v)) => super::shared::keep_version(sh, id, v),
+            Ok(None) => {
+                self.evict(id);
+            }
+            Err(e) => {
+                tracing::warn!(target: LOG, session = %id.reference(), error = %e, "refreshed tokens not stored; other instances refresh again")
             }
         }
     }

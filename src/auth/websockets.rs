@@ -76,10 +76,10 @@ impl Gate {
 
     /// Traffic on a session's WebSocket counts as use of the session, wherever it lives.
     pub fn touch(&self, id: &SessionId) {
-        if id.owner() == self.worker {
+        if self.home(id) == self.worker {
             let now = self.clock.now_ms();
             self.store.borrow_mut().touch(id, now);
-        } else if let Some(owner) = self.peers.get(usize::from(id.owner())) {
+        } else if let Some(owner) = self.peers.get(usize::from(self.home(id))) {
             let _ = owner.send(WorkerMsg::Peer(PeerRequest::Touch { id: *id }));
         }
     }

@@ -27,6 +27,9 @@ pub const END_REASONS: [&str; 6] = [
     "superseded",
 ];
 
+/// How a cache miss of the shared store went, as labels of `sessiongate_store_loads_total`.
+pub const STORE_LOADS: [&str; 3] = ["hit", "missing", "error"];
+
 /// One worker's counters.
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -53,6 +56,8 @@ pub struct Metrics {
     pub sessions_created: AtomicU64,
     pub sessions_rejected: AtomicU64,
     pub sessions_ended: [AtomicU64; 6],
+    /// Cache misses loaded from the shared store, by [`STORE_LOADS`].
+    pub store_loads: [AtomicU64; 3],
     pub logins_started: AtomicU64,
     pub jwt_verifications: AtomicU64,
     pub jwt_cache_hits: AtomicU64,
@@ -110,6 +115,12 @@ impl Metrics {
         }
         if full > 0 {
             self.pending_evicted.fetch_add(full as u64, Relaxed);
+        }
+    }
+
+    pub fn store_load(&self, result: &str) {
+        if let Some(i) = STORE_LOADS.iter().position(|r| *r == result) {
+            self.store_loads[i].fetch_add(1, Relaxed);
         }
     }
 
@@ -238,7 +249,12 @@ const COUNTERS: &[Counter] = &[
 ];
 
 /// Renders every worker's counters, summed, plus gateway-wide gauges.
-pub fn render(all: &[Arc<Metrics>], sessions_active: u64, provider_ready: bool) -> String {
+pub fn render(
+    all: &[Arc<Metrics>],
+    sessions_active: u64,
+    provider_ready: bool,
+    store_up: Option<bool>,
+) -> String {
     let mut out = String::with_capacity(4096);
     for (name, help, field) in COUNTERS {
         let v = sum(all, field);
@@ -271,6 +287,21 @@ pub fn render(all: &[Arc<Metrics>], sessions_active: u64, provider_ready: bool) 
             out,
             "sessiongate_sessions_ended_total{{reason=\"{reason}\"}} {}",
             sum(all, |m| &m.sessions_ended[i])
+        );
+    }
+    out.push_str("# HELP sessiongate_store_loads_total Sessions not cached by the worker that served them, looked up in the shared store: found, missing, or failed.\n# TYPE sessiongate_store_loads_total counter\n");
+    for (i, result) in STORE_LOADS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "sessiongate_store_loads_total{{result=\"{result}\"}} {}",
+            sum(all, |m| &m.store_loads[i])
+        );
+    }
+    if let Some(up) = store_up {
+        let _ = write!(
+            out,
+            "# HELP sessiongate_store_up 1 while the shared session store (Redis) is reachable.\n# TYPE sessiongate_store_up gauge\nsessiongate_store_up {}\n",
+            u8::from(up)
         );
     }
     let _ = write!(
@@ -376,7 +407,7 @@ mod tests {
         Metrics::inc(&a.sessions_created);
         a.session_ended("backchannel");
         Metrics::inc(&b.connections_shed_idle);
-        let text = render(&[a, b], 7, true);
+        let text = render(&[a, b], 7, true, None);
         assert!(text.contains("sessiongate_responses_total{code=\"2xx\"} 2\n"));
         assert!(text.contains("sessiongate_responses_total{code=\"5xx\"} 1\n"));
         assert!(text.contains("sessiongate_sessions_created_total 1\n"));

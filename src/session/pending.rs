@@ -24,7 +24,9 @@ const ENTRY_OVERHEAD: usize = 160;
 /// Finished logins remembered (state → target), for a callback opened again.
 const SPENT_MAX: usize = 4096;
 
-/// One login in progress.
+/// One login in progress (serialisable: the shared store keeps it sealed for whichever
+/// instance the provider sends the browser back to).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct PendingLogin {
     pub nonce: String,
     pub verifier: String,

@@ -18,15 +18,19 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 mod connection;
 mod inbox;
 
+use crate::auth::shared::SharedState;
 use crate::auth::{Gate, GateDeps};
 use crate::clock::Clock;
-use crate::config::{Config, Driver};
+use crate::config::{Config, Driver, StoreKind};
 use crate::http::head::Limits;
 use crate::messages::{Inbox, Shared, WorkerMsg};
 use crate::metrics::Metrics;
 use crate::net::buffers::BufPool;
 use crate::provider::RefreshRequester;
+use crate::redis::Redis;
+use crate::session::seal::Keyring;
 use crate::signal::Signal;
+use crate::store::{Expiry, SharedSessions};
 use crate::state::{ConnId, Connections, Routing, Timeouts, WorkerState};
 use crate::upstream::Upstream;
 
@@ -205,6 +209,9 @@ async fn serve(
         }));
         monoio::spawn(every(ctx.clone(), fresh_every, Gate::send_fresh_tokens));
         monoio::spawn(g.dispatcher().clone().run(ctx.shutdown.clone()));
+        if g.has_shared_store() {
+            spawn_shared_store_loops(&ctx, check_every);
+        }
     }
     let _ = ready.send(Ok(in_use));
     tracing::debug!(target: LOG, worker = id, driver = ?in_use, "worker started");
@@ -214,6 +221,62 @@ async fn serve(
     }
     accept(listener, ctx.clone(), ctx.tls.is_some()).await;
     drain(&ctx, Instant::now() + grace).await;
+}
+
+/// With the shared store: the queue of ends for Redis, the follower of other instances'
+/// ends, and the tick that writes uses back and sweeps expiry.
+fn spawn_shared_store_loops(ctx: &Rc<WorkerState>, check_every: Duration) {
+    let c = ctx.clone();
+    monoio::spawn(async move {
+        if let Some(g) = &c.gate {
+            g.run_shared_ends().await;
+        }
+    });
+    let c = ctx.clone();
+    monoio::spawn(async move {
+        if let Some(g) = &c.gate {
+            g.follow_ends().await;
+        }
+    });
+    let c = ctx.clone();
+    monoio::spawn(async move {
+        let Some(g) = &c.gate else { return };
+        let mut scratch = Vec::new();
+        while !c.shutdown.is_triggered() {
+            monoio::select! {
+                _ = monoio::time::sleep(check_every) => {}
+                _ = c.shutdown.wait() => {}
+            }
+            // Once more at shutdown: the last uses are written back.
+            g.shared_tick(&mut scratch).await;
+        }
+    });
+}
+
+/// The worker's handles on the shared store (`session-store: redis`).
+fn shared_store(cfg: &Config, tls: &Arc<rustls::ClientConfig>) -> Option<SharedState> {
+    let g = &cfg.gateway;
+    if g.session_store != StoreKind::Redis {
+        return None;
+    }
+    // Validation requires a key with the redis store.
+    let keys = Rc::new(Keyring::new(&g.session_keys.0)?);
+    let settings = Rc::new(cfg.redis.clone());
+    let expiry = Expiry {
+        idle_ms: cfg.cg.session_timeout.as_millis() as u64,
+        max_ms: g.session_max_lifetime.map_or(0, |d| d.as_millis() as u64),
+    };
+    let store = SharedSessions::new(
+        Redis::connect(settings.clone(), tls.clone(), "store"),
+        keys,
+        &settings.namespace,
+        expiry,
+        g.redis_outage_grace.as_millis() as u64,
+    );
+    Some(SharedState::new(
+        store,
+        Redis::connect(settings, tls.clone(), "ends"),
+    ))
 }
 
 /// What `state` builds a worker's state from.
@@ -243,6 +306,7 @@ fn state(p: WorkerSpecParts) -> WorkerState {
             peers: p.peers.clone(),
             metrics: p.metrics.clone(),
             clock: Clock::system(),
+            shared_store: shared_store(cfg, &p.tls_client),
         };
         Gate::new(cfg, p.id as u8, deps)
     });
@@ -288,7 +352,8 @@ async fn drain(ctx: &WorkerState, deadline: Instant) {
         tracing::warn!(target: LOG, worker = ctx.worker, open = open(), "grace period over; closing remaining connections");
     }
     let Some(g) = &ctx.gate else { return };
-    while g.dispatcher().pending() > 0 && Instant::now() < deadline {
+    g.begin_shutdown();
+    while (g.dispatcher().pending() > 0 || g.shared_ends_waiting() > 0) && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
     if g.dispatcher().pending() > 0 {

@@ -1,0 +1,439 @@
+//! The gate over the shared store (`sessiongate.session-store: redis`): the worker's
+//! session table becomes a cache of the sessions it serves, and [`crate::store`] holds
+//! them for the cluster.
+//!
+//! - A miss loads the session from Redis ([`Gate::load_shared`]; concurrent requests of
+//!   one session wait for the one load).
+//! - Uses are collected in a set and written back once per `sessionCheckIntervalMs`
+//!   ([`Gate::shared_tick`]): a cache hit costs no Redis command.
+//! - Every end goes through [`Gate::queue_end`]: the cached copy goes at once, the end
+//!   script runs in the background, and the calls the end requires are made by whichever
+//!   instance's script ended it (exactly once). While Redis is away ends wait, in order.
+//! - Expiry for the cluster is claimed by worker 0 of every instance, each claim atomic;
+//!   the cache's own expiry only evicts (a session used elsewhere is simply loaded again).
+//! - [`Gate::follow_ends`] evicts what other instances ended; after a lost connection it
+//!   re-checks the whole cache before trusting it again.
+//! - Redis away: cached sessions are served for `redis-outage-grace-sec`, then refused
+//!   with 503; new logins get 503 with Retry-After; readiness answers 503.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hashbrown::{HashMap, HashSet};
+
+use crate::http::reply::Reply;
+use crate::redis::Redis;
+use crate::session::record::Epoch;
+use crate::session::table::Session;
+use crate::session::{EndReason, SessionId};
+use crate::signal::Signal;
+use crate::store::{self, SharedSessions};
+
+use super::{Gate, LOG};
+
+/// Expired sessions one sweep claims at most (the next tick takes the rest).
+const CLAIMS_PER_TICK: usize = 512;
+/// How long a follower's XREAD blocks before it asks again.
+const FOLLOW_BLOCK_MS: u64 = 5_000;
+
+/// The cache's bookkeeping beside the session table.
+pub struct SharedState {
+    pub store: SharedSessions,
+    /// The connection that follows the ends stream (a blocking read holds it).
+    ends: Redis,
+    /// Cached sessions by their Redis name, and the token version each was loaded at.
+    by_hash: RefCell<HashMap<String, SessionId>>,
+    versions: RefCell<HashMap<SessionId, (String, i64)>>,
+    /// Sessions used since the last write-back.
+    used: RefCell<HashSet<SessionId>>,
+    /// Loads in flight, so concurrent requests of one session load it once.
+    loading: RefCell<HashMap<SessionId, Signal>>,
+    /// Ends to run on Redis, in order; woken by `wake`.
+    ends_queue: RefCell<std::collections::VecDeque<Job>>,
+    wake: RefCell<Signal>,
+}
+
+/// An end for the cluster, waiting its turn.
+enum Job {
+    /// One session, by its name in Redis.
+    End(String, EndReason),
+    /// Every session of a provider session (`sid`) or of a user, looked up in Redis.
+    Matching {
+        sid: Option<String>,
+        sub: Option<String>,
+        reason: EndReason,
+    },
+    /// The access banner was accepted in this session.
+    Banner(SessionId),
+}
+
+impl SharedState {
+    pub fn new(store: SharedSessions, ends: Redis) -> SharedState {
+        SharedState {
+            store,
+            ends,
+            by_hash: RefCell::default(),
+            versions: RefCell::default(),
+            used: RefCell::default(),
+            loading: RefCell::default(),
+            ends_queue: RefCell::default(),
+            wake: RefCell::new(Signal::new()),
+        }
+    }
+
+    /// At shutdown: the follower's blocking read is cut short; the store connection stays
+    /// for the ends still queued (the worker's exit closes it).
+    pub fn close_when_idle(&self) {
+        self.ends.close();
+        self.wake.borrow().trigger();
+    }
+}
+
+impl Gate {
+    /// `session-store: redis`.
+    pub fn has_shared_store(&self) -> bool {
+        self.shared_store.is_some()
+    }
+
+    /// Ends not yet taken by Redis (shutdown waits for them within its grace).
+    pub fn shared_ends_waiting(&self) -> usize {
+        self.shared_store
+            .as_ref()
+            .map_or(0, |sh| sh.ends_queue.borrow().len() + sh.store.ends_waiting())
+    }
+
+    pub(super) fn epoch(&self) -> Epoch {
+        Epoch::new(self.clock.now_ms(), self.clock.unix_ms())
+    }
+
+    /// The worker whose cache serves a session: the one its id names, folded onto this
+    /// instance's workers (another instance may run more).
+    pub(super) fn home(&self, id: &SessionId) -> u8 {
+        match &self.shared_store {
+            Some(_) => (usize::from(id.owner()) % self.peers.len().max(1)) as u8,
+            None => id.owner(),
+        }
+    }
+
+    /// With the shared store, Redis has been away longer than the grace: sessions are
+    /// refused rather than served from a cache that can no longer learn of ends.
+    pub(super) fn store_outage(&self) -> Option<Reply> {
+        let sh = self.shared_store.as_ref()?;
+        if sh.store.serving(self.clock.unix_ms()) {
+            return None;
+        }
+        Some(store_unavailable())
+    }
+
+    /// Notes a use for the next write-back.
+    pub(super) fn note_use(&self, id: &SessionId) {
+        if let Some(sh) = &self.shared_store {
+            sh.used.borrow_mut().insert(*id);
+        }
+    }
+
+    /// Loads a session this worker does not cache from Redis into the cache; `false` when
+    /// the cluster does not have it (or Redis cannot say).
+    pub(super) async fn load_shared(&self, id: &SessionId) -> bool {
+        let Some(sh) = &self.shared_store else {
+            return false;
+        };
+        let running = sh.loading.borrow().get(id).cloned();
+        if let Some(done) = running {
+            let _ = monoio::time::timeout(Duration::from_secs(5), done.wait()).await;
+            return self.store.borrow().get(id).is_some();
+        }
+        let done = Signal::new();
+        sh.loading.borrow_mut().insert(*id, done.clone());
+        let loaded = sh.store.load(id, self.epoch()).await;
+        sh.loading.borrow_mut().remove(id);
+        done.trigger();
+        let found = match loaded {
+            Ok(Some(l)) => {
+                self.cache(l.session, l.version);
+                self.metrics.store_load("hit");
+                true
+            }
+            Ok(None) => {
+                self.metrics.store_load("missing");
+                false
+            }
+            Err(e) => {
+                self.metrics.store_load("error");
+                tracing::debug!(target: LOG, error = %e, "session load failed");
+                false
+            }
+        };
+        found
+    }
+
+    /// Puts a session from Redis (or just created) in the cache.
+    pub(super) fn cache(&self, s: Session, version: i64) {
+        let Some(sh) = &self.shared_store else {
+            return;
+        };
+        let id = *s.id();
+        let hash = SharedSessions::hash_of(&id);
+        if self.store.borrow_mut().insert(s).is_none() {
+            self.shared.sessions.fetch_add(1, Ordering::Relaxed);
+            self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+        }
+        sh.by_hash.borrow_mut().insert(hash.clone(), id);
+        sh.versions.borrow_mut().insert(id, (hash, version));
+    }
+
+    /// Drops a session from this worker's cache (ended elsewhere, or evicted): no calls,
+    /// no audit; those belong to the end itself.
+    pub(super) fn evict(&self, id: &SessionId) -> Option<Session> {
+        let sh = self.shared_store.as_ref()?;
+        let s = self.store.borrow_mut().remove(id)?;
+        self.forget_cached(sh, &s);
+        Some(s)
+    }
+
+    fn forget_cached(&self, sh: &SharedState, s: &Session) {
+        if let Some((hash, _)) = sh.versions.borrow_mut().remove(s.id()) {
+            sh.by_hash.borrow_mut().remove(&hash);
+        }
+        sh.used.borrow_mut().remove(s.id());
+        self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.close_websockets(s.id());
+    }
+
+    fn evict_hash(&self, hash: &str) {
+        let id = self
+            .shared_store
+            .as_ref()
+            .and_then(|sh| sh.by_hash.borrow().get(hash).copied());
+        if let Some(id) = id {
+            self.evict(&id);
+        }
+    }
+
+    /// Ends a session for the cluster: the cached copy now, the rest when Redis takes it.
+    pub(super) fn queue_end(&self, id: &SessionId, reason: EndReason) -> Option<Session> {
+        let sh = self.shared_store.as_ref()?;
+        let local = self.evict(id);
+        self.queue_end_hash(sh, SharedSessions::hash_of(id), reason);
+        local
+    }
+
+    fn queue_end_hash(&self, sh: &SharedState, hash: String, reason: EndReason) {
+        self.queue_job(sh, Job::End(hash, reason));
+    }
+
+    /// Ends a session by its name in Redis (one the per-user cap pushed out).
+    pub(super) fn end_shared_hash(&self, hash: String, reason: EndReason) {
+        if let Some(sh) = &self.shared_store {
+            self.evict_hash(&hash);
+            self.queue_end_hash(sh, hash, reason);
+        }
+    }
+
+    /// Ends the sessions of a provider session or user that Redis holds, cached here or not.
+    pub(super) fn end_shared_matching(
+        &self,
+        sh: &SharedState,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        reason: EndReason,
+    ) {
+        let job = Job::Matching {
+            sid: sid.map(str::to_string),
+            sub: sub.map(str::to_string),
+            reason,
+        };
+        self.queue_job(sh, job);
+    }
+
+    /// The banner accepted here counts on every instance.
+    pub(super) fn share_banner_acceptance(&self, id: &SessionId) {
+        if let Some(sh) = &self.shared_store {
+            self.queue_job(sh, Job::Banner(*id));
+        }
+    }
+
+    fn queue_job(&self, sh: &SharedState, job: Job) {
+        sh.ends_queue.borrow_mut().push_back(job);
+        sh.wake.borrow().trigger();
+    }
+
+    /// Runs queued ends on Redis until shutdown; the one that ended a session makes the
+    /// calls its end requires.
+    pub async fn run_shared_ends(&self) {
+        let Some(sh) = &self.shared_store else {
+            return;
+        };
+        loop {
+            let next = sh.ends_queue.borrow_mut().pop_front();
+            let Some(job) = next else {
+                if self.stopping() {
+                    return;
+                }
+                let wake = Signal::new();
+                *sh.wake.borrow_mut() = wake.clone();
+                monoio::select! {
+                    _ = wake.wait() => {}
+                    _ = monoio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            };
+            let (hashes, reason) = match job {
+                Job::Banner(id) => {
+                    let _ = sh.store.accept_banner(&id).await;
+                    continue;
+                }
+                Job::End(hash, reason) => (vec![hash], reason),
+                Job::Matching { sid, sub, reason } => {
+                    match sh.store.hashes_of(sid.as_deref(), sub.as_deref()).await {
+                        Ok(hashes) => (hashes, reason),
+                        Err(e) => {
+                            // Put back in front: a provider logout must not be lost.
+                            tracing::debug!(target: LOG, error = %e, "logout lookup waits for the store");
+                            sh.ends_queue.borrow_mut().push_front(Job::Matching { sid, sub, reason });
+                            monoio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    }
+                }
+            };
+            for hash in hashes {
+                self.evict_hash(&hash);
+                if let Ok(Some(s)) = sh.store.end(&hash, reason, self.epoch()).await {
+                    self.record_end(&s, reason);
+                }
+            }
+        }
+    }
+
+    /// Shutdown has begun and no end is left to hand to Redis.
+    fn stopping(&self) -> bool {
+        self.shutdown_started.get()
+    }
+
+    /// Worker tick with the shared store: cache expiry (evictions only), uses written
+    /// back, ends Redis could not take retried and, on worker 0, the cluster's expired
+    /// sessions claimed and ended.
+    pub async fn shared_tick(&self, scratch: &mut Vec<Session>) {
+        let Some(sh) = &self.shared_store else {
+            return;
+        };
+        scratch.clear();
+        self.sweep_pending();
+        self.store.borrow_mut().expire(self.clock.now_ms(), scratch);
+        for s in scratch.drain(..) {
+            self.forget_cached(sh, &s);
+        }
+        let epoch = self.epoch();
+        let uses: Vec<(String, u64)> = {
+            let mut used = sh.used.borrow_mut();
+            let store = self.store.borrow();
+            let versions = sh.versions.borrow();
+            used.drain()
+                .filter_map(|id| {
+                    let last = store.get(&id)?.last_access_ms();
+                    Some((versions.get(&id)?.0.clone(), epoch.to_unix(last)))
+                })
+                .collect()
+        };
+        match sh.store.touch(&uses, epoch).await {
+            Ok(alive) => {
+                for ((hash, _), alive) in uses.iter().zip(alive) {
+                    if !alive {
+                        self.evict_hash(hash);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(target: LOG, error = %e, "uses not written back"),
+        }
+        for (s, reason) in sh.store.retry_ends(epoch).await {
+            self.record_end(&s, reason);
+        }
+        if self.worker == 0 {
+            self.shared
+                .store_down
+                .store(!sh.store.is_up(), Ordering::Relaxed);
+            match sh
+                .store
+                .claim_expired(self.clock.unix_ms(), CLAIMS_PER_TICK, epoch)
+                .await
+            {
+                Ok(ended) => {
+                    for s in ended {
+                        self.evict(s.id());
+                        self.record_end(&s, EndReason::Expired);
+                    }
+                }
+                Err(e) => tracing::debug!(target: LOG, error = %e, "expiry sweep skipped"),
+            }
+        }
+    }
+
+    /// Follows the cluster's ends stream until shutdown, evicting what other instances
+    /// ended. After the connection was lost it re-checks every cached session first.
+    pub async fn follow_ends(&self) {
+        let Some(sh) = &self.shared_store else {
+            return;
+        };
+        let stream = sh.store.ends_key();
+        let mut last: Option<String> = None;
+        let mut recheck = false;
+        while !self.stopping() {
+            if !sh.ends.is_up() {
+                recheck = true;
+                sh.ends.wait_up(Duration::from_secs(1)).await;
+                continue;
+            }
+            let from = match &last {
+                Some(l) => l.clone(),
+                None => match store::ends_tail(&sh.ends, &stream).await {
+                    Ok(tail) => tail,
+                    Err(_) => continue,
+                },
+            };
+            if recheck {
+                let cached: Vec<String> = sh.by_hash.borrow().keys().cloned().collect();
+                match sh.store.missing(&cached).await {
+                    Ok(gone) => {
+                        for hash in &gone {
+                            self.evict_hash(hash);
+                        }
+                        tracing::info!(target: LOG, worker = self.worker, checked = cached.len(), evicted = gone.len(), "session cache re-checked after the store came back");
+                        recheck = false;
+                    }
+                    Err(_) => continue,
+                }
+            }
+            last = Some(from.clone());
+            match store::read_ends(&sh.ends, &stream, &from, FOLLOW_BLOCK_MS).await {
+                Ok((next, hashes)) => {
+                    for hash in &hashes {
+                        self.evict_hash(hash);
+                    }
+                    last = Some(next);
+                }
+                Err(_) => recheck = true,
+            }
+        }
+    }
+}
+
+pub(super) fn store_unavailable() -> Reply {
+    let body = "{\"error\":\"session_store_unavailable\",\"message\":\"the session store is not reachable; try again shortly\"}";
+    Reply::json(503, "Service Unavailable", body.into()).with_header("Retry-After", "5".into())
+}
+
+/// Shared by [`Gate::cache`] callers that hold the version of a record.
+pub(super) fn keep_version(sh: &SharedState, id: &SessionId, version: i64) {
+    if let Some(v) = sh.versions.borrow_mut().get_mut(id) {
+        v.1 = version;
+    }
+}
+
+/// The version this worker's copy of a session was loaded at.
+pub(super) fn cached_version(sh: &SharedState, id: &SessionId) -> Option<i64> {
+    sh.versions.borrow().get(id).map(|v| v.1)
+}
+
