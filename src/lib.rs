@@ -41,7 +41,8 @@
 //! - [`upstream`]: per-worker pools of upstream connections. [`client`]: outgoing calls
 //!   read whole (provider, listeners). [`oidc`]: discovery, authorization URLs, token
 //!   requests. [`provider`]: the thread that keeps the provider's metadata and keys.
-//!   [`dispatcher`]: retried outgoing calls (logouts, fresh tokens, relays).
+//!   [`dispatcher`]: retried outgoing calls (logouts, fresh tokens, relays). [`redis`]: a
+//!   pipelined, reconnecting Redis/Valkey connection on the worker's runtime.
 //!
 //! One worker per core:
 //! - [`messages`]: everything threads tell each other (worker inboxes, peer questions, admin
@@ -92,6 +93,7 @@ pub mod oidc;
 pub mod pages;
 pub mod provider;
 pub mod proxy;
+pub mod redis;
 pub mod route;
 pub mod server;
 pub mod session;
