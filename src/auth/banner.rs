@@ -47,11 +47,11 @@ impl Gate {
             &form_value(query(head.target(buf)), "return").unwrap_or_else(|| "/".into()),
         );
         if let Some(id) = self.cookie_session(head, buf) {
-            if self.home(id) == self.worker {
+            if self.home(&id) == self.worker {
                 self.accept_banner_here(&id);
             } else if client.movable {
                 return Decision::HandOff(self.home(&id));
-            } else if let Some(peer) = self.peers.get(usize::from(self.home(id))) {
+            } else if let Some(peer) = self.peers.get(usize::from(self.home(&id))) {
                 let _ = peer.send(WorkerMsg::Peer(PeerRequest::AcceptBanner { id }));
             }
         }

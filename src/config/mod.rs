@@ -14,7 +14,7 @@ mod error;
 mod raw;
 mod validate;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub logging: LoggingConfig,
     pub gateway: GatewayConfig,
+    /// `spring.data.redis.*` and `spring.session.redis.namespace`: used only with the shared
+    /// session store.
+    pub redis: RedisConfig,
 }
 
 /// `server.*`: the public listener.
@@ -251,4 +254,79 @@ pub struct GatewayConfig {
     /// `redis-outage-grace-sec` (default 30): how long sessions cached before Redis went
     /// away are still served; after that they are refused until it is back.
     pub redis_outage_grace: Duration,
+}
+
+/// The Redis (or Valkey) server of the shared session store: `spring.data.redis.*`
+/// (`host`, `port`, `username`, `password`, `database`, `ssl.enabled`, `timeout`, or `url`)
+/// and `spring.session.redis.namespace`. Read always, used only when sessions are kept in
+/// Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub host: String,
+    pub port: u16,
+    /// Sent with AUTH (Redis 6 ACL user); `None`: the password alone (`default` user).
+    pub username: Option<String>,
+    /// `None`: no AUTH.
+    pub password: Option<String>,
+    /// SELECT after connecting when not 0.
+    pub database: u32,
+    /// TLS to the server, verified against `host` (the system roots and the CA bundle).
+    pub tls: bool,
+    /// How long one command (or pipeline) may wait for its reply; also the connect and TLS
+    /// handshake timeout.
+    pub timeout: Duration,
+    /// The prefix of every key the store writes (`[A-Za-z0-9._-]`, 1 to 64 characters).
+    pub namespace: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> RedisConfig {
+        RedisConfig {
+            host: "localhost".to_string(),
+            port: 6379,
+            username: None,
+            password: None,
+            database: 0,
+            tls: false,
+            timeout: Duration::from_secs(2),
+            namespace: "sessiongate".to_string(),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The server's addresses. Resolved at each connect attempt (rare: at start and after a
+    /// lost connection), so a managed server's new address after a failover is found; an IP
+    /// literal needs no lookup.
+    pub fn addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        Ok((self.host.as_str(), self.port).to_socket_addrs()?.collect())
+    }
+
+    /// `host:port` for logs (an IPv6 literal in brackets).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The password never appears in a debug print (`check`, logs of the configuration).
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("tls", &self.tls)
+            .field("timeout", &self.timeout)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }

@@ -5,7 +5,8 @@
 //! Nothing is shared between tests, so they run in parallel.
 //!
 //! Support: `wire` (HTTP/1.1 reading for both fakes), `backend` (recording upstream),
-//! `client` (raw client), `harness` (gateway process, config, CLI).
+//! `client` (raw client), `harness` (gateway process, config, CLI), `redis_server` (a real
+//! redis-server).
 //! Scenarios: `proxy`, `hostile`, `hardening_http` (attacks on the HTTP layer), `websocket`, `large_body`, `access_log`, `shutdown`,
 //! `config_check`, `check` (the report of `sessiongate check`), `reload` (SIGHUP), `tls` (termination, connection sessions, audit, https upstream),
 //! `structured_logs` (JSON lines in Spring Boot's ECS and Logstash shapes),
@@ -19,6 +20,8 @@
 mod backend;
 mod client;
 mod harness;
+#[allow(dead_code)]
+mod redis_server;
 mod wire;
 
 mod access_log;

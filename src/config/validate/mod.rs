@@ -2,7 +2,8 @@
 //!
 //! Every reader names the key it reads, so each error says where the problem is. Sections we
 //! own (`cg`, `server`, `management`, `sessiongate`, `spring.cloud.gateway`,
-//! `spring.security.oauth2` with its registrations and providers) refuse unknown keys and
+//! `spring.security.oauth2` with its registrations and providers, `spring.data.redis`,
+//! `spring.session.redis`) refuse unknown keys and
 //! suggest the nearest known one; everything else in an operator's Spring file (other
 //! top-level keys, other `spring.*` keys, other `logging.*` keys) is ignored without a word,
 //! except near misses of `spring.security.oauth2`, which would silently turn login off.
@@ -25,7 +26,8 @@
 //! One module a topic: [`section`] reads keys, [`number`] holds the integer and duration
 //! ranges, [`suggest`] the did-you-mean for unknown keys, [`files`] the files read at load;
 //! then a module a part of the file: [`server`], [`cg`], [`oauth2`], [`routes`] (with
-//! [`definition`] and [`filters`]), [`logging`] and [`gateway`] (`sessiongate.*`).
+//! [`definition`] and [`filters`]), [`logging`], [`gateway`] (`sessiongate.*`) and [`redis`]
+//! (`spring.data.redis`, `spring.session.redis`).
 
 mod cg;
 mod definition;
@@ -35,6 +37,7 @@ mod gateway;
 mod logging;
 mod number;
 mod oauth2;
+mod redis;
 mod routes;
 mod section;
 mod server;
@@ -101,6 +104,7 @@ fn config(root: &Node, errors: &Errors) -> Config {
         routes: routes::routes(&spring.open_section("cloud").section("gateway", &["routes"])),
         logging: logging::logging(&top.open_section("logging")),
         gateway: gateway::gateway(&sessiongate),
+        redis: redis::redis(&spring),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Tests of configuration loading, a file a topic: [`keys`] (unknown keys and the
 //! suggestions), [`values`] (numbers, URLs, addresses, `server` and `management`),
-//! [`oauth2`], [`routes`], [`gateway`] (`sessiongate.*` and `logging`), [`files`] (the
+//! [`oauth2`], [`routes`], [`gateway`] (`sessiongate.*` and `logging`), [`redis`]
+//! (`spring.data.redis`, `spring.session.redis`), [`files`] (the
 //! files read at load) and [`several`] (every problem of a file reported at once). Here: the helpers they share, the defaults, placeholders and merged
 //! keys, and the files shipped in `config/`.
 
@@ -8,6 +9,7 @@ mod files;
 mod gateway;
 mod keys;
 mod oauth2;
+mod redis;
 mod routes;
 mod several;
 mod values;
