@@ -121,7 +121,11 @@ impl Gate {
             Ok(Some(lock)) => {
                 // Another instance may have refreshed since this copy was loaded.
                 if !self.adopt_newer_tokens(id).await {
-                    let current = self.store.borrow().get(id).map(|s| s.refresh_token.to_string());
+                    let current = self
+                        .store
+                        .borrow()
+                        .get(id)
+                        .map(|s| s.refresh_token.to_string());
                     self.refresh(id, current.as_deref().unwrap_or(refresh_token))
                         .await;
                 }
@@ -178,7 +182,11 @@ impl Gate {
             return;
         };
         let epoch = self.epoch();
-        let sealed = self.store.borrow().get(id).map(|s| sh.store.seal_tokens(s, epoch));
+        let sealed = self
+            .store
+            .borrow()
+            .get(id)
+            .map(|s| sh.store.seal_tokens(s, epoch));
         let Some((key, sealed)) = sealed else {
             return;
         };

@@ -98,9 +98,9 @@ impl Gate {
 
     /// Ends not yet taken by Redis (shutdown waits for them within its grace).
     pub fn shared_ends_waiting(&self) -> usize {
-        self.shared_store
-            .as_ref()
-            .map_or(0, |sh| sh.ends_queue.borrow().len() + sh.store.ends_waiting())
+        self.shared_store.as_ref().map_or(0, |sh| {
+            sh.ends_queue.borrow().len() + sh.store.ends_waiting()
+        })
     }
 
     pub(super) fn epoch(&self) -> Epoch {
@@ -292,7 +292,11 @@ impl Gate {
                         Err(e) => {
                             // Put back in front: a provider logout must not be lost.
                             tracing::debug!(target: LOG, error = %e, "logout lookup waits for the store");
-                            sh.ends_queue.borrow_mut().push_front(Job::Matching { sid, sub, reason });
+                            sh.ends_queue.borrow_mut().push_front(Job::Matching {
+                                sid,
+                                sub,
+                                reason,
+                            });
                             monoio::time::sleep(Duration::from_millis(500)).await;
                             continue;
                         }
@@ -436,4 +440,3 @@ pub(super) fn keep_version(sh: &SharedState, id: &SessionId, version: i64) {
 pub(super) fn cached_version(sh: &SharedState, id: &SessionId) -> Option<i64> {
     sh.versions.borrow().get(id).map(|v| v.1)
 }
-

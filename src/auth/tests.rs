@@ -33,6 +33,7 @@ fn gate(extra: &str, banner: Option<&str>) -> (Gate, ManualClock, flume::Receive
         peers: vec![inbox],
         metrics: Arc::new(Metrics::default()),
         clock,
+        shared_store: None,
     };
     let g = Gate::new(&config, 0, deps).unwrap();
     (g, hand, refetches)

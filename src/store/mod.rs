@@ -474,7 +474,12 @@ impl SharedSessions {
             .arg(limit.to_string());
         let due = self.note(self.redis.query(cmd).await, now_unix)?;
         let mut ended = Vec::new();
-        for hash in due.into_array().unwrap_or_default().iter().filter_map(text_of) {
+        for hash in due
+            .into_array()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(text_of)
+        {
             if let Some(s) = self.run_end(&hash, now_unix.max(1), epoch).await? {
                 ended.push(s);
             }
@@ -599,11 +604,18 @@ impl SharedSessions {
     ) -> Result<Vec<String>, RedisError> {
         let cmd = match (sid, sub) {
             (Some(sid), _) => Cmd::new("SMEMBERS").arg(format!("{}sid:{sid}", self.prefix)),
-            (None, Some(sub)) => Cmd::new("ZRANGE").arg(self.user_key(sub)).arg("0").arg("-1"),
+            (None, Some(sub)) => Cmd::new("ZRANGE")
+                .arg(self.user_key(sub))
+                .arg("0")
+                .arg("-1"),
             (None, None) => return Ok(Vec::new()),
         };
         let v = self.redis.query(cmd).await?;
-        Ok(v.into_array().unwrap_or_default().iter().filter_map(text_of).collect())
+        Ok(v.into_array()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(text_of)
+            .collect())
     }
 
     /// The sessions of one user, read from Redis (admin API across instances).
@@ -614,7 +626,12 @@ impl SharedSessions {
             let cmd = ["sub", "sid", "c", "a", "b", "t"]
                 .iter()
                 .fold(Cmd::new("HMGET").arg(&key), |c, f| c.arg(f));
-            let f = self.redis.query(cmd).await?.into_array().unwrap_or_default();
+            let f = self
+                .redis
+                .query(cmd)
+                .await?
+                .into_array()
+                .unwrap_or_default();
             if let Some(s) = self
                 .open_record(&key, &f)
                 .and_then(|(m, t)| record::import(m, t, epoch))
@@ -627,7 +644,10 @@ impl SharedSessions {
 
     /// Sessions in the cluster (ended ones not yet swept included).
     pub async fn count(&self) -> Result<u64, RedisError> {
-        let v = self.redis.query(Cmd::new("ZCARD").arg(self.expiry_key())).await?;
+        let v = self
+            .redis
+            .query(Cmd::new("ZCARD").arg(self.expiry_key()))
+            .await?;
         Ok(v.as_int().unwrap_or(0).max(0) as u64)
     }
 
@@ -726,7 +746,11 @@ pub async fn read_ends(
     let streams = redis.query(cmd).await?.into_array().unwrap_or_default();
     for s in streams {
         let mut s = s.into_array().unwrap_or_default();
-        let entries = if s.len() == 2 { s.pop().and_then(Value::into_array) } else { None };
+        let entries = if s.len() == 2 {
+            s.pop().and_then(Value::into_array)
+        } else {
+            None
+        };
         for e in entries.unwrap_or_default() {
             let mut e = e.into_array().unwrap_or_default().into_iter();
             if let Some(id) = e.next().as_ref().and_then(text_of) {
@@ -744,7 +768,12 @@ pub async fn read_ends(
 
 /// The id of the stream's newest entry, where a follower starts (`0-0` when empty).
 pub async fn ends_tail(redis: &Redis, stream: &str) -> Result<String, RedisError> {
-    let cmd = Cmd::new("XREVRANGE").arg(stream).arg("+").arg("-").arg("COUNT").arg("1");
+    let cmd = Cmd::new("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg("1");
     let v = redis.query(cmd).await?;
     Ok(v.into_array()
         .and_then(|a| a.into_iter().next())
@@ -761,7 +790,8 @@ fn int_of(v: &Value) -> Option<i64> {
 }
 
 fn text_of(v: &Value) -> Option<String> {
-    v.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned())
+    v.as_bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 fn unexpected(what: &str, v: &Value) -> RedisError {

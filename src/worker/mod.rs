@@ -30,8 +30,8 @@ use crate::provider::RefreshRequester;
 use crate::redis::Redis;
 use crate::session::seal::Keyring;
 use crate::signal::Signal;
-use crate::store::{Expiry, SharedSessions};
 use crate::state::{ConnId, Connections, Routing, Timeouts, WorkerState};
+use crate::store::{Expiry, SharedSessions};
 use crate::upstream::Upstream;
 
 const LOG: &str = "sessiongate::worker";
@@ -353,7 +353,8 @@ async fn drain(ctx: &WorkerState, deadline: Instant) {
     }
     let Some(g) = &ctx.gate else { return };
     g.begin_shutdown();
-    while (g.dispatcher().pending() > 0 || g.shared_ends_waiting() > 0) && Instant::now() < deadline {
+    while (g.dispatcher().pending() > 0 || g.shared_ends_waiting() > 0) && Instant::now() < deadline
+    {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
     if g.dispatcher().pending() > 0 {

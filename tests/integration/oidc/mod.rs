@@ -44,4 +44,5 @@ mod metrics;
 mod operator_log;
 mod pages;
 mod reload;
+mod shared_store;
 mod websocket_session;

@@ -47,6 +47,8 @@ pub struct StackBuilder {
     /// `server.ssl` files: the TLS listener on a port of its own, and `port` (the one
     /// browsers and the provider use) as `sessiongate.http-port` beside it.
     tls: Option<(PathBuf, PathBuf)>,
+    /// Dotted top-level keys (`spring.data.redis.port: 6379`) appended to the file.
+    top: Vec<(String, String)>,
 }
 
 /// How the stack's recording backend answers.
@@ -72,6 +74,12 @@ impl StackBuilder {
     }
 
     /// Sets a `sessiongate.*` key (kebab-case, value written as is).
+    /// A top-level key, dotted (`spring.data.redis.port`), outside `sessiongate`.
+    pub fn set_top(mut self, key: &str, value: impl ToString) -> Self {
+        set(&mut self.top, key, value.to_string());
+        self
+    }
+
     pub fn set(mut self, key: &str, value: impl ToString) -> Self {
         set(&mut self.knobs, key, value.to_string());
         self
@@ -199,6 +207,9 @@ impl StackBuilder {
         }
         if self.management {
             y.push_str(&management_yaml());
+        }
+        for (k, v) in &self.top {
+            y.push_str(&format!("{k}: {v}\n"));
         }
         y
     }
@@ -336,6 +347,7 @@ impl Stack {
             backend: None,
             management: false,
             tls: None,
+            top: Vec::new(),
         };
         b.registration("client-id", "gateway")
             .registration("client-secret", "secret")
