@@ -743,7 +743,12 @@ pub async fn read_ends(
     let mut last = last.to_string();
     let mut hashes = Vec::new();
     // [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout.
-    let streams = redis.query(cmd).await?.into_array().unwrap_or_default();
+    let within = std::time::Duration::from_millis(block_ms + 2_000);
+    let streams = redis
+        .query_within(cmd, within)
+        .await?
+        .into_array()
+        .unwrap_or_default();
     for s in streams {
         let mut s = s.into_array().unwrap_or_default();
         let entries = if s.len() == 2 {
