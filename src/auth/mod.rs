@@ -122,6 +122,8 @@ struct Settings {
     /// `server.address`: a Host naming it names this gateway.
     listen: IpAddr,
     max_sessions_per_user: u64,
+    /// `cg.freshTokenSendIntervalMs` (a round of fresh-token calls).
+    fresh_every_ms: u64,
 }
 
 /// What a worker hands its gate besides the config.
@@ -207,6 +209,7 @@ impl Gate {
                 trusted_proxies: g.trusted_proxies.clone(),
                 listen: config.server.address,
                 max_sessions_per_user: g.max_sessions_per_user,
+                fresh_every_ms: cg.fresh_token_send_interval.as_millis() as u64,
             },
             keys: verify::Keys::new(deps.refresher),
             store: RefCell::new(Box::new(table)),
