@@ -26,6 +26,7 @@ use crate::messages::{Inbox, Shared, WorkerMsg};
 use crate::metrics::Metrics;
 use crate::net::buffers::BufPool;
 use crate::provider::RefreshRequester;
+use crate::session::snapshot::Record;
 use crate::signal::Signal;
 use crate::state::{ConnId, Connections, Routing, Timeouts, WorkerState};
 use crate::upstream::Upstream;
@@ -54,6 +55,11 @@ pub struct WorkerSpec {
     pub server_tls: Option<Arc<rustls::ServerConfig>>,
     /// `sessiongate.http-port`: a plain HTTP listener beside `listener`.
     pub plain_listener: Option<StdListener>,
+    /// Sessions this worker held before the restart (`sessiongate.session-snapshot`),
+    /// adopted before it accepts.
+    pub restore: Vec<Record>,
+    /// With a snapshot: where the worker sends its sessions once it has drained.
+    pub snapshot: Option<std::sync::mpsc::Sender<(usize, Vec<Record>)>>,
 }
 
 /// Which driver a worker ended up on (io_uring setups can be refused by the kernel).
@@ -184,8 +190,13 @@ async fn serve(
         cfg.cg.session_check_interval,
         cfg.cg.fresh_token_send_interval,
     );
+    // The session clock reaches back to the oldest adopted session's creation, so its
+    // absolute lifetime is counted from then, not from this start.
+    let oldest = spec.restore.iter().map(|r| r.meta.created_unix_ms).min();
+    let clock_start_ms = oldest.map_or(0, |t| Clock::system().unix_ms().saturating_sub(t));
     let ctx = Rc::new(state(WorkerSpecParts {
         id,
+        clock_start_ms,
         config: spec.config.clone(),
         upstreams: spec.upstreams,
         peers: spec.peers,
@@ -199,6 +210,7 @@ async fn serve(
     }));
     monoio::spawn(inbox::run(inbox_rx, ctx.clone()));
     if let Some(g) = &ctx.gate {
+        g.restore(spec.restore);
         let mut scratch = Vec::new();
         monoio::spawn(every(ctx.clone(), check_every, move |g| {
             g.expire(&mut scratch)
@@ -214,11 +226,16 @@ async fn serve(
     }
     accept(listener, ctx.clone(), ctx.tls.is_some()).await;
     drain(&ctx, Instant::now() + grace).await;
+    // After the drain: the last requests' uses and refreshed tokens are in the sessions.
+    if let (Some(tx), Some(g)) = (spec.snapshot, &ctx.gate) {
+        let _ = tx.send((id, g.export_sessions()));
+    }
 }
 
 /// What `state` builds a worker's state from.
 struct WorkerSpecParts {
     id: usize,
+    clock_start_ms: u64,
     config: Arc<Config>,
     upstreams: Vec<Upstream>,
     peers: Vec<Inbox>,
@@ -242,7 +259,7 @@ fn state(p: WorkerSpecParts) -> WorkerState {
             banner: p.banner.as_deref().map(Rc::from),
             peers: p.peers.clone(),
             metrics: p.metrics.clone(),
-            clock: Clock::system(),
+            clock: Clock::system_since(p.clock_start_ms),
         };
         Gate::new(cfg, p.id as u8, deps)
     });
