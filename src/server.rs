@@ -1,7 +1,9 @@
 //! Start-up and the process's life: resolve upstreams, load the server certificate, bind one
 //! SO_REUSEPORT listener per worker and port (all before any thread starts, so a bad port or
 //! certificate fails the start), spawn the workers, announce readiness, then wait for
-//! signals. SIGHUP reloads the server certificate and reopens the audit log.
+//! signals. SIGHUP reloads the server certificate and reopens the audit log. With
+//! `sessiongate.session-snapshot`, the sessions of the last stop are handed to their workers
+//! before they accept, and this stop's are written once the workers have drained.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
