@@ -148,6 +148,12 @@ mod tests {
     }
 
     #[test]
+    fn a_system_clock_may_start_in_the_past() {
+        assert!(Clock::system_since(3_600_000).now_ms() >= 3_600_000);
+        assert!(Clock::system().now_ms() < 3_600_000);
+    }
+
+    #[test]
     fn manual_clock_moves_only_when_told() {
         let (clock, hand) = Clock::manual(1_700_000_000_000);
         assert_eq!(clock.now_ms(), 0);
