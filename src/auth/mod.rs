@@ -12,7 +12,8 @@
 //! way a session ends, through one bookkeeping path), [`calls`] (what is sent to the
 //! backend and listeners when sessions end or stay in use), [`banner`], [`peer`] (requests
 //! for another worker's session from a connection that cannot move), [`websockets`],
-//! [`verify`] (JWTs against the provider's keys) and [`admin`] (the management API's view).
+//! [`verify`] (JWTs against the provider's keys), [`admin`] (the management API's view) and
+//! [`restore`] (sessions carried over a restart).
 //!
 //! One `Gate` per worker; everything in it is single-threaded (`RefCell`, `Rc`). Time comes
 //! from the [`Clock`] it is given, so unit tests drive it by hand.
@@ -25,6 +26,7 @@ pub mod logout;
 mod origin;
 pub mod peer;
 pub mod refresh;
+pub mod restore;
 pub mod shared;
 pub mod verify;
 pub mod websockets;
