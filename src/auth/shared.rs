@@ -69,6 +69,8 @@ enum Job {
     Banner(SessionId),
     /// A session's fresh-token calls of this round, sent if this instance claims it.
     FreshTokens(SessionId, Vec<Call>),
+    /// Pending logins this worker's full table pushed out: their copies in Redis go too.
+    ForgetPending(Vec<String>),
 }
 
 impl SharedState {
@@ -265,6 +267,14 @@ impl Gate {
         }
     }
 
+    /// Pending logins the full local table dropped are dropped from Redis too, so a flood
+    /// of login starts holds no more there than the tables here do.
+    pub(super) fn forget_shared_pending(&self, states: Vec<String>) {
+        if let (Some(sh), false) = (&self.shared_store, states.is_empty()) {
+            self.queue_job(sh, Job::ForgetPending(states));
+        }
+    }
+
     fn queue_job(&self, sh: &SharedState, job: Job) {
         sh.ends_queue.borrow_mut().push_back(job);
         sh.wake.borrow().trigger();
@@ -293,6 +303,10 @@ impl Gate {
             let (hashes, reason) = match job {
                 Job::Banner(id) => {
                     let _ = sh.store.accept_banner(&id).await;
+                    continue;
+                }
+                Job::ForgetPending(states) => {
+                    let _ = sh.store.forget_pending(&states).await;
                     continue;
                 }
                 Job::FreshTokens(id, calls) => {

@@ -653,15 +653,15 @@ impl SharedSessions {
 
     /// Keeps a pending login for whichever instance the provider sends the browser back
     /// to; sealed (it holds the PKCE verifier), gone after `ttl_ms`.
+    /// `login` is the [`PendingLogin`] as JSON.
     pub async fn put_pending(
         &self,
         state: &str,
-        login: &PendingLogin,
+        login: &[u8],
         ttl_ms: u64,
     ) -> Result<(), RedisError> {
         let key = self.pending_key(state);
-        let plain = serde_json::to_vec(login).expect("pending login serialises");
-        let sealed = self.keys.seal(&plain, key.as_bytes());
+        let sealed = self.keys.seal(login, key.as_bytes());
         let cmd = Cmd::new("SET")
             .arg(&key)
             .arg(sealed)
@@ -682,6 +682,14 @@ impl SharedSessions {
             .open(sealed, key.as_bytes())
             .ok()
             .and_then(|p| serde_json::from_slice(&p).ok()))
+    }
+
+    /// Drops pending logins (a full local table pushed them out).
+    pub async fn forget_pending(&self, states: &[String]) -> Result<(), RedisError> {
+        let cmd = states
+            .iter()
+            .fold(Cmd::new("DEL"), |c, s| c.arg(self.pending_key(s)));
+        self.redis.query(cmd).await.map(|_| ())
     }
 
     fn pending_key(&self, state: &str) -> String {
