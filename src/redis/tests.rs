@@ -9,13 +9,13 @@ use super::*;
 
 #[path = "../../tests/integration/redis_server.rs"]
 #[allow(dead_code)]
-mod redis_server;
-use redis_server::RedisServer;
+pub(crate) mod redis_server;
+pub(crate) use redis_server::RedisServer;
 
 /// Generous: only a guard against a hang, never what a test waits for.
 const HANG_GUARD: Duration = Duration::from_secs(20);
 
-fn run<F: Future<Output = ()>>(f: F) {
+pub(crate) fn run<F: Future<Output = ()>>(f: F) {
     monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()
@@ -40,7 +40,7 @@ fn tls() -> Arc<rustls::ClientConfig> {
     crate::client::tls_config(None).expect("client TLS settings")
 }
 
-async fn connected(server: &RedisServer) -> Redis {
+pub(crate) async fn connected(server: &RedisServer) -> Redis {
     let r = Redis::connect(settings(server, None), tls(), "test");
     assert!(r.wait_up(Duration::from_secs(5)).await, "not up");
     r

@@ -43,6 +43,9 @@ use crate::session::seal::Keyring;
 use crate::session::table::Session;
 use crate::session::{EndReason, SessionId};
 
+#[cfg(test)]
+mod tests;
+
 pub const LOG: &str = "sessiongate::store";
 
 /// Ended sessions kept on the ends stream (approximate trim): a follower away for longer
