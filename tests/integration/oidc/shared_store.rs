@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::oidc::stack::{Stack, StackBuilder, APP_PATH};
+use crate::oidc::stack::{Stack, StackBuilder, APP_PATH, BACKEND_LOGOUT_PATH};
 use crate::redis_server::RedisServer;
 
 /// A 32-byte key, base64.
@@ -124,5 +124,42 @@ fn without_redis_at_start_the_gateway_waits_unready_and_recovers() {
     wait_readiness(&s, 200, "UP");
     s.wait_until_provider_known();
     let (_b, _login) = s.login("alice");
+    assert!(!s.gateway.stderr().contains("panicked"));
+}
+
+/// A logout while Redis is away is not lost: the cached copy goes at once, and the end
+/// (with its backend logout call) is written when Redis is back, even to a Redis that
+/// came back from its dump still holding the session.
+#[test]
+fn an_end_during_a_redis_outage_is_written_when_redis_is_back() {
+    let mut redis = RedisServer::start();
+    let s = on_redis(Stack::builder(), &redis)
+        .set("redis-outage-grace-sec", 60)
+        .start();
+    let (mut b, _login) = s.login("alice");
+    s.bearer_at_backend(APP_PATH);
+    redis.cmd(&["SAVE"]);
+    redis.kill();
+
+    let r = b.post_form(&s.url("/logout"), &[]);
+    assert_eq!(r.status, 302, "logout while Redis is away: {}", r.text());
+    redis.restart();
+    assert!(
+        redis.cmd(&["KEYS", "{sessiongate}:s:*"]).contains(":s:"),
+        "the dump did not bring the session back; the test proves nothing"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while redis.cmd(&["KEYS", "{sessiongate}:s:*"]).contains(":s:") {
+        assert!(Instant::now() < deadline, "the logout never reached Redis");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.backend_requests_to(BACKEND_LOGOUT_PATH).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the backend logout was never called"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(!s.gateway.stderr().contains("panicked"));
 }
