@@ -242,6 +242,9 @@ async fn serve(
 /// With the shared store: the queue of ends for Redis, the follower of other instances'
 /// ends, and the tick that writes uses back and sweeps expiry.
 fn spawn_shared_store_loops(ctx: &Rc<WorkerState>, check_every: Duration) {
+    // At least once a second: uses written back late make another instance's view of a
+    // session older, and a killed instance loses what it had not written.
+    let tick = check_every.min(Duration::from_secs(1));
     let c = ctx.clone();
     monoio::spawn(async move {
         if let Some(g) = &c.gate {
@@ -260,7 +263,7 @@ fn spawn_shared_store_loops(ctx: &Rc<WorkerState>, check_every: Duration) {
         let mut scratch = Vec::new();
         while !c.shutdown.is_triggered() {
             monoio::select! {
-                _ = monoio::time::sleep(check_every) => {}
+                _ = monoio::time::sleep(tick) => {}
                 _ = c.shutdown.wait() => {}
             }
             // Once more at shutdown: the last uses are written back.
