@@ -51,6 +51,9 @@ pub struct SharedState {
     used: RefCell<HashSet<SessionId>>,
     /// Loads in flight, so concurrent requests of one session load it once.
     loading: RefCell<HashMap<SessionId, Signal>>,
+    /// Sessions the ends stream named lately: a load that read the record before its end
+    /// must not cache it after.
+    recently_ended: RefCell<RecentEnds>,
     /// Ends to run on Redis, in order; woken by `wake`.
     ends_queue: RefCell<std::collections::VecDeque<Job>>,
     wake: RefCell<Signal>,
@@ -74,6 +77,32 @@ enum Job {
     ForgetPending(Vec<String>),
 }
 
+/// Hashes ended in the last [`RecentEnds::KEEP_MS`], oldest first.
+#[derive(Default)]
+struct RecentEnds {
+    order: std::collections::VecDeque<(u64, String)>,
+    set: HashSet<String>,
+}
+
+impl RecentEnds {
+    /// Longer than any load waits for Redis.
+    const KEEP_MS: u64 = 30_000;
+
+    fn add(&mut self, hash: &str, now: u64) {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_sub(*at) < Self::KEEP_MS {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        if self.set.insert(hash.to_string()) {
+            self.order.push_back((now, hash.to_string()));
+        }
+    }
+}
+
 impl SharedState {
     pub fn new(store: SharedSessions, ends: Redis) -> SharedState {
         SharedState {
@@ -83,6 +112,7 @@ impl SharedState {
             versions: RefCell::default(),
             used: RefCell::default(),
             loading: RefCell::default(),
+            recently_ended: RefCell::default(),
             ends_queue: RefCell::default(),
             wake: RefCell::new(Signal::new()),
         }
@@ -154,8 +184,15 @@ impl Gate {
         sh.loading.borrow_mut().insert(*id, done.clone());
         let loaded = sh.store.load(id, self.epoch()).await;
         sh.loading.borrow_mut().remove(id);
-        done.trigger();
+        let ended_meanwhile = || {
+            let hash = SharedSessions::hash_of(id);
+            sh.recently_ended.borrow().set.contains(&hash)
+        };
         let found = match loaded {
+            Ok(Some(_)) if ended_meanwhile() => {
+                self.metrics.store_load("missing");
+                false
+            }
             Ok(Some(l)) => {
                 self.cache(l.session, l.version);
                 self.metrics.store_load("hit");
@@ -171,6 +208,8 @@ impl Gate {
                 false
             }
         };
+        // The waiting requests look in the cache, now filled (or not).
+        done.trigger();
         found
     }
 
@@ -448,7 +487,9 @@ impl Gate {
             last = Some(from.clone());
             match store::read_ends(&sh.ends, &stream, &from, FOLLOW_BLOCK_MS).await {
                 Ok((next, hashes)) => {
+                    let now = self.clock.now_ms();
                     for hash in &hashes {
+                        sh.recently_ended.borrow_mut().add(hash, now);
                         self.evict_hash(hash);
                     }
                     last = Some(next);
@@ -474,4 +515,22 @@ pub(super) fn keep_version(sh: &SharedState, id: &SessionId, version: i64) {
 /// The version this worker's copy of a session was loaded at.
 pub(super) fn cached_version(sh: &SharedState, id: &SessionId) -> Option<i64> {
     sh.versions.borrow().get(id).map(|v| v.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentEnds;
+
+    #[test]
+    fn recent_ends_are_kept_for_their_window_only() {
+        let mut r = RecentEnds::default();
+        r.add("a", 0);
+        r.add("a", 10);
+        assert_eq!(r.order.len(), 1, "one entry per hash");
+        r.add("b", RecentEnds::KEEP_MS - 1);
+        assert!(r.set.contains("a") && r.set.contains("b"));
+        r.add("c", RecentEnds::KEEP_MS);
+        assert!(!r.set.contains("a"), "kept past its window");
+        assert!(r.set.contains("b") && r.set.contains("c"));
+    }
 }
