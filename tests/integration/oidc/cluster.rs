@@ -215,8 +215,9 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "{context}: readiness at {} still {got} after {within:?}, expected {status}",
-                NAMES[i]
+                "{context}: readiness at {} still {got} after {within:?}, expected {status}; {}",
+                NAMES[i],
+                busy_threads(self.gw(i).pid())
             );
             thread::sleep(Duration::from_millis(50));
         }
@@ -295,8 +296,9 @@ impl Cluster {
             |_| {
                 panic!(
                     "gateway {} gave no answer to GET {url} with a SESSION cookie (the read \
-                     timed out: the worker serving that session is stuck)",
-                    NAMES[i]
+                     timed out: the worker serving that session is stuck); {}",
+                    NAMES[i],
+                    busy_threads(self.gw(i).pid())
                 )
             },
         )
@@ -446,6 +448,42 @@ impl Cluster {
 /// The name of gateway `i` in messages.
 fn name(i: usize) -> &'static str {
     NAMES[i]
+}
+
+/// CPU time each thread of process `pid` used over half a second (from /proc), for
+/// failure messages: a worker thread near 50 ticks is spinning.
+fn busy_threads(pid: i32) -> String {
+    let sample = || -> Vec<(String, u64)> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+                Some((comm.trim().to_string(), ticks))
+            })
+            .collect()
+    };
+    let before = sample();
+    thread::sleep(Duration::from_millis(500));
+    let used: Vec<String> = sample()
+        .into_iter()
+        .map(|(name, t)| {
+            let t0 = before
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, t0)| *t0);
+            format!("{name}={}", t.saturating_sub(t0))
+        })
+        .collect();
+    format!(
+        "CPU ticks (1/100 s) per thread over 0.5 s: {}",
+        used.join(" ")
+    )
 }
 
 /// Asserts `r` is a 503 with a `Retry-After`.
@@ -927,5 +965,46 @@ fn redis_holds_no_token_and_no_cookie_value() {
     assert!(
         dump.iter().any(|k| k.kind == "stream"),
         "no ends stream after a logout: {kinds:?}"
+    );
+}
+
+/// Past `redis-outage-grace-sec` (here 1 s) a cached session is no longer served while
+/// Redis is away: 503 with Retry-After, at the instance that made it and at one that
+/// loaded it; nothing reaches the backend.
+#[test]
+fn cached_sessions_are_refused_after_the_outage_grace() {
+    let mut c = Cluster::builder_of(2).grace(1).start();
+    let (_, alice) = c.login_at(0, "alice");
+    c.assert_session_works(1, &alice.session, "alice at B before the outage");
+    c.redis.kill();
+    for i in 0..c.len() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let path = format!("/app/probe/{}", random_token(6));
+            let r = c.with_session(i, &alice.session, &path);
+            if r.status == 503 {
+                assert_503_retry_after(&r, "a cached session past the outage grace");
+                assert!(c.backend_requests_to(&path).is_empty());
+                break;
+            }
+            assert_eq!(
+                r.status,
+                200,
+                "alice at {} during the grace: {}",
+                name(i),
+                r.text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "alice is still served at {} 5 s into an outage with a 1 s grace",
+                name(i)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let stderr = c.all_stderr();
+    assert!(
+        !stderr.contains("panicked"),
+        "a gateway panicked:\n{stderr}"
     );
 }
