@@ -16,7 +16,8 @@ pub struct Clock(Source);
 
 #[derive(Clone)]
 enum Source {
-    System(Instant),
+    /// The epoch, and what `now_ms` reads at it.
+    System(Instant, u64),
     Manual(Rc<Manual>),
 }
 
@@ -32,7 +33,14 @@ pub struct ManualClock(Rc<Manual>);
 impl Clock {
     /// The real clocks, with the epoch at the call.
     pub fn system() -> Clock {
-        Clock(Source::System(Instant::now()))
+        Clock::system_since(0)
+    }
+
+    /// The real clocks, reading `ms_ago` at the call: a worker that adopts sessions made
+    /// before it started (a restart snapshot) keeps their creation times, which on a clock
+    /// that starts at 0 could not be told apart from its start.
+    pub fn system_since(ms_ago: u64) -> Clock {
+        Clock(Source::System(Instant::now(), ms_ago))
     }
 
     /// A clock that moves only when told; its epoch is at Unix time `epoch_unix_ms`.
@@ -48,7 +56,7 @@ impl Clock {
     #[inline]
     pub fn now_ms(&self) -> u64 {
         match &self.0 {
-            Source::System(epoch) => epoch.elapsed().as_millis() as u64,
+            Source::System(epoch, start) => start + epoch.elapsed().as_millis() as u64,
             Source::Manual(m) => m.ms.get(),
         }
     }
@@ -56,7 +64,7 @@ impl Clock {
     /// Wall-clock milliseconds since 1970-01-01.
     pub fn unix_ms(&self) -> u64 {
         match &self.0 {
-            Source::System(_) => unix_ms(SystemTime::now()),
+            Source::System(..) => unix_ms(SystemTime::now()),
             Source::Manual(m) => m.epoch_unix_ms + m.ms.get(),
         }
     }
@@ -137,6 +145,12 @@ mod tests {
             assert_eq!(civil_from_days(days_from_civil(y, m, d)), (y, m, d));
         }
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    #[test]
+    fn a_system_clock_may_start_in_the_past() {
+        assert!(Clock::system_since(3_600_000).now_ms() >= 3_600_000);
+        assert!(Clock::system().now_ms() < 3_600_000);
     }
 
     #[test]

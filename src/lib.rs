@@ -11,8 +11,9 @@
 //! - [`route`]: route predicates, filters and patterns (compiled at load), and the
 //!   allocation-free matching per request.
 //! - [`session`]: session ids, the per-worker table on a timer wheel, the `SESSION` cookie,
-//!   pending logins, remembered provider logouts, and the [`session::SessionStore`]
-//!   boundary the gate uses.
+//!   pending logins, remembered provider logouts, the [`session::SessionStore`]
+//!   boundary the gate uses, and sessions outside the process: sealed records and the
+//!   restart snapshot file ([`session::snapshot`]).
 //! - [`jwt`]: JWS verification with `ring`, JWKS, claims, the per-worker verdict cache.
 //! - [`backchannel`]: logout tokens (OIDC Back-Channel Logout) and the `jti` replay guard.
 //! - [`clock`]: the clock the gate is given (a manual one in tests), calendar arithmetic.
@@ -29,7 +30,8 @@
 //! - [`logging`]: `logging.level.*` mapped onto our targets, plain text or JSON lines
 //!   (`logging.structured.format.console`), written off the workers.
 //! - [`server`]: start-up: bind listeners, spawn workers, the provider thread and the
-//!   management listener; signals (stop, SIGHUP reload).
+//!   management listener; signals (stop, SIGHUP reload); the session snapshot read at
+//!   start and written at stop.
 //! - [`tls`]: the server certificate (checked at start, reloaded on SIGHUP) and the
 //!   handshake.
 //!

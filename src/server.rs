@@ -1,7 +1,9 @@
 //! Start-up and the process's life: resolve upstreams, load the server certificate, bind one
 //! SO_REUSEPORT listener per worker and port (all before any thread starts, so a bad port or
 //! certificate fails the start), spawn the workers, announce readiness, then wait for
-//! signals. SIGHUP reloads the server certificate and reopens the audit log.
+//! signals. SIGHUP reloads the server certificate and reopens the audit log. With
+//! `sessiongate.session-snapshot`, the sessions of the last stop are handed to their workers
+//! before they accept, and this stop's are written once the workers have drained.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -19,6 +21,8 @@ use crate::config::{Config, SslConfig};
 use crate::messages::{Inbox, Shared, WorkerMsg};
 use crate::metrics::Metrics;
 use crate::provider;
+use crate::session::seal::Keyring;
+use crate::session::snapshot::{self, Lifetime, Record};
 use crate::tls;
 use crate::upstream::Upstream;
 use crate::worker::{self, WorkerSpec};
@@ -202,6 +206,13 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
         ),
         None => None,
     };
+    let mut snapshot = Snapshot::from_config(&config);
+    let mut restore = match &mut snapshot {
+        Some(s) => s.load(&config),
+        None => Vec::new(),
+    };
+    restore.resize_with(n, Vec::new);
+    let (snapshot_tx, snapshot_rx) = std::sync::mpsc::channel();
     let shared = Arc::new(Shared::default());
     let metrics: Vec<Arc<Metrics>> = (0..n).map(|_| Arc::new(Metrics::default())).collect();
     let connections_total = Arc::new(AtomicUsize::new(0));
@@ -222,6 +233,8 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
             banner: banner.clone(),
             server_tls: server_tls.clone(),
             plain_listener: plain_listeners.next(),
+            restore: std::mem::take(&mut restore[id]),
+            snapshot: snapshot.as_ref().map(|_| snapshot_tx.clone()),
         };
         let ready = ready_tx.clone();
         let t = std::thread::Builder::new()
@@ -237,6 +250,9 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
             Ok(Err(e)) => return Err(StartError::Worker(e)),
             Err(_) => return Err(StartError::Worker("a worker died during start".into())),
         }
+    }
+    if let Some(s) = &snapshot {
+        s.restored();
     }
     tracing::info!(target: LOG, %bound, workers = n, "sessiongate started");
     // The ready line tests and scripts wait for; stdout, not the log, so it is never lost.
@@ -299,6 +315,10 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
         if t.is_finished() {
             let _ = t.join();
         }
+    }
+    drop(snapshot_tx);
+    if let Some(s) = &snapshot {
+        s.write(&config, n, snapshot_rx.try_iter().collect());
     }
     audit::flush(Duration::from_secs(1));
     tracing::info!(target: LOG, "stopped");
@@ -401,6 +421,131 @@ fn reload_certificate(ssl: &SslConfig, inboxes: &[Inbox]) {
         }
         Err(e) => {
             tracing::error!(target: LOG, error = %e, "certificate reload refused; the running certificate stays in use");
+        }
+    }
+}
+
+/// `sessiongate.session-snapshot` with the memory store: where sessions go at shutdown and
+/// come from at start.
+struct Snapshot {
+    path: std::path::PathBuf,
+    keys: Keyring,
+    /// A file was read at this start: removed once the workers hold its sessions.
+    loaded: bool,
+}
+
+impl Snapshot {
+    fn from_config(config: &Config) -> Option<Snapshot> {
+        let g = &config.gateway;
+        let path = g.session_snapshot.clone()?;
+        if g.session_store == crate::config::StoreKind::Redis {
+            tracing::warn!(target: LOG, path = %path.display(), "sessiongate.session-snapshot is ignored with session-store: redis (sessions live in Redis)");
+            return None;
+        }
+        if config.oauth2.registrations.is_empty() {
+            tracing::warn!(target: LOG, path = %path.display(), "sessiongate.session-snapshot is ignored: no login is configured, so there are no sessions");
+            return None;
+        }
+        // Validation requires keys with a snapshot; without them there is nothing to seal with.
+        let keys = Keyring::new(&g.session_keys.0)?;
+        Some(Snapshot {
+            path,
+            keys,
+            loaded: false,
+        })
+    }
+
+    fn lifetime(config: &Config) -> Lifetime {
+        Lifetime {
+            idle_ms: config.cg.session_timeout.as_millis() as u64,
+            max_ms: config
+                .gateway
+                .session_max_lifetime
+                .map(|d| d.as_millis() as u64),
+        }
+    }
+
+    /// Reads the file, if there is one: each worker's live sessions, by worker id. A file
+    /// that does not open is moved aside (kept for a look, never read again) and the start
+    /// goes on without sessions.
+    fn load(&mut self, config: &Config) -> Vec<Vec<Record>> {
+        let path = self.path.display();
+        let bytes = match snapshot::read_file(&self.path) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Vec::new(),
+            Err(e) => {
+                tracing::error!(target: LOG, path = %path, error = %e, "session snapshot unreadable; starting without sessions");
+                return Vec::new();
+            }
+        };
+        let s = match snapshot::decode(&bytes, &self.keys) {
+            Ok(s) => s,
+            Err(why) => {
+                let aside = match snapshot::move_aside(&self.path, ".refused") {
+                    Ok(to) => format!("moved to {}", to.display()),
+                    Err(e) => format!("could not be moved aside: {e}"),
+                };
+                tracing::error!(target: LOG, "session snapshot {path} refused: {why}; starting without sessions (the file {aside})");
+                return Vec::new();
+            }
+        };
+        let now = crate::clock::Clock::system().unix_ms();
+        let n = config.gateway.workers;
+        let d = snapshot::distribute(s, n, Self::lifetime(config), config.cg.max_sessions, now);
+        if d.orphaned > 0 {
+            tracing::warn!(target: LOG, path = %path, workers = n, "{} sessions were held by workers this start does not have", d.orphaned);
+        }
+        if d.over_limit > 0 {
+            tracing::warn!(target: LOG, path = %path, "{} sessions left out: beyond cg.maxSessions", d.over_limit);
+        }
+        let restored = d.restored();
+        tracing::info!(target: LOG, path = %path, restored, expired = d.expired, invalid = d.invalid, "{restored} sessions restored from the snapshot");
+        self.loaded = true;
+        d.per_worker
+    }
+
+    /// Once every worker holds its sessions: the file is deleted, not kept as
+    /// `PATH.restored`. Its sessions now live (and end) in memory; a copy left on disk
+    /// holds credentials that would outlive them, and a later crash followed by a restore
+    /// by hand would bring back sessions users had since logged out of.
+    fn restored(&self) {
+        if !self.loaded {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::error!(target: LOG, path = %self.path.display(), error = %e, "cannot remove the restored session snapshot; remove it before the next start, or its sessions come back");
+        }
+    }
+
+    /// Writes the workers' sessions (the live ones) to the file. A failure is logged; the
+    /// stop goes on.
+    fn write(&self, config: &Config, workers: usize, exported: Vec<(usize, Vec<Record>)>) {
+        let path = self.path.display();
+        if exported.len() < workers {
+            tracing::warn!(target: LOG, path = %path, missing = workers - exported.len(), "workers that did not stop in time are left out of the session snapshot");
+        }
+        let now = crate::clock::Clock::system().unix_ms();
+        let lifetime = Self::lifetime(config);
+        let sessions: Vec<Record> = exported
+            .into_iter()
+            .flat_map(|(_, v)| v)
+            .filter(|r| lifetime.live_at(&r.meta, now))
+            .collect();
+        let count = sessions.len();
+        let bytes = snapshot::encode(
+            &snapshot::Snapshot {
+                written_unix_ms: now,
+                sessions,
+            },
+            &self.keys,
+        );
+        match snapshot::write_file(&self.path, &bytes) {
+            Ok(()) => {
+                tracing::info!(target: LOG, path = %path, sessions = count, "{count} sessions written to the snapshot")
+            }
+            Err(e) => {
+                tracing::error!(target: LOG, path = %path, error = %e, "cannot write the session snapshot: the sessions are lost at this stop")
+            }
         }
     }
 }

@@ -137,6 +137,9 @@ impl Gate {
             .unix_secs()
             .saturating_sub(self.clock.now_ms() / 1000);
         let dispatcher = &self.calls.dispatcher;
+        // With the shared store a session may be cached, and used, on several instances:
+        // its calls go once a round, by whichever instance claims the round first.
+        let mut claims = Vec::new();
         self.store.borrow_mut().for_each_mut(&mut |s| {
             if !s.used_since_fresh_send {
                 return;
@@ -147,16 +150,21 @@ impl Gate {
             let body = serde_json::json!({"sub": s.subject(), "sid": s.sid(), "exp": exp})
                 .to_string()
                 .into_bytes();
-            for url in &listeners.fresh_token {
-                dispatcher.submit(Call {
-                    kind: CallKind::FreshToken,
-                    url: url.clone(),
-                    headers: vec![("Authorization", format!("Bearer {}", s.access_token))],
-                    body: Some(("application/json", body.clone())),
-                    subject: s.subject().into(),
-                    session: s.id().reference().to_string().into(),
-                });
+            let calls = listeners.fresh_token.iter().map(|url| Call {
+                kind: CallKind::FreshToken,
+                url: url.clone(),
+                headers: vec![("Authorization", format!("Bearer {}", s.access_token))],
+                body: Some(("application/json", body.clone())),
+                subject: s.subject().into(),
+                session: s.id().reference().to_string().into(),
+            });
+            match self.shared_store.is_some() {
+                true => claims.push((*s.id(), calls.collect())),
+                false => calls.for_each(|c| dispatcher.submit(c)),
             }
         });
+        for (id, calls) in claims {
+            self.queue_fresh_tokens(id, calls);
+        }
     }
 }

@@ -79,17 +79,19 @@ impl Gate {
             browser: binding_hash(binding.as_bytes()),
             client: self.client_ip(head, buf, client.peer),
         };
-        if let Some(sh) = &self.shared_store {
-            // The provider may send the browser back to any instance.
-            let ttl_ms = self.pending.borrow().ttl_secs() * 1000;
-            if sh.store.put_pending(&state, &login, ttl_ms).await.is_err() {
-                return Decision::Reply(super::shared::store_unavailable());
+        // With the shared store a copy goes to Redis (the provider may send the browser back
+        // to any instance) once the local table admitted it: its limits bound both.
+        let shared_copy = self
+            .shared_store
+            .as_ref()
+            .map(|_| serde_json::to_vec(&login).expect("pending login serialises"));
+        let inserted = self.pending.borrow_mut().insert(state.clone(), login, now);
+        match inserted {
+            Ok(evicted) => {
+                self.metrics
+                    .pending_logins_evicted(evicted.expired, evicted.full);
+                self.forget_shared_pending(evicted.full_states);
             }
-        }
-        match self.pending.borrow_mut().insert(state, login, now) {
-            Ok(evicted) => self
-                .metrics
-                .pending_logins_evicted(evicted.expired, evicted.full),
             Err(ShareExceeded) => {
                 Metrics::inc(&self.metrics.logins_refused_share);
                 let r = self.pages.error(
@@ -99,6 +101,12 @@ impl Gate {
                     "Too many logins are in progress from your network; try again shortly.",
                 );
                 return Decision::Reply(r.with_header("Retry-After", "10".into()));
+            }
+        }
+        if let (Some(sh), Some(copy)) = (&self.shared_store, shared_copy) {
+            let ttl_ms = self.pending.borrow().ttl_secs() * 1000;
+            if sh.store.put_pending(&state, &copy, ttl_ms).await.is_err() {
+                return Decision::Reply(super::shared::store_unavailable());
             }
         }
         Metrics::inc(&self.metrics.logins_started);

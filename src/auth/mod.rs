@@ -12,7 +12,8 @@
 //! way a session ends, through one bookkeeping path), [`calls`] (what is sent to the
 //! backend and listeners when sessions end or stay in use), [`banner`], [`peer`] (requests
 //! for another worker's session from a connection that cannot move), [`websockets`],
-//! [`verify`] (JWTs against the provider's keys) and [`admin`] (the management API's view).
+//! [`verify`] (JWTs against the provider's keys), [`admin`] (the management API's view) and
+//! [`restore`] (sessions carried over a restart).
 //!
 //! One `Gate` per worker; everything in it is single-threaded (`RefCell`, `Rc`). Time comes
 //! from the [`Clock`] it is given, so unit tests drive it by hand.
@@ -25,6 +26,7 @@ pub mod logout;
 mod origin;
 pub mod peer;
 pub mod refresh;
+pub mod restore;
 pub mod shared;
 pub mod verify;
 pub mod websockets;
@@ -122,6 +124,8 @@ struct Settings {
     /// `server.address`: a Host naming it names this gateway.
     listen: IpAddr,
     max_sessions_per_user: u64,
+    /// `cg.freshTokenSendIntervalMs` (a round of fresh-token calls).
+    fresh_every_ms: u64,
 }
 
 /// What a worker hands its gate besides the config.
@@ -207,6 +211,7 @@ impl Gate {
                 trusted_proxies: g.trusted_proxies.clone(),
                 listen: config.server.address,
                 max_sessions_per_user: g.max_sessions_per_user,
+                fresh_every_ms: cg.fresh_token_send_interval.as_millis() as u64,
             },
             keys: verify::Keys::new(deps.refresher),
             store: RefCell::new(Box::new(table)),

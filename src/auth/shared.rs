@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use hashbrown::{HashMap, HashSet};
 
+use crate::dispatcher::Call;
 use crate::http::reply::Reply;
 use crate::redis::Redis;
 use crate::session::record::Epoch;
@@ -66,6 +67,10 @@ enum Job {
     },
     /// The access banner was accepted in this session.
     Banner(SessionId),
+    /// A session's fresh-token calls of this round, sent if this instance claims it.
+    FreshTokens(SessionId, Vec<Call>),
+    /// Pending logins this worker's full table pushed out: their copies in Redis go too.
+    ForgetPending(Vec<String>),
 }
 
 impl SharedState {
@@ -255,6 +260,21 @@ impl Gate {
         }
     }
 
+    /// Fresh-token calls of a session, sent unless another instance sent them this round.
+    pub(super) fn queue_fresh_tokens(&self, id: SessionId, calls: Vec<Call>) {
+        if let Some(sh) = &self.shared_store {
+            self.queue_job(sh, Job::FreshTokens(id, calls));
+        }
+    }
+
+    /// Pending logins the full local table dropped are dropped from Redis too, so a flood
+    /// of login starts holds no more there than the tables here do.
+    pub(super) fn forget_shared_pending(&self, states: Vec<String>) {
+        if let (Some(sh), false) = (&self.shared_store, states.is_empty()) {
+            self.queue_job(sh, Job::ForgetPending(states));
+        }
+    }
+
     fn queue_job(&self, sh: &SharedState, job: Job) {
         sh.ends_queue.borrow_mut().push_back(job);
         sh.wake.borrow().trigger();
@@ -283,6 +303,20 @@ impl Gate {
             let (hashes, reason) = match job {
                 Job::Banner(id) => {
                     let _ = sh.store.accept_banner(&id).await;
+                    continue;
+                }
+                Job::ForgetPending(states) => {
+                    let _ = sh.store.forget_pending(&states).await;
+                    continue;
+                }
+                Job::FreshTokens(id, calls) => {
+                    // Redis away: sent anyway (a duplicate beats a listener left stale).
+                    let round = self.settings.fresh_every_ms;
+                    if sh.store.claim_round(&id, "f", round).await != Ok(false) {
+                        calls
+                            .into_iter()
+                            .for_each(|c| self.calls.dispatcher().submit(c));
+                    }
                     continue;
                 }
                 Job::End(hash, reason) => (vec![hash], reason),
@@ -342,7 +376,7 @@ impl Gate {
                 })
                 .collect()
         };
-        match sh.store.touch(&uses, epoch).await {
+        match sh.store.touch(&uses).await {
             Ok(alive) => {
                 for ((hash, _), alive) in uses.iter().zip(alive) {
                     if !alive {

@@ -20,7 +20,7 @@ const LOGIN: &str = "spring.security.oauth2.client.registration.kc.client-id: gw
 
 /// A gate on worker 0 with the given extra configuration and banner, its clock's hand, and
 /// the refetch requests it makes.
-fn gate(extra: &str, banner: Option<&str>) -> (Gate, ManualClock, flume::Receiver<()>) {
+pub(super) fn gate(extra: &str, banner: Option<&str>) -> (Gate, ManualClock, flume::Receiver<()>) {
     let config = crate::config::load_str(&format!("{LOGIN}{extra}")).unwrap();
     let (clock, hand) = Clock::manual(1_700_000_000_000);
     let (refresher, refetches) = RefreshRequester::channel();
@@ -64,7 +64,7 @@ fn provider(g: &Gate, generation: u64) {
 }
 
 /// A live session of worker 0 created now, with an access token valid for `valid_ms`.
-fn session(g: &Gate, valid_ms: u64) -> SessionId {
+pub(super) fn session(g: &Gate, valid_ms: u64) -> SessionId {
     let id = SessionId::generate(0, &g.rng).unwrap();
     let now = g.now_ms();
     let mut s = Session::new(id, "alice".into(), Some("sid-1".into()), now);

@@ -247,10 +247,16 @@ fn keep_alive(shared: &Shared) -> Option<&'static str> {
         return (sent.elapsed() >= shared.settings.timeout).then_some("keep-alive PING unanswered");
     }
     let idle = st.last_io.map_or(true, |t| t.elapsed() >= KEEP_ALIVE);
-    if idle && st.in_flight.is_empty() {
+    if !idle {
+        return None;
+    }
+    if st.in_flight.is_empty() {
         Cmd::new("PING").write_to(&mut st.out);
         st.in_flight.push_back(PING);
         st.ping_sent = Some(Instant::now());
+    } else {
+        // A blocking command is waiting: look again a keep-alive period later.
+        st.last_io = Some(Instant::now());
     }
     None
 }

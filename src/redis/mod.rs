@@ -18,7 +18,7 @@
 
 mod conn;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -9,13 +9,13 @@ use super::*;
 
 #[path = "../../tests/integration/redis_server.rs"]
 #[allow(dead_code)]
-mod redis_server;
-use redis_server::RedisServer;
+pub(crate) mod redis_server;
+pub(crate) use redis_server::RedisServer;
 
 /// Generous: only a guard against a hang, never what a test waits for.
 const HANG_GUARD: Duration = Duration::from_secs(20);
 
-fn run<F: Future<Output = ()>>(f: F) {
+pub(crate) fn run<F: Future<Output = ()>>(f: F) {
     monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()
@@ -40,7 +40,7 @@ fn tls() -> Arc<rustls::ClientConfig> {
     crate::client::tls_config(None).expect("client TLS settings")
 }
 
-async fn connected(server: &RedisServer) -> Redis {
+pub(crate) async fn connected(server: &RedisServer) -> Redis {
     let r = Redis::connect(settings(server, None), tls(), "test");
     assert!(r.wait_up(Duration::from_secs(5)).await, "not up");
     r
@@ -219,5 +219,39 @@ fn a_dead_server_fails_calls_fast_and_a_restarted_one_is_used_again() {
             r.query(Cmd::new("PING")).await,
             Err(RedisError::Unavailable)
         );
+    });
+}
+
+#[test]
+fn tls_to_a_server_with_a_private_ca() {
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = p.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let server = RedisServer::start_tls(&ca.pem(), &leaf.pem(), &key.serialize_pem());
+    let trusted = crate::client::tls_config(Some(&[ca.der().clone()])).unwrap();
+    run(async {
+        let s = Rc::new(Settings {
+            host: "localhost".to_string(),
+            port: server.tls_port.unwrap(),
+            tls: true,
+            ..Settings::default()
+        });
+        let r = Redis::connect(s.clone(), trusted, "tls");
+        assert!(r.wait_up(Duration::from_secs(5)).await, "not up over TLS");
+        assert!(r
+            .query(Cmd::new("SET").arg("k").arg("v"))
+            .await
+            .unwrap()
+            .is_ok());
+        assert_eq!(r.query(Cmd::new("GET").arg("k")).await, Ok(bytes(b"v")));
+        // The system roots alone do not know the private CA.
+        let untrusted = Redis::connect(s, tls(), "untrusted");
+        assert!(!untrusted.wait_up(Duration::from_millis(500)).await);
     });
 }

@@ -52,12 +52,18 @@
 //! trait, then `insert`ed), `touch` marks the entry so the new last-access time is written
 //! back in a batch per tick, `insert`/`remove` write through, and `expire` sweeps the cache
 //! (Redis expires its own copy by TTL; ends elsewhere arrive by pub/sub as `remove`s).
+//!
+//! # Outside the process
+//! [`record`] splits a session into what indexes it and its tokens, on the wall clock;
+//! [`seal`] seals the tokens under the configured keys; [`snapshot`] is the file the memory
+//! store is written to at shutdown and read back from at the next start.
 
 pub mod cookie;
 pub mod id;
 pub mod pending;
 pub mod record;
 pub mod seal;
+pub mod snapshot;
 pub mod table;
 pub mod tombstones;
 pub mod users;

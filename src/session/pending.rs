@@ -74,12 +74,16 @@ pub enum Missing {
 }
 
 /// What an insert did besides adding the login.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evicted {
     /// Logins past their TTL removed.
     pub expired: usize,
     /// Young logins removed (oldest first) to stay within the limits.
     pub full: usize,
+    /// Their states (the shared store forgets its copies of them too, so a flood of login
+    /// starts is bounded there as here). Empty, and so not allocated, unless the table was
+    /// full.
+    pub full_states: Vec<String>,
 }
 
 /// Refused: this client holds its whole share already.
@@ -140,6 +144,7 @@ impl PendingLogins {
         let mut evicted = Evicted {
             expired: self.sweep(now),
             full: 0,
+            full_states: Vec::new(),
         };
         if self.per_client.get(&login.client).copied().unwrap_or(0) >= self.limits.per_client {
             return Err(ShareExceeded);
@@ -149,8 +154,9 @@ impl PendingLogins {
             && (self.map.len() >= self.limits.max_entries
                 || self.bytes + cost > self.limits.max_bytes)
         {
-            if self.pop_oldest().is_some() {
+            if let Some((state, _)) = self.pop_oldest() {
                 evicted.full += 1;
+                evicted.full_states.push(state);
             }
         }
         self.bytes += cost;
@@ -212,14 +218,14 @@ impl PendingLogins {
     }
 
     /// Removes the oldest entry still present.
-    fn pop_oldest(&mut self) -> Option<PendingLogin> {
+    fn pop_oldest(&mut self) -> Option<(String, PendingLogin)> {
         while let Some((created, state)) = self.order.pop_front() {
             if self
                 .map
                 .get(&state)
                 .is_some_and(|l| l.created_ms == created)
             {
-                return self.remove(&state);
+                return self.remove(&state).map(|l| (state, l));
             }
         }
         None
@@ -306,7 +312,8 @@ mod tests {
             e,
             Evicted {
                 expired: 0,
-                full: 1
+                full: 1,
+                full_states: vec!["s0".to_string()],
             }
         );
         assert_eq!(p.len(), 10);

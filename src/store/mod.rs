@@ -29,7 +29,8 @@
 //! - `{ns}:expiry` sorted set: session hash → deadline; `{ns}:u:<sub>` sorted set: hash →
 //!   creation (per-user cap, admin listing); `{ns}:sid:<sid>` set (back-channel logout);
 //! - `{ns}:ends` stream of ended hashes; `{ns}:r:<hash>` refresh lock; `{ns}:l:<state>`
-//!   pending login (sealed); `{ns}:jti:<jti>` accepted logout tokens.
+//!   pending login (sealed); `{ns}:jti:<jti>` accepted logout tokens; `{ns}:f:<hash>` this
+//!   round's fresh-token calls claimed.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -41,6 +42,9 @@ use crate::session::record::{self, Epoch, Meta, Tokens};
 use crate::session::seal::Keyring;
 use crate::session::table::Session;
 use crate::session::{EndReason, SessionId};
+
+#[cfg(test)]
+mod tests;
 
 pub const LOG: &str = "sessiongate::store";
 
@@ -231,24 +235,6 @@ impl SharedSessions {
         format!("{}u:{sub}", self.prefix)
     }
 
-    /// Notes whether Redis answered, for [`SharedSessions::serving`].
-    fn note<T>(&self, r: Result<T, RedisError>, now_unix: u64) -> Result<T, RedisError> {
-        match &r {
-            Ok(_) => {
-                if self.down_since.take().is_some() {
-                    tracing::info!(target: LOG, "shared session store reachable again");
-                }
-            }
-            Err(RedisError::Unavailable | RedisError::Disconnected | RedisError::Timeout) => {
-                if self.down_since.get().is_none() {
-                    self.down_since.set(Some(now_unix));
-                }
-            }
-            Err(_) => {}
-        }
-        r
-    }
-
     /// Redis is reachable now, as far as this worker's connection knows.
     pub fn is_up(&self) -> bool {
         self.redis.is_up()
@@ -258,6 +244,7 @@ impl SharedSessions {
     /// been away for less than `redis-outage-grace-sec`.
     pub fn serving(&self, now_unix: u64) -> bool {
         if self.redis.is_up() {
+            self.down_since.set(None);
             return true;
         }
         let since = *self.down_since.get().get_or_insert(now_unix);
@@ -279,7 +266,7 @@ impl SharedSessions {
             .arg("b")
             .arg("t")
             .arg("v");
-        let v = self.note(self.redis.query(cmd).await, epoch.to_unix(0))?;
+        let v = self.redis.query(cmd).await?;
         let Some(f) = v.into_array() else {
             return Err(RedisError::Protocol("HMGET answered no array".into()));
         };
@@ -368,7 +355,7 @@ impl SharedSessions {
         ];
         let keys: [&[u8]; 3] = [key.as_bytes(), expiry.as_bytes(), user.as_bytes()];
         let r = self.redis.script(&self.scripts.create, &keys, &args).await;
-        match self.note(r, meta.created_unix_ms)? {
+        match r? {
             Value::Int(-1) => Ok(Created::Full),
             Value::Array(old) => Ok(Created::Stored {
                 superseded: old.iter().filter_map(text_of).collect(),
@@ -422,7 +409,7 @@ impl SharedSessions {
             ENDS_KEPT.as_bytes(),
         ];
         let r = self.redis.script(&self.scripts.end, &keys, &args).await;
-        match self.note(r, epoch.to_unix(0))? {
+        match r? {
             Value::Array(f) => Ok(self
                 .open_record(&key, &f)
                 .and_then(|(m, t)| record::import(m, t, epoch))),
@@ -472,7 +459,7 @@ impl SharedSessions {
             .arg("LIMIT")
             .arg("0")
             .arg(limit.to_string());
-        let due = self.note(self.redis.query(cmd).await, now_unix)?;
+        let due = self.redis.query(cmd).await?;
         let mut ended = Vec::new();
         for hash in due
             .into_array()
@@ -488,11 +475,7 @@ impl SharedSessions {
     }
 
     /// Writes uses back, one pipeline; answers, per session, whether it still exists.
-    pub async fn touch(
-        &self,
-        uses: &[(String, u64)],
-        epoch: Epoch,
-    ) -> Result<Vec<bool>, RedisError> {
+    pub async fn touch(&self, uses: &[(String, u64)]) -> Result<Vec<bool>, RedisError> {
         if uses.is_empty() {
             return Ok(Vec::new());
         }
@@ -516,7 +499,7 @@ impl SharedSessions {
             grace.as_bytes(),
         ];
         let r = self.redis.script(&self.scripts.touch, &keys, &args).await;
-        let mut alive = vec![self.note(r, epoch.to_unix(0))?.as_int() != Some(0)];
+        let mut alive = vec![r?.as_int() != Some(0)];
         if rest.is_empty() {
             return Ok(alive);
         }
@@ -535,7 +518,7 @@ impl SharedSessions {
                     .arg(&grace)
             })
             .collect();
-        let answers = self.note(self.redis.pipeline(cmds).await, epoch.to_unix(0))?;
+        let answers = self.redis.pipeline(cmds).await?;
         // An error answer (the script gone after a Redis restart) is not an end.
         alive.extend(answers.iter().map(|v| v.as_int() != Some(0)));
         Ok(alive)
@@ -673,15 +656,15 @@ impl SharedSessions {
 
     /// Keeps a pending login for whichever instance the provider sends the browser back
     /// to; sealed (it holds the PKCE verifier), gone after `ttl_ms`.
+    /// `login` is the [`PendingLogin`] as JSON.
     pub async fn put_pending(
         &self,
         state: &str,
-        login: &PendingLogin,
+        login: &[u8],
         ttl_ms: u64,
     ) -> Result<(), RedisError> {
         let key = self.pending_key(state);
-        let plain = serde_json::to_vec(login).expect("pending login serialises");
-        let sealed = self.keys.seal(&plain, key.as_bytes());
+        let sealed = self.keys.seal(login, key.as_bytes());
         let cmd = Cmd::new("SET")
             .arg(&key)
             .arg(sealed)
@@ -704,8 +687,35 @@ impl SharedSessions {
             .and_then(|p| serde_json::from_slice(&p).ok()))
     }
 
+    /// Drops pending logins (a full local table pushed them out).
+    pub async fn forget_pending(&self, states: &[String]) -> Result<(), RedisError> {
+        let cmd = states
+            .iter()
+            .fold(Cmd::new("DEL"), |c, s| c.arg(self.pending_key(s)));
+        self.redis.query(cmd).await.map(|_| ())
+    }
+
     fn pending_key(&self, state: &str) -> String {
         format!("{}l:{state}", self.prefix)
+    }
+
+    /// Claims this round (`round_ms` long) of a once-a-round duty for a session (`what`
+    /// names the duty): `true` for the first instance to ask.
+    pub async fn claim_round(
+        &self,
+        id: &SessionId,
+        what: &str,
+        round_ms: u64,
+    ) -> Result<bool, RedisError> {
+        // A little shorter than the round, so the next round's claim is free in time.
+        let ttl = (round_ms * 9 / 10).max(1);
+        let cmd = Cmd::new("SET")
+            .arg(format!("{}{what}:{}", self.prefix, Self::hash_of(id)))
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.to_string());
+        Ok(self.redis.query(cmd).await?.is_ok())
     }
 
     /// Admits a logout token's `jti` once for the cluster: `false` if seen before.
@@ -743,7 +753,12 @@ pub async fn read_ends(
     let mut last = last.to_string();
     let mut hashes = Vec::new();
     // [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout.
-    let streams = redis.query(cmd).await?.into_array().unwrap_or_default();
+    let within = std::time::Duration::from_millis(block_ms + 2_000);
+    let streams = redis
+        .query_within(cmd, within)
+        .await?
+        .into_array()
+        .unwrap_or_default();
     for s in streams {
         let mut s = s.into_array().unwrap_or_default();
         let entries = if s.len() == 2 {

@@ -27,11 +27,15 @@ pub(super) async fn run(rx: flume::Receiver<WorkerMsg>, ctx: Rc<WorkerState>) {
                 let _ = reply.send(r);
             }
             WorkerMsg::Admin { query, reply } => {
-                let answer = match &ctx.gate {
-                    Some(g) => g.admin(query),
-                    None => AdminAnswer::Sessions(Vec::new()),
-                };
-                let _ = reply.send(answer);
+                // With the shared store an answer may wait for Redis: off the inbox loop.
+                let ctx = ctx.clone();
+                monoio::spawn(async move {
+                    let answer = match &ctx.gate {
+                        Some(g) => g.admin(query).await,
+                        None => AdminAnswer::Sessions(Vec::new()),
+                    };
+                    let _ = reply.send(answer);
+                });
             }
             WorkerMsg::Reload(r) => {
                 let routing = Routing::from_config(

@@ -29,6 +29,7 @@ use crate::net::buffers::BufPool;
 use crate::provider::RefreshRequester;
 use crate::redis::Redis;
 use crate::session::seal::Keyring;
+use crate::session::snapshot::Record;
 use crate::signal::Signal;
 use crate::state::{ConnId, Connections, Routing, Timeouts, WorkerState};
 use crate::store::{Expiry, SharedSessions};
@@ -58,6 +59,11 @@ pub struct WorkerSpec {
     pub server_tls: Option<Arc<rustls::ServerConfig>>,
     /// `sessiongate.http-port`: a plain HTTP listener beside `listener`.
     pub plain_listener: Option<StdListener>,
+    /// Sessions this worker held before the restart (`sessiongate.session-snapshot`),
+    /// adopted before it accepts.
+    pub restore: Vec<Record>,
+    /// With a snapshot: where the worker sends its sessions once it has drained.
+    pub snapshot: Option<std::sync::mpsc::Sender<(usize, Vec<Record>)>>,
 }
 
 /// Which driver a worker ended up on (io_uring setups can be refused by the kernel).
@@ -188,8 +194,13 @@ async fn serve(
         cfg.cg.session_check_interval,
         cfg.cg.fresh_token_send_interval,
     );
+    // The session clock reaches back to the oldest adopted session's creation, so its
+    // absolute lifetime is counted from then, not from this start.
+    let oldest = spec.restore.iter().map(|r| r.meta.created_unix_ms).min();
+    let clock_start_ms = oldest.map_or(0, |t| Clock::system().unix_ms().saturating_sub(t));
     let ctx = Rc::new(state(WorkerSpecParts {
         id,
+        clock_start_ms,
         config: spec.config.clone(),
         upstreams: spec.upstreams,
         peers: spec.peers,
@@ -203,6 +214,7 @@ async fn serve(
     }));
     monoio::spawn(inbox::run(inbox_rx, ctx.clone()));
     if let Some(g) = &ctx.gate {
+        g.restore(spec.restore);
         let mut scratch = Vec::new();
         monoio::spawn(every(ctx.clone(), check_every, move |g| {
             g.expire(&mut scratch)
@@ -221,6 +233,10 @@ async fn serve(
     }
     accept(listener, ctx.clone(), ctx.tls.is_some()).await;
     drain(&ctx, Instant::now() + grace).await;
+    // After the drain: the last requests' uses and refreshed tokens are in the sessions.
+    if let (Some(tx), Some(g)) = (spec.snapshot, &ctx.gate) {
+        let _ = tx.send((id, g.export_sessions()));
+    }
 }
 
 /// With the shared store: the queue of ends for Redis, the follower of other instances'
@@ -282,6 +298,7 @@ fn shared_store(cfg: &Config, tls: &Arc<rustls::ClientConfig>) -> Option<SharedS
 /// What `state` builds a worker's state from.
 struct WorkerSpecParts {
     id: usize,
+    clock_start_ms: u64,
     config: Arc<Config>,
     upstreams: Vec<Upstream>,
     peers: Vec<Inbox>,
@@ -305,7 +322,7 @@ fn state(p: WorkerSpecParts) -> WorkerState {
             banner: p.banner.as_deref().map(Rc::from),
             peers: p.peers.clone(),
             metrics: p.metrics.clone(),
-            clock: Clock::system(),
+            clock: Clock::system_since(p.clock_start_ms),
             shared_store: shared_store(cfg, &p.tls_client),
         };
         Gate::new(cfg, p.id as u8, deps)

@@ -111,7 +111,8 @@ pub fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Builder for a gateway process.
+/// Builder for a gateway process (cloned to start the same gateway again).
+#[derive(Clone)]
 pub struct GatewayBuilder {
     base: String,
     knobs: Vec<(String, String)>,

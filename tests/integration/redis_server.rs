@@ -22,6 +22,8 @@ pub struct RedisServer {
     dir: PathBuf,
     /// `--requirepass`, used by `cmd` too.
     password: Option<String>,
+    /// A TLS listener beside the plain one (`start_tls`).
+    pub tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -37,6 +39,18 @@ impl RedisServer {
     /// On a free port, requiring `password` (the `default` user's).
     pub fn start_with_password(password: &str) -> RedisServer {
         RedisServer::launch(free_port(), Some(password.to_string()))
+    }
+
+    /// On a free port, plus a TLS listener on `tls_port` with this certificate (PEM chain,
+    /// key and the CA that issued it); `cmd` still uses the plain port.
+    pub fn start_tls(ca: &str, cert: &str, key: &str) -> RedisServer {
+        let mut server = RedisServer::launch(free_port(), None);
+        for (name, pem) in [("ca.crt", ca), ("redis.crt", cert), ("redis.key", key)] {
+            std::fs::write(server.dir.join(name), pem).expect("write a TLS file");
+        }
+        server.tls_port = Some(free_port());
+        server.restart();
+        server
     }
 
     fn launch(port: u16, password: Option<String>) -> RedisServer {
@@ -58,6 +72,7 @@ impl RedisServer {
             child: None,
             dir,
             password,
+            tls_port: None,
         };
         server.spawn();
         server
@@ -75,6 +90,16 @@ impl RedisServer {
             .stderr(Stdio::null());
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
+        }
+        if let Some(tls) = self.tls_port {
+            cmd.args(["--tls-port", &tls.to_string(), "--tls-auth-clients", "no"])
+                .args([
+                    "--tls-cert-file",
+                    "redis.crt",
+                    "--tls-key-file",
+                    "redis.key",
+                ])
+                .args(["--tls-ca-cert-file", "ca.crt"]);
         }
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!("cannot start {BINARY} ({e}): install it (Debian: apt-get install redis-server)")

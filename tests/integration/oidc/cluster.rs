@@ -179,7 +179,7 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) -> Gateway {
         let issuer = self.provider.issuer();
-        self.builders[i].start_gateway(&issuer, &self.backend)
+        self.builders[i].start_gateway_for(&issuer, &self.backend)
     }
 
     /// Gateway `i` (panics when it is stopped).

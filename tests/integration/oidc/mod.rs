@@ -15,8 +15,9 @@
 //! with their session, keep-alive after disconnect), `admin` (management listener: health,
 //! readiness, metrics, sessions admin API), `check_lifespan` (`sessiongate check` reading the
 //! access-token lifespan from the provider), `reload` (SIGHUP with new listener URLs),
-//! `hardening_floods` (a back-channel logout body trickled in), `cluster` (three gateways
-//! sharing one Redis session store; `cluster_redis` reads that Redis raw).
+//! `hardening_floods` (a back-channel logout body trickled in), `snapshot` (sessions kept
+//! over a restart by `sessiongate.session-snapshot`), `cluster` (three gateways sharing one
+//! Redis session store; `cluster_redis` reads that Redis raw).
 //!
 //! Every scenario starts its own provider, backend and gateway, so they run in parallel.
 //! They wait with deadlines; the only sleeps wait out a token or session lifetime.
@@ -48,4 +49,5 @@ mod operator_log;
 mod pages;
 mod reload;
 mod shared_store;
+mod snapshot;
 mod websocket_session;

@@ -218,12 +218,13 @@ impl StackBuilder {
     pub fn start(mut self) -> Stack {
         let provider = Provider::start(self.provider.clone());
         let backend = self.take_backend();
-        let gateway = self.start_gateway(&provider.issuer(), &backend);
+        let (gateway, relaunch) = self.start_gateway(&provider.issuer(), &backend);
         let stack = Stack {
             port: self.port,
             provider,
             backend,
             gateway,
+            relaunch,
         };
         stack.wait_until_provider_known();
         stack
@@ -237,10 +238,11 @@ impl StackBuilder {
         let provider_port = reserve_port();
         let backend = self.take_backend();
         let issuer = format!("http://127.0.0.1:{provider_port}");
-        let gateway = self.start_gateway(&issuer, &backend);
+        let (gateway, relaunch) = self.start_gateway(&issuer, &backend);
         PendingStack {
             port: self.port,
             gateway,
+            relaunch,
             backend,
             provider_port,
             provider: self.provider,
@@ -254,11 +256,20 @@ impl StackBuilder {
         }
     }
 
+    /// [`StackBuilder::start_gateway`] for callers with a provider and backend of their
+    /// own: callable again after that gateway stopped (the same configuration on the same
+    /// port), and for several builders sharing one provider and backend.
+    pub fn start_gateway_for(&mut self, issuer: &str, backend: &Backend) -> Gateway {
+        self.start_gateway(issuer, backend).0
+    }
+
     /// Writes the config (with `cg.censhareLogoutUrl` at the backend unless set) and
-    /// starts the gateway on the reserved port. Callable again after that gateway stopped
-    /// (the same configuration on the same port), and for several builders sharing one
-    /// provider and backend.
-    pub fn start_gateway(&mut self, issuer: &str, backend: &Backend) -> Gateway {
+    /// starts the gateway on the reserved port.
+    fn start_gateway(
+        &mut self,
+        issuer: &str,
+        backend: &Backend,
+    ) -> (Gateway, (GatewayBuilder, bool)) {
         if !self.cg.iter().any(|(k, _)| k == "censhareLogoutUrl") {
             let url = quote(&format!("{}{BACKEND_LOGOUT_PATH}", backend.uri()));
             self.cg.push(("censhareLogoutUrl".to_string(), url));
@@ -267,17 +278,9 @@ impl StackBuilder {
         for (k, v) in &self.knobs {
             builder = builder.set(k, v);
         }
-        let gateway = builder.start();
-        let plain = match self.tls {
-            None => Some(gateway.addr()),
-            Some(_) => gateway.listening("http"),
-        };
-        assert_eq!(
-            plain.map(|a| a.port()),
-            Some(self.port),
-            "the gateway must listen on the reserved port"
-        );
-        gateway
+        let tls = self.tls.is_some();
+        let gateway = start_on(builder.clone(), self.port, tls);
+        (gateway, (builder, tls))
     }
 }
 
@@ -286,6 +289,7 @@ impl StackBuilder {
 pub struct PendingStack {
     pub port: u16,
     pub gateway: Gateway,
+    relaunch: (GatewayBuilder, bool),
     pub backend: Backend,
     pub provider_port: u16,
     provider: ProviderOpts,
@@ -301,10 +305,27 @@ impl PendingStack {
             provider,
             backend: self.backend,
             gateway: self.gateway,
+            relaunch: self.relaunch,
         };
         stack.wait_until_provider_known();
         stack
     }
+}
+
+/// Starts the gateway and checks it took the reserved port (plain, or `http-port` beside
+/// TLS).
+fn start_on(builder: GatewayBuilder, port: u16, tls: bool) -> Gateway {
+    let gateway = builder.start();
+    let plain = match tls {
+        false => Some(gateway.addr()),
+        true => gateway.listening("http"),
+    };
+    assert_eq!(
+        plain.map(|a| a.port()),
+        Some(port),
+        "the gateway must listen on the reserved port"
+    );
+    gateway
 }
 
 fn set(list: &mut Vec<(String, String)>, key: &str, value: String) {
@@ -376,6 +397,8 @@ pub struct Stack {
     pub gateway: Gateway,
     pub backend: Backend,
     pub provider: Provider,
+    /// How the gateway was started, to start it again.
+    relaunch: (GatewayBuilder, bool),
 }
 
 impl Stack {
@@ -453,6 +476,35 @@ impl Stack {
             .into_iter()
             .filter(|r| r.target.split('?').next() != Some(BACKEND_LOGOUT_PATH))
             .collect()
+    }
+}
+
+/// Restarts: the gateway stops and starts again on the same port; provider and backend
+/// keep running.
+impl Stack {
+    /// SIGTERM, and waits (bounded) for a clean exit.
+    pub fn stop_gateway(&mut self) {
+        self.gateway.signal(libc::SIGTERM);
+        let status = self
+            .gateway
+            .wait_exit(Duration::from_secs(15))
+            .expect("the gateway still runs 15 s after SIGTERM");
+        assert_eq!(status.code(), Some(0), "exit after SIGTERM: {status:?}");
+    }
+
+    /// Stops the gateway (if it still runs) and starts it again with the same config.
+    pub fn restart_gateway(&mut self) {
+        self.restart_gateway_with(|b| b);
+    }
+
+    /// Like [`Stack::restart_gateway`], with `f` changing `sessiongate.*` keys first.
+    pub fn restart_gateway_with(&mut self, f: impl FnOnce(GatewayBuilder) -> GatewayBuilder) {
+        if self.gateway.wait_exit(Duration::ZERO).is_none() {
+            self.stop_gateway();
+        }
+        let (builder, tls) = self.relaunch.clone();
+        self.gateway = start_on(f(builder), self.port, tls);
+        self.wait_until_provider_known();
     }
 }
 

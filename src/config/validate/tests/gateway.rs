@@ -79,3 +79,20 @@ fn workers_are_at_most_255() {
         "non-negative integer",
     );
 }
+
+#[test]
+fn a_session_snapshot_needs_encryption_keys() {
+    fails(
+        "sessiongate.session-snapshot: /var/lib/sessiongate/sessions\n",
+        "sessiongate.session-encryption-keys",
+        "required with session-snapshot",
+    );
+    let c = load(
+        "sessiongate.session-snapshot: /var/lib/sessiongate/sessions\nsessiongate.session-encryption-keys: ['AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=']\n",
+    );
+    assert_eq!(
+        c.gateway.session_snapshot.as_deref(),
+        Some(std::path::Path::new("/var/lib/sessiongate/sessions"))
+    );
+    assert_eq!(c.gateway.session_keys.0, vec![[0u8; 32]]);
+}
