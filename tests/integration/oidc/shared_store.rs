@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::oidc::stack::{Stack, StackBuilder, APP_PATH};
+use crate::oidc::stack::{Stack, StackBuilder, APP_PATH, BACKEND_LOGOUT_PATH};
 use crate::redis_server::RedisServer;
 
 /// A 32-byte key, base64.
@@ -67,4 +67,99 @@ pub fn dump_all(redis: &RedisServer) -> String {
         out.push_str(&reply);
     }
     out
+}
+
+/// Readiness at the stack's management port: (status, body).
+fn readiness(s: &Stack) -> (u16, String) {
+    let r = s.gateway.admin("GET", "/actuator/health/readiness", None);
+    (r.status, r.text())
+}
+
+/// Waits (bounded) until readiness answers `status` with `saying` in its body.
+fn wait_readiness(s: &Stack, status: u16, saying: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (got, body) = readiness(s);
+        if got == status && body.contains(saying) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness stayed {got} ({body}), wanted {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Redis not there at start: the gateway starts anyway, says why it is not ready, refuses
+/// logins with 503 and Retry-After instead of hanging, and becomes ready once Redis answers.
+#[test]
+fn without_redis_at_start_the_gateway_waits_unready_and_recovers() {
+    let port = crate::harness::closed_port_addr().port();
+    let s = Stack::builder()
+        .set("session-store", "redis")
+        .set("session-encryption-keys", KEY)
+        .set_top("spring.data.redis.host", "127.0.0.1")
+        .set_top("spring.data.redis.port", port)
+        .management(None)
+        .start_unready();
+    wait_readiness(&s, 503, "session store unreachable");
+    let mut b = crate::oidc::browser::Browser::new();
+    let r = b.navigate(&s.url(APP_PATH));
+    assert_eq!(
+        r.status,
+        503,
+        "a login without Redis: {} {}",
+        r.status,
+        r.text()
+    );
+    assert!(r.header("retry-after").is_some(), "503 without Retry-After");
+    let stderr = s.gateway.stderr();
+    assert!(
+        stderr.contains("redis") || stderr.contains("Redis"),
+        "no log line names the store: {stderr}"
+    );
+
+    let _redis = RedisServer::start_on(port);
+    wait_readiness(&s, 200, "UP");
+    s.wait_until_provider_known();
+    let (_b, _login) = s.login("alice");
+    assert!(!s.gateway.stderr().contains("panicked"));
+}
+
+/// A logout while Redis is away is not lost: the cached copy goes at once, and the end
+/// (with its backend logout call) is written when Redis is back, even to a Redis that
+/// came back from its dump still holding the session.
+#[test]
+fn an_end_during_a_redis_outage_is_written_when_redis_is_back() {
+    let mut redis = RedisServer::start();
+    let s = on_redis(Stack::builder(), &redis)
+        .set("redis-outage-grace-sec", 60)
+        .start();
+    let (mut b, _login) = s.login("alice");
+    s.bearer_at_backend(APP_PATH);
+    redis.cmd(&["SAVE"]);
+    redis.kill();
+
+    let r = b.post_form(&s.url("/logout"), &[]);
+    assert_eq!(r.status, 302, "logout while Redis is away: {}", r.text());
+    redis.restart();
+    assert!(
+        redis.cmd(&["KEYS", "{sessiongate}:s:*"]).contains(":s:"),
+        "the dump did not bring the session back; the test proves nothing"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while redis.cmd(&["KEYS", "{sessiongate}:s:*"]).contains(":s:") {
+        assert!(Instant::now() < deadline, "the logout never reached Redis");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.backend_requests_to(BACKEND_LOGOUT_PATH).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the backend logout was never called"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!s.gateway.stderr().contains("panicked"));
 }

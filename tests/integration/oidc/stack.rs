@@ -215,19 +215,25 @@ impl StackBuilder {
     }
 
     /// Starts provider, backend and gateway (in that order).
-    pub fn start(mut self) -> Stack {
+    pub fn start(self) -> Stack {
+        let stack = self.start_unready();
+        stack.wait_until_provider_known();
+        stack
+    }
+
+    /// [`StackBuilder::start`] without waiting for the gateway to answer navigations (a
+    /// scenario where something it needs is missing on purpose).
+    pub fn start_unready(mut self) -> Stack {
         let provider = Provider::start(self.provider.clone());
         let backend = self.take_backend();
         let (gateway, relaunch) = self.start_gateway(&provider.issuer(), &backend);
-        let stack = Stack {
+        Stack {
             port: self.port,
             provider,
             backend,
             gateway,
             relaunch,
-        };
-        stack.wait_until_provider_known();
-        stack
+        }
     }
 }
 
@@ -513,7 +519,7 @@ impl Stack {
     /// and keys; until each worker has them, it answers navigations with 503. Polls
     /// (bounded) with navigations on new connections, which SO_REUSEPORT spreads over the
     /// workers, until several in a row are not 503.
-    fn wait_until_provider_known(&self) {
+    pub fn wait_until_provider_known(&self) {
         wait_until_not_503(
             &self.url("/__sessiongate_it_probe"),
             PROVIDER_DISCOVERY_TIMEOUT,
