@@ -16,7 +16,8 @@
 //! readiness, metrics, sessions admin API), `check_lifespan` (`sessiongate check` reading the
 //! access-token lifespan from the provider), `reload` (SIGHUP with new listener URLs),
 //! `hardening_floods` (a back-channel logout body trickled in), `snapshot` (sessions kept
-//! over a restart by `sessiongate.session-snapshot`).
+//! over a restart by `sessiongate.session-snapshot`), `cluster` (three gateways sharing one
+//! Redis session store; `cluster_redis` reads that Redis raw).
 //!
 //! Every scenario starts its own provider, backend and gateway, so they run in parallel.
 //! They wait with deadlines; the only sleeps wait out a token or session lifetime.
@@ -32,6 +33,8 @@ mod backchannel_refused;
 mod banner;
 mod bearer;
 mod check_lifespan;
+mod cluster;
+mod cluster_redis;
 mod dispatcher;
 mod expiry;
 mod fresh;

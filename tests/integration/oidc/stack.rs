@@ -262,6 +262,13 @@ impl StackBuilder {
         }
     }
 
+    /// [`StackBuilder::start_gateway`] for callers with a provider and backend of their
+    /// own: callable again after that gateway stopped (the same configuration on the same
+    /// port), and for several builders sharing one provider and backend.
+    pub fn start_gateway_for(&mut self, issuer: &str, backend: &Backend) -> Gateway {
+        self.start_gateway(issuer, backend).0
+    }
+
     /// Writes the config (with `cg.censhareLogoutUrl` at the backend unless set) and
     /// starts the gateway on the reserved port.
     fn start_gateway(
@@ -334,6 +341,55 @@ fn set(list: &mut Vec<(String, String)>, key: &str, value: String) {
     }
 }
 
+/// Asserts `r` is the 302 that starts a login: to `provider`'s authorization endpoint.
+pub fn assert_login_redirect_to(provider: &Provider, r: &Response, context: &str) {
+    assert_eq!(
+        r.status,
+        302,
+        "{context}: expected a 302 to the provider, got {} {:?}\n{}",
+        r.status,
+        r.head.start,
+        r.text()
+    );
+    let location = r.header("location").unwrap_or_default();
+    let auth = format!("{}/auth?", provider.issuer());
+    assert!(
+        location.starts_with(&auth),
+        "{context}: expected a redirect to {auth}..., got {location:?}"
+    );
+}
+
+/// Polls (bounded) with navigations to `url` on new connections, which SO_REUSEPORT
+/// spreads over a gateway's workers, until several in a row are not 503.
+pub fn wait_until_not_503(url: &Url, within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut in_a_row = 0;
+    while in_a_row < 6 {
+        let r = Browser::without_keep_alive().navigate(url);
+        if r.status == 503 {
+            in_a_row = 0;
+            assert!(
+                Instant::now() < deadline,
+                "{} still answers 503 after {within:?}: {}",
+                url.authority(),
+                r.text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        } else {
+            in_a_row += 1;
+        }
+    }
+}
+
+/// The backend's requests whose path is `path` (the query ignored).
+pub fn requests_to(backend: &Backend, path: &str) -> Vec<Request> {
+    backend
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.split('?').next() == Some(path))
+        .collect()
+}
+
 /// A free loopback port (bound, then released) for a server that must be named up front.
 pub fn reserve_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -358,7 +414,11 @@ impl Stack {
     /// (set when the backend is known, at `start`), two workers and
     /// `post-logout-redirect-uri: http://127.0.0.1:PORT/`.
     pub fn builder() -> StackBuilder {
-        let port = reserve_port();
+        Stack::builder_on(reserve_port())
+    }
+
+    /// [`Stack::builder`] for a gateway on this (reserved) port.
+    pub fn builder_on(port: u16) -> StackBuilder {
         let b = StackBuilder {
             port,
             provider: ProviderOpts::for_gateway(port),
@@ -412,11 +472,7 @@ impl Stack {
 
     /// Backend requests whose path is `path` (the query ignored).
     pub fn backend_requests_to(&self, path: &str) -> Vec<Request> {
-        self.backend
-            .requests()
-            .into_iter()
-            .filter(|r| r.target.split('?').next() == Some(path))
-            .collect()
+        requests_to(&self.backend, path)
     }
 
     /// Backend requests that are not calls to `cg.censhareLogoutUrl`.
@@ -464,41 +520,15 @@ impl Stack {
     /// (bounded) with navigations on new connections, which SO_REUSEPORT spreads over the
     /// workers, until several in a row are not 503.
     pub fn wait_until_provider_known(&self) {
-        let deadline = Instant::now() + PROVIDER_DISCOVERY_TIMEOUT;
-        let url = self.url("/__sessiongate_it_probe");
-        let mut in_a_row = 0;
-        while in_a_row < 6 {
-            let r = Browser::without_keep_alive().navigate(&url);
-            if r.status == 503 {
-                in_a_row = 0;
-                assert!(
-                    Instant::now() < deadline,
-                    "the gateway still answers 503 after {PROVIDER_DISCOVERY_TIMEOUT:?}: {}",
-                    r.text()
-                );
-                thread::sleep(Duration::from_millis(20));
-            } else {
-                in_a_row += 1;
-            }
-        }
+        wait_until_not_503(
+            &self.url("/__sessiongate_it_probe"),
+            PROVIDER_DISCOVERY_TIMEOUT,
+        );
     }
 
     /// Asserts `r` is the 302 that starts a login: to the provider's authorization endpoint.
     pub fn assert_login_redirect(&self, r: &Response, context: &str) {
-        assert_eq!(
-            r.status,
-            302,
-            "{context}: expected a 302 to the provider, got {} {:?}\n{}",
-            r.status,
-            r.head.start,
-            r.text()
-        );
-        let location = r.header("location").unwrap_or_default();
-        let auth = format!("{}/auth?", self.provider.issuer());
-        assert!(
-            location.starts_with(&auth),
-            "{context}: expected a redirect to {auth}..., got {location:?}"
-        );
+        assert_login_redirect_to(&self.provider, r, context);
     }
 
     /// Waits (bounded) for a backend request that satisfies `pred`.
