@@ -328,7 +328,7 @@ impl Gate {
         head: &RequestHead,
         buf: &[u8],
     ) -> Option<Decision> {
-        if let Some(refusal) = self.store_outage() {
+        if let Some(refusal) = self.store_outage(id) {
             return Some(Decision::Reply(refusal));
         }
         let (token, banner_accepted) = self.session_token(id).await?;

@@ -38,6 +38,8 @@ use super::{Gate, LOG};
 const CLAIMS_PER_TICK: usize = 512;
 /// How long a follower's XREAD blocks before it asks again.
 const FOLLOW_BLOCK_MS: u64 = 5_000;
+/// How long a follower waits before it tries again after a failed call.
+const FOLLOW_RETRY: Duration = Duration::from_millis(200);
 
 /// The cache's bookkeeping beside the session table.
 pub struct SharedState {
@@ -152,11 +154,14 @@ impl Gate {
         }
     }
 
-    /// With the shared store, Redis has been away longer than the grace: sessions are
-    /// refused rather than served from a cache that can no longer learn of ends.
-    pub(super) fn store_outage(&self) -> Option<Reply> {
+    /// With the shared store, Redis has been away longer than the grace (sessions are
+    /// refused rather than served from a cache that can no longer learn of ends), or is
+    /// away and the session is not cached here: 503 with Retry-After.
+    pub(super) fn store_outage(&self, id: &SessionId) -> Option<Reply> {
         let sh = self.shared_store.as_ref()?;
-        if sh.store.serving(self.clock.unix_ms()) {
+        // A session not cached here cannot be looked up: "try again", not "log in".
+        let uncached = !sh.store.is_up() && self.store.borrow().get(id).is_none();
+        if !uncached && sh.store.serving(self.clock.unix_ms()) {
             return None;
         }
         Some(store_unavailable())
@@ -464,14 +469,24 @@ impl Gate {
                 sh.ends.wait_up(Duration::from_secs(1)).await;
                 continue;
             }
+            // Every retry below waits: the Redis client fails fast while a connection is
+            // down, and its reconnects run on this same thread.
             let from = match &last {
                 Some(l) => l.clone(),
                 None => match store::ends_tail(&sh.ends, &stream).await {
                     Ok(tail) => tail,
-                    Err(_) => continue,
+                    Err(_) => {
+                        monoio::time::sleep(FOLLOW_RETRY).await;
+                        continue;
+                    }
                 },
             };
             if recheck {
+                // The re-check goes over the store's connection, which may come back later
+                // than this one.
+                if !sh.store.wait_up(FOLLOW_RETRY).await {
+                    continue;
+                }
                 let cached: Vec<String> = sh.by_hash.borrow().keys().cloned().collect();
                 match sh.store.missing(&cached).await {
                     Ok(gone) => {
@@ -481,7 +496,10 @@ impl Gate {
                         tracing::info!(target: LOG, worker = self.worker, checked = cached.len(), evicted = gone.len(), "session cache re-checked after the store came back");
                         recheck = false;
                     }
-                    Err(_) => continue,
+                    Err(_) => {
+                        monoio::time::sleep(FOLLOW_RETRY).await;
+                        continue;
+                    }
                 }
             }
             last = Some(from.clone());
@@ -494,7 +512,10 @@ impl Gate {
                     }
                     last = Some(next);
                 }
-                Err(_) => recheck = true,
+                Err(_) => {
+                    recheck = true;
+                    monoio::time::sleep(FOLLOW_RETRY).await;
+                }
             }
         }
     }

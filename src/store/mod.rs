@@ -235,6 +235,11 @@ impl SharedSessions {
         format!("{}u:{sub}", self.prefix)
     }
 
+    /// Waits (at most `within`) until the store's connection is up.
+    pub async fn wait_up(&self, within: std::time::Duration) -> bool {
+        self.redis.wait_up(within).await
+    }
+
     /// Redis is reachable now, as far as this worker's connection knows.
     pub fn is_up(&self) -> bool {
         self.redis.is_up()
