@@ -255,6 +255,15 @@ impl Gate {
             claims.iat().unwrap_or(0),
             self.clock.now_ms(),
         );
+        let buried = buried
+            || match &self.shared_store {
+                Some(sh) => sh
+                    .store
+                    .buried(claims.sid(), sub, claims.iat().unwrap_or(0))
+                    .await
+                    .unwrap_or(false),
+                None => false,
+            };
         if buried {
             return Err(self.bad_callback("This login was ended at the identity provider."));
         }

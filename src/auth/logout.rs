@@ -203,6 +203,12 @@ impl Gate {
                 Ok(false) => return Err(LogoutError::Replayed),
                 Err(_) => return Err(LogoutError::NotReady),
             }
+            // A login in flight at another instance that predates this logout loses too.
+            let key = t.sid.as_deref().or(t.sub.as_deref()).unwrap_or_default();
+            let ttl = crate::session::tombstones::TTL_MS;
+            if sh.store.bury(key, t.iat, ttl).await.is_err() {
+                return Err(LogoutError::NotReady);
+            }
         }
         let (tx, rx) = flume::bounded(1);
         let msg = WorkerMsg::Backchannel {

@@ -30,7 +30,7 @@
 //!   creation (per-user cap, admin listing); `{ns}:sid:<sid>` set (back-channel logout);
 //! - `{ns}:ends` stream of ended hashes; `{ns}:r:<hash>` refresh lock; `{ns}:l:<state>`
 //!   pending login (sealed); `{ns}:jti:<jti>` accepted logout tokens; `{ns}:f:<hash>` this
-//!   round's fresh-token calls claimed.
+//!   round's fresh-token calls claimed; `{ns}:tomb:<sid or sub>` a provider logout's `iat`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -128,6 +128,13 @@ redis.call('HSET', KEYS[1], 't', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'v', 1)
 "#;
 
+/// Remembers a provider logout's `iat` for a `sid` or `sub` (the latest wins).
+const BURY: &str = r#"
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 1
+"#;
+
 /// Releases a lock only if it is still the caller's.
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -184,6 +191,7 @@ struct Scripts {
     touch: Script,
     save_tokens: Script,
     unlock: Script,
+    bury: Script,
 }
 
 impl SharedSessions {
@@ -205,6 +213,7 @@ impl SharedSessions {
                 touch: Script::new(TOUCH),
                 save_tokens: Script::new(SAVE_TOKENS),
                 unlock: Script::new(UNLOCK),
+                bury: Script::new(BURY),
             },
             down_since: Cell::new(None),
             outage_grace_ms,
@@ -721,6 +730,36 @@ impl SharedSessions {
             .arg("PX")
             .arg(ttl.to_string());
         Ok(self.redis.query(cmd).await?.is_ok())
+    }
+
+    /// Remembers a provider logout (of `key`, a `sid` or a `sub`, issued at `iat` Unix
+    /// seconds) for `ttl_ms`, so a login whose ID token predates it cannot win at any
+    /// instance.
+    pub async fn bury(&self, key: &str, iat: u64, ttl_ms: u64) -> Result<(), RedisError> {
+        let name = format!("{}tomb:{key}", self.prefix);
+        let (iat, ttl) = (iat.to_string(), ttl_ms.to_string());
+        let keys: [&[u8]; 1] = [name.as_bytes()];
+        self.redis
+            .script(&self.scripts.bury, &keys, &[iat.as_bytes(), ttl.as_bytes()])
+            .await
+            .map(|_| ())
+    }
+
+    /// A login whose ID token was issued at `iat` predates a remembered provider logout of
+    /// its `sid` or `sub`.
+    pub async fn buried(&self, sid: Option<&str>, sub: &str, iat: u64) -> Result<bool, RedisError> {
+        let cmd = [sid, Some(sub)]
+            .into_iter()
+            .flatten()
+            .fold(Cmd::new("MGET"), |c, k| {
+                c.arg(format!("{}tomb:{k}", self.prefix))
+            });
+        let v = self.redis.query(cmd).await?;
+        Ok(v.into_array()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(int_of)
+            .any(|logout_iat| iat <= logout_iat.max(0) as u64))
     }
 
     /// Admits a logout token's `jti` once for the cluster: `false` if seen before.

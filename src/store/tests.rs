@@ -248,3 +248,20 @@ fn a_refresh_is_single_flight_and_its_tokens_reach_every_instance() {
         );
     });
 }
+
+#[test]
+fn a_provider_logout_buries_older_logins_at_every_instance() {
+    let server = RedisServer::start();
+    run(async {
+        let (a, b) = (store(&server).await, store(&server).await);
+        a.bury("sid-1", 1_000, 60_000).await.unwrap();
+        // An older logout arriving late does not lower the mark.
+        a.bury("sid-1", 900, 60_000).await.unwrap();
+        assert!(b.buried(Some("sid-1"), "alice", 1_000).await.unwrap());
+        assert!(b.buried(Some("sid-1"), "alice", 950).await.unwrap());
+        assert!(!b.buried(Some("sid-1"), "alice", 1_001).await.unwrap());
+        assert!(!b.buried(Some("sid-2"), "alice", 1).await.unwrap());
+        b.bury("bob", 500, 60_000).await.unwrap();
+        assert!(a.buried(None, "bob", 499).await.unwrap());
+    });
+}
