@@ -163,3 +163,45 @@ fn an_end_during_a_redis_outage_is_written_when_redis_is_back() {
     }
     assert!(!s.gateway.stderr().contains("panicked"));
 }
+
+/// Hostile cookies against the shared store: a session's cookie with its worker byte
+/// changed (any instance's worker may be named, so the byte is not refused up front) and
+/// random well-formed ids are no session: 401 for an API call, nothing reaches the backend
+/// with a token, the gateway keeps serving the real one.
+#[test]
+fn a_cookie_with_another_worker_byte_or_random_bytes_is_no_session() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let redis = RedisServer::start();
+    let s = on_redis(Stack::builder(), &redis).start();
+    let (mut b, login) = s.login("alice");
+    let real = login.session_cookie.value.clone();
+    let mut bytes = URL_SAFE_NO_PAD.decode(&real).unwrap();
+    let mut forged = Vec::new();
+    for owner in [bytes[0] ^ 1, 0xff, 0x80] {
+        bytes[0] = owner;
+        forged.push(URL_SAFE_NO_PAD.encode(&bytes));
+    }
+    forged.push(URL_SAFE_NO_PAD.encode([0xffu8; 17]));
+    forged.push(URL_SAFE_NO_PAD.encode([0u8; 17]));
+    let url = s.url("/api/whoami");
+    for cookie in &forged {
+        let mut other = crate::oidc::browser::Browser::new();
+        other.set_cookie(&url, "SESSION", cookie);
+        let r = other.fetch(&url);
+        assert_eq!(
+            r.status,
+            401,
+            "forged cookie {cookie}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    assert!(
+        s.backend_requests_to("/api/whoami").is_empty(),
+        "a forged cookie reached the backend"
+    );
+    let r = b.fetch(&url);
+    assert_eq!(r.status, 200, "the real session: {}", r.text());
+    assert!(!s.gateway.stderr().contains("panicked"));
+}
