@@ -67,6 +67,12 @@ impl ClusterBuilder {
         self.each(|b| b.set(key, &v))
     }
 
+    /// Changes the provider's options (token lifetimes, rotation).
+    pub fn provider(mut self, f: impl FnOnce(ProviderOpts) -> ProviderOpts) -> Self {
+        self.provider = f(self.provider);
+        self
+    }
+
     /// `redis-outage-grace-sec`.
     pub fn grace(mut self, secs: u64) -> Self {
         self.grace_sec = secs;
@@ -1006,5 +1012,144 @@ fn cached_sessions_are_refused_after_the_outage_grace() {
     assert!(
         !stderr.contains("panicked"),
         "a gateway panicked:\n{stderr}"
+    );
+}
+
+/// Short access tokens (4 s) with refresh-token rotation, one session used at all three
+/// instances at once when its token expires: one refresh at the provider for the cluster,
+/// every instance forwards the new token, and no refresh token is sent twice (the provider
+/// would revoke the grant).
+#[test]
+fn a_refresh_is_single_flight_across_instances() {
+    let c = Cluster::builder()
+        .provider(|o| o.access_token_ttl(4).rotate_refresh_token(true))
+        .start();
+    let (_, alice) = c.login_at(0, "alice");
+    let t1 = c.bearer_via(0, &alice.session, "alice at A");
+    for i in 1..3 {
+        assert_eq!(c.bearer_via(i, &alice.session, "alice before expiry"), t1);
+    }
+    let before = c.provider.refresh_count();
+    let exp = crate::oidc::provider::jwt_payload(&t1)["exp"]
+        .as_i64()
+        .unwrap();
+    let wait = Duration::from_secs(exp.max(0) as u64) + Duration::from_millis(300);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    thread::sleep(wait.saturating_sub(now));
+
+    let barrier = std::sync::Barrier::new(9);
+    let paths: Vec<(usize, String)> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..9)
+            .map(|n| {
+                let (c, barrier, session) = (&c, &barrier, &alice.session);
+                scope.spawn(move || {
+                    let (i, path) = (n % 3, format!("/app/after-expiry/{n}"));
+                    barrier.wait();
+                    let r = c.with_session(i, session, &path);
+                    assert_eq!(r.status, 200, "request {n} via {}: {}", NAMES[i], r.text());
+                    (i, path)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let tokens: Vec<String> = paths
+        .iter()
+        .map(|(_, p)| {
+            let seen = c.backend_requests_to(p);
+            bearer(seen[0].header("authorization")).expect("a bearer token")
+        })
+        .collect();
+    assert!(
+        tokens.iter().all(|t| *t != t1),
+        "an instance forwarded the expired token"
+    );
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "the instances forwarded {} different tokens",
+        tokens
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    );
+    assert_eq!(
+        c.provider.refresh_count(),
+        before + 1,
+        "one refresh for the cluster"
+    );
+    assert!(
+        c.provider.events_named("grant.revoked").is_empty(),
+        "a refresh token was used twice and the provider revoked the grant"
+    );
+}
+
+/// The back-channel `jti` replay guard is the cluster's: a logout token accepted at C is
+/// refused when replayed at A.
+#[test]
+fn a_logout_token_replayed_at_another_instance_is_refused() {
+    let c = Cluster::builder().backchannel_logout().start();
+    let (_, _alice) = c.login_at(0, "alice");
+    let sid = c.provider.sid_of("alice");
+    let token = c
+        .provider
+        .sign_logout(c.provider.logout_claims(Some("alice"), Some(&sid)));
+    let post = |i: usize| {
+        let body = crate::oidc::browser::encode_form(&[("logout_token", token.as_str())]);
+        crate::client::Client::connect(c.gw(i).addr()).request(
+            format!(
+                "POST /backchannel/logout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                c.port(i),
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    let first = post(2);
+    assert_eq!(first.status, 200, "the token at C: {}", first.text());
+    let replay = post(0);
+    assert_eq!(
+        replay.status,
+        400,
+        "the same token replayed at A: {}",
+        replay.text()
+    );
+    assert!(
+        replay.text().contains("replay") || replay.text().contains("jti"),
+        "{}",
+        replay.text()
+    );
+}
+
+/// `GET /actuator/sessions?username=` at any instance lists the user's sessions of the
+/// whole cluster (made at A and at B), once each, without tokens.
+#[test]
+fn admin_lists_a_users_sessions_of_every_instance() {
+    let c = Cluster::start();
+    let (_, at_a) = c.login_at(0, "alice");
+    let (_, at_b) = c.login_at(1, "alice");
+    let r = c
+        .gw(2)
+        .admin("GET", "/actuator/sessions?username=alice", Some(SECRET));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+    let text = r.text();
+    let sessions = listed["sessions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        sessions.len(),
+        2,
+        "alice's sessions at C's admin API: {text}"
+    );
+    for s in [&at_a.session, &at_b.session] {
+        assert_eq!(
+            text.matches(s.as_str()).count(),
+            1,
+            "{s} not listed once: {text}"
+        );
+    }
+    assert!(
+        !text.contains("eyJ"),
+        "a token in the admin listing: {text}"
     );
 }
