@@ -357,7 +357,8 @@ impl Gate {
                 Job::FreshTokens(id, calls) => {
                     // Redis away: sent anyway (a duplicate beats a listener left stale).
                     let round = self.settings.fresh_every_ms;
-                    if sh.store.claim_round(&id, "f", round).await != Ok(false) {
+                    let now = self.clock.unix_ms();
+                    if sh.store.claim_round(&id, "f", round, now).await != Ok(false) {
                         calls
                             .into_iter()
                             .for_each(|c| self.calls.dispatcher().submit(c));

@@ -29,8 +29,8 @@
 //! - `{ns}:expiry` sorted set: session hash → deadline; `{ns}:u:<sub>` sorted set: hash →
 //!   creation (per-user cap, admin listing); `{ns}:sid:<sid>` set (back-channel logout);
 //! - `{ns}:ends` stream of ended hashes; `{ns}:r:<hash>` refresh lock; `{ns}:l:<state>`
-//!   pending login (sealed); `{ns}:jti:<jti>` accepted logout tokens; `{ns}:f:<hash>` this
-//!   round's fresh-token calls claimed; `{ns}:tomb:<sid or sub>` a provider logout's `iat`.
+//!   pending login (sealed); `{ns}:jti:<jti>` accepted logout tokens; `{ns}:f:<hash>:<round>`
+//!   this round's fresh-token calls claimed; `{ns}:tomb:<sid or sub>` a provider logout's `iat`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -713,22 +713,27 @@ impl SharedSessions {
         format!("{}l:{state}", self.prefix)
     }
 
-    /// Claims this round (`round_ms` long) of a once-a-round duty for a session (`what`
-    /// names the duty): `true` for the first instance to ask.
+    /// Claims the current round of a once-a-round duty for a session (`what` names the
+    /// duty): `true` for the first instance to ask. Rounds are `round_ms` slices of the
+    /// wall clock, the same at every instance whatever the phase of its own timer.
     pub async fn claim_round(
         &self,
         id: &SessionId,
         what: &str,
         round_ms: u64,
+        now_unix: u64,
     ) -> Result<bool, RedisError> {
-        // A little shorter than the round, so the next round's claim is free in time.
-        let ttl = (round_ms * 9 / 10).max(1);
+        let round = now_unix / round_ms.max(1);
         let cmd = Cmd::new("SET")
-            .arg(format!("{}{what}:{}", self.prefix, Self::hash_of(id)))
+            .arg(format!(
+                "{}{what}:{}:{round}",
+                self.prefix,
+                Self::hash_of(id)
+            ))
             .arg("1")
             .arg("NX")
             .arg("PX")
-            .arg(ttl.to_string());
+            .arg(round_ms.max(1).to_string());
         Ok(self.redis.query(cmd).await?.is_ok())
     }
 

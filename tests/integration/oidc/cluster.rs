@@ -1153,3 +1153,36 @@ fn admin_lists_a_users_sessions_of_every_instance() {
         "a token in the admin listing: {text}"
     );
 }
+
+/// Fresh tokens once a round for the cluster: a session used at all three instances in
+/// every round is sent to the listener at most once per round (rounds are slices of the
+/// wall clock every instance shares), not once per instance.
+#[test]
+fn fresh_tokens_go_once_a_round_whichever_instances_used_the_session() {
+    const ROUND_MS: u64 = 1000;
+    let listener = crate::oidc::listener::Listener::ok();
+    let c = Cluster::builder()
+        .cg("freshTokenListeners", quote(&listener.url("/fresh")))
+        .cg("freshTokenSendIntervalMs", ROUND_MS)
+        .start();
+    let (_, alice) = c.login_at(0, "alice");
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_millis(4 * ROUND_MS) {
+        for i in 0..3 {
+            c.assert_session_works(i, &alice.session, &format!("alice's request {n} at {i}"));
+        }
+        n += 1;
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The last round's sends arrive within a round or so.
+    thread::sleep(Duration::from_millis(2 * ROUND_MS));
+    // Used in every round of ~6 (the login's, four of requests, and the one the last
+    // requests fall in): about one send a round; one per instance would be about 3 a round.
+    let sends = listener.calls().len();
+    assert!(
+        (3..=8).contains(&sends),
+        "{sends} fresh-token sends for ~6 rounds of use at three instances (one per instance \
+         and round would be ~18)"
+    );
+}
