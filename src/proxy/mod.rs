@@ -142,7 +142,7 @@ pub async fn serve<S: ClientStream>(
             if ctx.shutdown.is_triggered() {
                 break CloseReason::PeerClosed;
             }
-            match request::wait_readable(&client, &conn, &ctx, ctx.timeouts.idle).await {
+            match request::wait_readable(&client, &conn, &ctx).await {
                 Ok(()) => {}
                 Err(End::Idle) => break CloseReason::IdleTimeout,
                 Err(_) => break CloseReason::PeerClosed,

@@ -70,22 +70,19 @@ pub(super) async fn read_head<S: ClientStream>(
     }
 }
 
-/// Waits until the idle connection has bytes (or its end) to read, within `wait`, unless
-/// the worker stops or sheds it first.
+/// Waits until the idle connection has bytes (or its end) to read, unless the worker
+/// stops or closes it first: to make room for a new connection, or because it waited past
+/// `connection-idle-timeout-ms` (the worker's sweep, [`crate::state::Connections::close_idle`],
+/// decides that: no timer per idle connection).
 pub(super) async fn wait_readable<S: ClientStream>(
     client: &S,
     c: &Conn,
     ctx: &WorkerState,
-    wait: std::time::Duration,
 ) -> Result<(), End> {
     monoio::select! {
-        r = monoio::time::timeout(wait, client.readable()) => match r {
-            Err(_elapsed) => Err(End::Idle),
-            // An error here shows on the read as well.
-            Ok(_) => Ok(()),
-        },
+        // An error here shows on the read as well.
+        _ = client.readable() => Ok(()),
         _ = ctx.shutdown.wait() => Err(End::Quiet),
-        // Closed to make room for a new connection, as an idle timeout would.
         _ = ctx.connections.idle(c.id) => Err(End::Idle),
     }
 }

@@ -213,6 +213,7 @@ async fn serve(
         server_tls: spec.server_tls,
     }));
     monoio::spawn(inbox::run(inbox_rx, ctx.clone()));
+    monoio::spawn(close_idle_connections(ctx.clone()));
     if let Some(g) = &ctx.gate {
         g.restore(spec.restore);
         let mut scratch = Vec::new();
@@ -430,6 +431,21 @@ async fn accept(listener: monoio::net::TcpListener, ctx: Rc<WorkerState>, tls: b
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Closes the connections idle past `connection-idle-timeout-ms`, a few times a second
+/// (so at most ~a tenth of the timeout, and never more than a second, late), until the
+/// worker stops.
+async fn close_idle_connections(ctx: Rc<WorkerState>) {
+    let max_idle = ctx.timeouts.idle;
+    let every = (max_idle / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    while !ctx.shutdown.is_triggered() {
+        monoio::select! {
+            _ = monoio::time::sleep(every) => {}
+            _ = ctx.shutdown.wait() => return,
+        }
+        ctx.connections.close_idle(max_idle);
     }
 }
 
