@@ -162,7 +162,8 @@ pub async fn serve<S: ClientStream>(
                 return CloseReason::OwnerElsewhere;
             }
             Err(End::Answered(e)) => {
-                if !refuse(&mut client, &mut conn, &ctx, e).await {
+                // Boxed: a refusal's timed write would otherwise size every idle task.
+                if !Box::pin(refuse(&mut client, &mut conn, &ctx, e)).await {
                     return CloseReason::Error("client write failed");
                 }
                 break CloseReason::Refused(e.status());
