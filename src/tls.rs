@@ -26,13 +26,13 @@
 use std::cell::RefCell;
 use std::io;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use monoio_rustls::ServerTlsStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{NoServerSessionStorage, ServerConfig, ServerConnection};
@@ -42,6 +42,8 @@ use rustls::{AlertDescription, Error as TlsError, ProtocolVersion};
 use crate::audit::Handshake;
 use crate::config::{Config, SslConfig};
 use crate::http::reply::Reply;
+use crate::net::buffers::BufPool;
+use crate::net::tls_stream::ServerTls;
 
 const LOG: &str = "sessiongate::tls";
 const CERT_KEY: &str = "server.ssl.certificate";
@@ -375,7 +377,8 @@ pub async fn accept(
     mut tcp: TcpStream,
     config: Arc<ServerConfig>,
     limit: Duration,
-) -> Result<(ServerTlsStream<TcpStream>, Handshake), Failure> {
+    pool: Rc<BufPool>,
+) -> Result<(ServerTls, Handshake), Failure> {
     let mut conn = ServerConnection::new(config).map_err(|e| Failure {
         sni: None,
         reason: format!("cannot start TLS: {e}"),
@@ -397,7 +400,7 @@ pub async fn accept(
                     .unwrap_or("unknown"),
                 resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
             };
-            return Ok((ServerTlsStream::new(tcp, conn), hs));
+            return Ok((ServerTls::new(tcp, conn, pool), hs));
         }
         Ok(Err(e)) => e,
         Err(_) => {

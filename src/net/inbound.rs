@@ -5,7 +5,8 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::TcpStream;
-use monoio_rustls::ServerTlsStream;
+
+use super::tls_stream::ServerTls;
 
 /// A client stream whose socket can move to another worker.
 pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + 'static {
@@ -19,8 +20,7 @@ pub trait ClientStream: AsyncReadRent + AsyncWriteRent + Split + 'static {
     fn into_fd(self) -> Option<OwnedFd>;
 
     /// Completes once a read would find bytes (or the end of the stream), with no buffer
-    /// held meanwhile. A stream that may hold decrypted bytes of its own (TLS) completes at
-    /// once.
+    /// held meanwhile. By default at once (a stream that cannot tell).
     fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> {
         std::future::ready(Ok(()))
     }
@@ -45,11 +45,24 @@ impl ClientStream for TcpStream {
 
 /// Client connections after the handshake: served by the proxy loop, never handed to
 /// another worker (the TLS state lives in this task).
-impl ClientStream for ServerTlsStream<TcpStream> {
+impl ClientStream for ServerTls {
     const SCHEME: &'static str = "https";
-    // rustls state (and monoio-rustls's buffered records) cannot move between threads:
-    // requests for another worker's session are answered through that worker by message.
+    // rustls state cannot move between threads: requests for another worker's session are
+    // answered through that worker by message.
     const MOVABLE: bool = false;
+
+    /// Decrypted bytes (or the end) waiting in rustls answer at once; otherwise the socket
+    /// is waited on with no read, and so no buffer, in flight.
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        let buffered = self.has_buffered();
+        let socket = self.socket();
+        async move {
+            if buffered {
+                return Ok(());
+            }
+            socket.readable(false).await
+        }
+    }
 
     fn into_fd(self) -> Option<OwnedFd> {
         None

@@ -5,6 +5,7 @@
 pub mod buffers;
 pub mod inbound;
 pub mod outbound;
+pub mod tls_stream;
 
 use std::io;
 use std::time::Duration;

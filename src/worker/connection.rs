@@ -21,7 +21,13 @@ pub(super) async fn serve_tls(tcp: TcpStream, peer: SocketAddr, ctx: Rc<WorkerSt
         return;
     };
     // Boxed: the handshake's state is freed once it is done, not carried by the connection.
-    let handshake = Box::pin(tls::accept(tcp, term.current(), ctx.timeouts.head)).await;
+    let handshake = Box::pin(tls::accept(
+        tcp,
+        term.current(),
+        ctx.timeouts.head,
+        ctx.buffers.clone(),
+    ))
+    .await;
     match handshake {
         Ok((stream, hs)) => {
             audit::tls_established(ctx.worker, peer, &hs);

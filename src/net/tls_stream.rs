@@ -1,0 +1,259 @@
+//! A client's TLS connection after the handshake: rustls over the socket with no buffer of
+//! its own. Ciphertext is read into a buffer lent by the worker's pool for the one read,
+//! decrypted by rustls and copied into the caller's buffer; what goes out is encrypted
+//! into a lent buffer for the one write. An idle TLS connection therefore holds rustls's
+//! state (its 4 KiB record buffer, keys) and nothing else, and waits for readability with
+//! no read in flight, like a plain one. (A stream with buffers of its own per connection,
+//! as monoio-rustls keeps, costs 32 KiB more for the connection's whole life.)
+//!
+//! The few `unsafe` lines move bytes into and out of the caller's buffers through the raw
+//! pointers monoio's buffer traits give: each says why it stays inside the buffer.
+
+use std::io::{self, BufRead, Write};
+use std::rc::Rc;
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use rustls::ServerConnection;
+
+use super::buffers::{BufPool, SMALL};
+
+/// rustls takes no more ciphertext while it holds more decrypted bytes than this (its
+/// default limit); the rest of a socket read waits in a lent buffer until they are read.
+const PLAINTEXT_LIMIT: usize = 16 * 1024;
+
+pub struct ServerTls {
+    io: TcpStream,
+    conn: ServerConnection,
+    pool: Rc<BufPool>,
+    /// Decrypted bytes rustls holds, not yet read (0 also when it holds none).
+    pending: usize,
+    /// The client sent close_notify, or its socket ended.
+    closed: bool,
+    /// Ciphertext read but not yet taken by rustls (it held [`PLAINTEXT_LIMIT`] already):
+    /// a lent buffer, empty without capacity otherwise.
+    unfed: Vec<u8>,
+}
+
+impl ServerTls {
+    /// A stream over a socket whose handshake `conn` completed (records that came with
+    /// the client's last flight are in `conn` already).
+    pub fn new(io: TcpStream, mut conn: ServerConnection, pool: Rc<BufPool>) -> ServerTls {
+        conn.set_buffer_limit(Some(64 * 1024));
+        let mut s = ServerTls {
+            io,
+            conn,
+            pool,
+            pending: 0,
+            closed: false,
+            unfed: Vec::new(),
+        };
+        s.note_state();
+        s
+    }
+
+    /// A read would find bytes now, without the socket: decrypted bytes or the end.
+    pub fn has_buffered(&self) -> bool {
+        self.pending > 0 || self.closed || !self.unfed.is_empty()
+    }
+
+    pub fn socket(&self) -> &TcpStream {
+        &self.io
+    }
+
+    fn note_state(&mut self) {
+        if let Ok(state) = self.conn.process_new_packets() {
+            self.pending = state.plaintext_bytes_to_read();
+            self.closed |= state.peer_has_closed();
+        }
+    }
+
+    /// Gives rustls more ciphertext: what waited from an earlier read, else one socket read.
+    async fn read_tls(&mut self) -> io::Result<()> {
+        if !self.unfed.is_empty() {
+            let unfed = std::mem::take(&mut self.unfed);
+            let fed = self.feed(&unfed);
+            self.pool.give(unfed);
+            return fed;
+        }
+        let buf = self.pool.take(SMALL);
+        let (res, buf) = self.io.read(buf).await;
+        let fed = match res {
+            Ok(0) => {
+                self.closed = true;
+                Ok(())
+            }
+            Ok(_) => self.feed(&buf),
+            Err(e) => Err(e),
+        };
+        self.pool.give(buf);
+        fed
+    }
+
+    /// Feeds `rest` to rustls; what it cannot take yet (its decrypted bytes are at the
+    /// limit) is kept in `unfed`.
+    fn feed(&mut self, mut rest: &[u8]) -> io::Result<()> {
+        while !rest.is_empty() {
+            if self.pending > PLAINTEXT_LIMIT {
+                let mut keep = self.pool.take(rest.len());
+                keep.extend_from_slice(rest);
+                self.unfed = keep;
+                return Ok(());
+            }
+            if self.conn.read_tls(&mut rest)? == 0 {
+                // After close_notify nothing more is read.
+                break;
+            }
+            match self.conn.process_new_packets() {
+                Ok(state) => {
+                    self.pending = state.plaintext_bytes_to_read();
+                    self.closed |= state.peer_has_closed();
+                }
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what rustls has encrypted, through lent buffers.
+    async fn write_tls(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            let mut buf = self.pool.take(SMALL);
+            let written = self.conn.write_tls(&mut buf);
+            let res = match written {
+                Ok(_) => {
+                    let (res, b) = self.io.write_all(buf).await;
+                    buf = b;
+                    res.map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            self.pool.give(buf);
+            res?;
+        }
+        Ok(())
+    }
+
+    /// Copies decrypted bytes into `buf`: how many (0 at the end of the stream), or
+    /// `None` when rustls holds none.
+    fn copy_plaintext<T: IoBufMut>(&mut self, buf: &mut T) -> io::Result<Option<usize>> {
+        let mut reader = self.conn.reader();
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let n = chunk.len().min(buf.bytes_total());
+        // SAFETY: `write_ptr` points at `bytes_total` writable bytes of `buf` (the IoBufMut
+        // contract), and `n <= bytes_total`; `chunk` is rustls's own memory, so the ranges
+        // cannot overlap. `set_init(n)` then marks exactly the bytes just written.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::copy_nonoverlapping(chunk.as_ptr(), buf.write_ptr(), n);
+            buf.set_init(n);
+        }
+        reader.consume(n);
+        self.pending = self.pending.saturating_sub(n);
+        Ok(Some(n))
+    }
+}
+
+impl Drop for ServerTls {
+    fn drop(&mut self) {
+        self.pool.reclaim(&mut self.unfed);
+    }
+}
+
+impl AsyncReadRent for ServerTls {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        loop {
+            match self.copy_plaintext(&mut buf) {
+                Ok(Some(n)) => return (Ok(n), buf),
+                Ok(None) if self.closed => return (Ok(0), buf),
+                Ok(None) => {}
+                Err(e) => return (Err(e), buf),
+            }
+            match self.read_tls().await {
+                Ok(()) => {}
+                Err(e) => {
+                    // rustls may have queued an alert saying why; best effort.
+                    let _ = self.write_tls().await;
+                    return (Err(e), buf);
+                }
+            }
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer views the first iovec of `buf`, which this call owns and
+        // keeps alive, unmoved, until the read into it completes below.
+        #[allow(unsafe_code)]
+        let raw = unsafe { RawBuf::new_from_iovec_mut(&mut buf) };
+        let n = match raw {
+            Some(raw) => self.read(raw).await.0,
+            None => Ok(0),
+        };
+        if let Ok(n) = n {
+            // SAFETY: `n` bytes were just written into the first iovec by `read`.
+            #[allow(unsafe_code)]
+            unsafe {
+                buf.set_init(n)
+            };
+        }
+        (n, buf)
+    }
+}
+
+impl AsyncWriteRent for ServerTls {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let accepted = {
+            // SAFETY: `read_ptr` points at `bytes_init` initialised bytes of `buf` (the IoBuf
+            // contract), which this call owns; the slice is gone before the next await.
+            #[allow(unsafe_code)]
+            let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+            self.conn.writer().write(bytes)
+        };
+        let n = match accepted {
+            Ok(n) => n,
+            Err(e) => return (Err(e), buf),
+        };
+        match self.write_tls().await {
+            Ok(()) => (Ok(n), buf),
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer views the first iovec of `buf`, owned by this call and
+        // kept alive, unmoved, until the write from it completes below.
+        #[allow(unsafe_code)]
+        let raw = unsafe { RawBuf::new_from_iovec(&buf) };
+        let n = match raw {
+            Some(raw) => self.write(raw).await.0,
+            None => Ok(0),
+        };
+        (n, buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.conn.writer().flush()?;
+        self.write_tls().await?;
+        self.io.flush().await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.write_tls().await?;
+        self.io.shutdown().await
+    }
+}
+
+// SAFETY: monoio's split runs the read half and the write half as two tasks on one thread.
+// Each half's future reaches rustls's state (and the lent buffers) only between awaits and
+// holds no reference into it across one (an await is on the socket alone), so the halves
+// never use that state at the same time; the socket itself is monoio's TcpStream, which
+// is Split.
+#[allow(unsafe_code)]
+unsafe impl Split for ServerTls {}
