@@ -36,7 +36,8 @@
 //!   handshake.
 //!
 //! Connections and calls:
-//! - [`net`]: client streams ([`net::inbound`]), the worker's pool of I/O buffers lent to
+//! - [`net`]: client streams ([`net::inbound`]; TLS after the handshake on a stream of our
+//!   own over rustls, [`net::tls_stream`]), the worker's pool of I/O buffers lent to
 //!   connections only while an exchange is in flight ([`net::buffers`]), and the one
 //!   connect/TLS/keep-alive layer under both upstream pools and the gateway's own calls
 //!   ([`net::outbound`]).
@@ -73,8 +74,9 @@
 //! X-Forwarded-*) -> `upstream::Pools` lends a connection (a stale pooled one is replaced
 //! once) -> the body is streamed by `http::body` -> the response head is checked by
 //! `http::response` and streamed back -> the connection goes back to the pool.
-// One `unsafe` block exists (adopting a handed-off socket, `proxy::ClientStream`); every
-// other module stays free of it.
+// `unsafe` is allowed in two places, each block with its proof: adopting a handed-off
+// socket (`net::inbound`), and the TLS stream's copies into and out of monoio's buffers
+// (`net::tls_stream`); every other module stays free of it.
 #![deny(unsafe_code)]
 
 pub mod admin;

@@ -1,4 +1,5 @@
-//! Connections, below HTTP: the client side a worker accepts ([`inbound`]) and the
+//! Connections, below HTTP: the client side a worker accepts ([`inbound`], with TLS in
+//! [`tls_stream`]) and the
 //! connections it opens to upstreams and to the provider ([`outbound`]), one connect,
 //! TLS and keep-alive pool layer for both proxied requests and the gateway's own calls.
 
