@@ -2,12 +2,12 @@
 //! session table becomes a cache of the sessions it serves, and [`crate::store`] holds
 //! them for the cluster.
 //!
-//! - A miss loads the session from Redis ([`Gate::load_shared`]; concurrent requests of
+//! - A miss loads the session from Redis (`Gate::load_shared`; concurrent requests of
 //!   one session wait for the one load).
 //! - Uses are collected in a set and written back in one pipeline a tick (once a second,
 //!   or `sessionCheckIntervalMs` if shorter; [`Gate::shared_tick`]): a cache hit costs no
 //!   Redis command.
-//! - Every end goes through [`Gate::queue_end`]: the cached copy goes at once, the end
+//! - Every end goes through `Gate::queue_end`: the cached copy goes at once, the end
 //!   script runs in the background, and the calls the end requires are made by whichever
 //!   instance's script ended it (exactly once). While Redis is away ends wait, in order.
 //! - Expiry for the cluster is claimed by worker 0 of every instance, each claim atomic;
