@@ -852,3 +852,38 @@ fn sessions_resume_with_tickets_on_any_worker() {
         is(e, "ACCESS_SESSION_ESTABLISH", Some("Success")) && e["resumed"] == true
     });
 }
+
+/// An idle TLS keep-alive connection holds no I/O buffer either: the ciphertext of each
+/// read and write goes through buffers lent for that one operation, so after one answered
+/// request each the pool's count of lent buffers is back to zero with the connections open,
+/// and each still serves.
+#[test]
+fn idle_tls_connections_hold_no_buffer() {
+    let pki = Pki::new();
+    let backend = Backend::recording();
+    let gw = tls_gateway(&pki, &pki.leaf(), &backend)
+        .workers(2)
+        .management(None)
+        .start();
+    let mut idle: Vec<TlsClient> = (0..20)
+        .map(|_| {
+            let mut c = TlsClient::connect(gw.addr(), tls13(&pki));
+            assert_eq!(c.get("/x").status, 200);
+            c
+        })
+        .collect();
+    let lent = || crate::hardening_floods::metric(&gw, "sessiongate_io_buffers_lent");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lent() != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(lent(), 0, "idle TLS connections hold buffers");
+    assert!(crate::hardening_floods::metric(&gw, "sessiongate_connections_open") >= 20);
+    for c in &mut idle {
+        assert_eq!(
+            c.get("/again").status,
+            200,
+            "an idle TLS connection still serves"
+        );
+    }
+}
