@@ -101,6 +101,24 @@ impl BufPool {
         }
     }
 
+    /// Runs `op` on a lent buffer, which comes back with its result. If `op`'s future is
+    /// dropped first (a timeout or a `select!` gave up on it), the buffer goes with the
+    /// cancelled operation (io_uring keeps it until the kernel lets go, then it is freed)
+    /// and the pool stops counting it as lent.
+    pub async fn lend_during<F, Fut, T>(&self, buf: Vec<u8>, op: F) -> (T, Vec<u8>)
+    where
+        F: FnOnce(Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = (T, Vec<u8>)>,
+    {
+        let in_flight = InFlight {
+            pool: self,
+            lent: buf.capacity() > 0,
+        };
+        let out = op(buf).await;
+        std::mem::forget(in_flight);
+        out
+    }
+
     /// Buffers lent out now: zero when every connection is idle.
     pub fn lent(&self) -> usize {
         self.lent.get()
@@ -119,6 +137,21 @@ impl BufPool {
             let old = std::mem::take(b);
             *b = self.take(capacity);
             b.extend_from_slice(&old);
+        }
+    }
+}
+
+/// See [`BufPool::lend_during`].
+struct InFlight<'a> {
+    pool: &'a BufPool,
+    lent: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.lent {
+            let pool = self.pool;
+            pool.set_lent(pool.lent.get().saturating_sub(1));
         }
     }
 }
@@ -145,5 +178,36 @@ mod tests {
         p.give(again);
         p.give(Vec::new());
         assert_eq!(p.lent(), 0, "an empty Vec was never lent");
+    }
+
+    #[test]
+    fn a_buffer_gone_with_a_cancelled_operation_is_no_longer_lent() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+        let pool = BufPool::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let buf = pool.take(SMALL);
+        let mut stuck = Box::pin(pool.lend_during(buf, |b| async move {
+            std::future::pending::<()>().await;
+            ((), b)
+        }));
+        assert!(stuck.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(pool.lent(), 1);
+        drop(stuck);
+        assert_eq!(
+            pool.lent(),
+            0,
+            "the cancelled operation's buffer is still counted"
+        );
+        // One that completes hands the buffer back, still lent until given.
+        let buf = pool.take(SMALL);
+        let mut done = Box::pin(pool.lend_during(buf, |b| async move { ((), b) }));
+        let std::task::Poll::Ready(((), buf)) = done.as_mut().poll(&mut cx) else {
+            panic!("an operation that does not wait completes at once");
+        };
+        drop(done);
+        assert_eq!(pool.lent(), 1);
+        pool.give(buf);
+        assert_eq!(pool.lent(), 0);
     }
 }

@@ -32,6 +32,18 @@ pub async fn read_spare_within<R: AsyncReadRent>(
     monoio::time::timeout(limit, read_spare(r, buf)).await.ok()
 }
 
+/// [`read_spare_within`] into a buffer lent by `pool`, which stops counting it when it goes
+/// with a cancelled read ([`buffers::BufPool::lend_during`]).
+pub async fn read_lent_within<R: AsyncReadRent>(
+    r: &mut R,
+    buf: Vec<u8>,
+    limit: Duration,
+    pool: &buffers::BufPool,
+) -> Option<(io::Result<usize>, Vec<u8>)> {
+    let read = pool.lend_during(buf, |b| read_spare(r, b));
+    monoio::time::timeout(limit, read).await.ok()
+}
+
 /// Makes sure `buf` has room to read into: when less than 1 KiB is free, grows it to at
 /// least `want` bytes (4 KiB at the least).
 pub fn reserve_read(buf: &mut Vec<u8>, want: usize) {

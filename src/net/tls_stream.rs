@@ -79,7 +79,8 @@ impl ServerTls {
             return fed;
         }
         let buf = self.pool.take(SMALL);
-        let (res, buf) = self.io.read(buf).await;
+        let io = &mut self.io;
+        let (res, buf) = self.pool.lend_during(buf, |b| io.read(b)).await;
         let fed = match res {
             Ok(0) => {
                 self.closed = true;
@@ -124,7 +125,8 @@ impl ServerTls {
             let written = self.conn.write_tls(&mut buf);
             let res = match written {
                 Ok(_) => {
-                    let (res, b) = self.io.write_all(buf).await;
+                    let io = &mut self.io;
+                    let (res, b) = self.pool.lend_during(buf, |b| io.write_all(b)).await;
                     buf = b;
                     res.map(|_| ())
                 }

@@ -322,7 +322,8 @@ async fn flush_obuf<S: AsyncWriteRent>(
     dur: Duration,
 ) -> std::io::Result<()> {
     let out = std::mem::take(&mut c.obuf);
-    let (res, out) = monoio::time::timeout(dur, s.write_all(out))
+    let write = c.pool.lend_during(out, |o| s.write_all(o));
+    let (res, out) = monoio::time::timeout(dur, write)
         .await
         .unwrap_or_else(|_| (Err(std::io::ErrorKind::TimedOut.into()), Vec::new()));
     c.obuf = out;

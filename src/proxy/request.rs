@@ -10,7 +10,7 @@ use crate::http::body::{BodyError, ChunkedDecoder, Output};
 use crate::http::error::HttpError;
 use crate::http::head::{self, Framing};
 use crate::net::inbound::ClientStream;
-use crate::net::{read_spare_within, reserve_read};
+use crate::net::{read_lent_within, reserve_read};
 use crate::state::WorkerState;
 use crate::upstream::Stream;
 
@@ -45,7 +45,7 @@ pub(super) async fn read_head<S: ClientStream>(
         ctx.buffers
             .ensure(&mut c.cbuf, ctx.limits.max_head_bytes + 1);
         reserve_read(&mut c.cbuf, ctx.limits.max_head_bytes + 1);
-        let read = read_spare_within(client, std::mem::take(&mut c.cbuf), wait);
+        let read = read_lent_within(client, std::mem::take(&mut c.cbuf), wait, &c.pool);
         let outcome = if idle {
             monoio::select! {
                 r = read => r,
@@ -115,7 +115,7 @@ async fn read_body_bytes<S: AsyncReadRent>(
     c: &mut Conn,
     wait: Duration,
 ) -> Result<usize, End> {
-    let (res, buf) = read_spare_within(client, std::mem::take(&mut c.cbuf), wait)
+    let (res, buf) = read_lent_within(client, std::mem::take(&mut c.cbuf), wait, &c.pool)
         .await
         .ok_or(End::Answered(HttpError::RequestTimeout))?;
     c.cbuf = buf;

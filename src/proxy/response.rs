@@ -7,7 +7,7 @@ use crate::http::body::{write_hex, ChunkedDecoder, Output};
 use crate::http::error::HttpError;
 use crate::http::head::Framing;
 use crate::http::response::{parse_response, write_response_head, ResponseFraming};
-use crate::net::{read_spare_within, reserve_read};
+use crate::net::{read_lent_within, reserve_read};
 use crate::state::WorkerState;
 use crate::upstream::Stream;
 
@@ -56,7 +56,7 @@ pub(super) async fn read_response_head(
         }
         reserve_read(&mut c.rbuf, IO_CHUNK);
         let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        let (res, buf) = read_spare_within(upstream, std::mem::take(&mut c.rbuf), wait)
+        let (res, buf) = read_lent_within(upstream, std::mem::take(&mut c.rbuf), wait, &c.pool)
             .await
             .ok_or(RespErr::Other(HttpError::GatewayTimeout))?;
         c.rbuf = buf;
@@ -189,10 +189,14 @@ pub(super) async fn stream_response_body<S: AsyncWriteRent>(
             return Ok(());
         }
         reserve_read(&mut c.rbuf, IO_CHUNK);
-        let (res, buf) =
-            read_spare_within(upstream, std::mem::take(&mut c.rbuf), ctx.timeouts.response)
-                .await
-                .ok_or(End::Broken("upstream stalled during response body"))?;
+        let (res, buf) = read_lent_within(
+            upstream,
+            std::mem::take(&mut c.rbuf),
+            ctx.timeouts.response,
+            &c.pool,
+        )
+        .await
+        .ok_or(End::Broken("upstream stalled during response body"))?;
         c.rbuf = buf;
         match res {
             Ok(0) if framing == Framing::Close => eof = true,
