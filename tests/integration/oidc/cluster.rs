@@ -1074,6 +1074,13 @@ fn a_refresh_is_single_flight_across_instances() {
             .collect::<std::collections::HashSet<_>>()
             .len()
     );
+    // The provider's events are read from its output by another thread: wait for the one
+    // refresh, then make sure no second one follows.
+    let deadline = Instant::now() + EFFECT_TIMEOUT;
+    while c.provider.refresh_count() <= before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(300));
     assert_eq!(
         c.provider.refresh_count(),
         before + 1,

@@ -334,11 +334,14 @@ fn refused_refresh_ends_the_session() {
     sleep_past(exp1, Duration::from_millis(500));
     let r = b.navigate(&s.url("/app/after-refresh-token-expired"));
     s.assert_login_redirect(&r, "session whose refresh was refused");
+    // The provider's event line is read from its output by another thread: wait for it.
+    let refused = s
+        .provider
+        .wait_for_event("grant.error", Duration::from_secs(5), |e| {
+            e["error"] == "invalid_grant"
+        });
     assert!(
-        s.provider
-            .events_named("grant.error")
-            .iter()
-            .any(|e| e["error"] == "invalid_grant"),
+        refused.is_some(),
         "the gateway should have tried the refresh; events: {:?}",
         s.provider.events()
     );
