@@ -163,8 +163,8 @@ impl Gate {
                 false => calls.for_each(|c| dispatcher.submit(c)),
             }
         });
-        for (id, calls) in claims {
-            self.queue_fresh_tokens(id, calls);
+        if !claims.is_empty() {
+            self.queue_fresh_tokens(claims);
         }
     }
 }

@@ -312,7 +312,8 @@ impl Gate {
         s.id_token = tokens.id_token.unwrap_or_default().into_boxed_str();
         if let Some(sh) = &self.shared_store {
             let per_user = self.settings.max_sessions_per_user;
-            match sh.store.create(&s, self.epoch(), max, per_user).await {
+            let iat = claims.iat().unwrap_or(0);
+            match sh.store.create(&s, self.epoch(), max, per_user, iat).await {
                 Ok(Created::Stored { superseded }) => {
                     self.cache(s, 0);
                     for hash in superseded {
@@ -320,6 +321,9 @@ impl Gate {
                     }
                 }
                 Ok(Created::Full) => return self.sessions_full(sub),
+                Ok(Created::Buried) => {
+                    return self.bad_callback("This login was ended at the identity provider.")
+                }
                 Err(e) => {
                     tracing::warn!(target: LOG, error = %e, "session not stored; login refused");
                     return Decision::Reply(super::shared::store_unavailable());

@@ -41,9 +41,12 @@ impl Gate {
                 .await
                 .flatten(),
             Some(id) => {
-                // Not cached here yet: its ID token (the logout hint) is in Redis.
-                if self.store.borrow().get(&id).is_none() {
-                    self.load_shared(&id).await;
+                // Not cached here yet: its ID token (the logout hint) is in Redis, and a
+                // logout Redis cannot take is not answered as done.
+                let uncached =
+                    self.shared_store.is_some() && self.store.borrow().get(&id).is_none();
+                if uncached && self.load_shared(&id).await == super::shared::Lookup::Unavailable {
+                    return Decision::Reply(super::shared::store_unavailable());
                 }
                 self.end_user_session(&id)
             }
@@ -194,21 +197,8 @@ impl Gate {
             other => other?,
         };
         tracing::debug!(target: backchannel::LOG, jti = %t.jti.escape_debug(), sid = ?t.sid, "logout token valid");
-        if let Some(sh) = &self.shared_store {
-            // The replay guard of the cluster: a token replayed at another instance is
-            // refused there too. Worker 0's own guard still runs after it.
-            let ttl_ms = (self.settings.max_logout_age_secs + self.settings.leeway_secs) * 2000;
-            match sh.store.admit_jti(&t.jti, ttl_ms).await {
-                Ok(true) => {}
-                Ok(false) => return Err(LogoutError::Replayed),
-                Err(_) => return Err(LogoutError::NotReady),
-            }
-            // A login in flight at another instance that predates this logout loses too.
-            let key = t.sid.as_deref().or(t.sub.as_deref()).unwrap_or_default();
-            let ttl = crate::session::tombstones::TTL_MS;
-            if sh.store.bury(key, t.iat, ttl).await.is_err() {
-                return Err(LogoutError::NotReady);
-            }
+        if self.shared_store.is_some() {
+            self.backchannel_shared(&t).await?;
         }
         let (tx, rx) = flume::bounded(1);
         let msg = WorkerMsg::Backchannel {
@@ -222,6 +212,55 @@ impl Gate {
             .send(msg)
             .map_err(|_| LogoutError::NotReady)?;
         rx.recv_async().await.unwrap_or(Err(LogoutError::NotReady))
+    }
+
+    /// With the shared store a logout token is answered 200 only once Redis holds its
+    /// effect, so the provider's retry covers every failure: the logout is remembered (a
+    /// login at any instance that predates it loses), the sessions it names end for the
+    /// cluster (their calls made here), and last its `jti` is admitted, the cluster's replay
+    /// guard (admitted first, a failure after it would turn the provider's retry into a
+    /// "replay"). Worker 0's own guard and the local fan-out still follow.
+    async fn backchannel_shared(&self, t: &LogoutToken) -> Result<(), LogoutError> {
+        let Some(sh) = &self.shared_store else {
+            return Ok(());
+        };
+        let jti_key_ttl = (self.settings.max_logout_age_secs + self.settings.leeway_secs) * 2000;
+        if sh
+            .store
+            .jti_seen(&t.jti)
+            .await
+            .map_err(|_| LogoutError::NotReady)?
+        {
+            return Err(LogoutError::Replayed);
+        }
+        let sub = t.sub.as_deref().unwrap_or_default();
+        let ttl = crate::session::tombstones::TTL_MS;
+        sh.store
+            .bury(t.sid.as_deref(), sub, t.iat, ttl)
+            .await
+            .map_err(|_| LogoutError::NotReady)?;
+        let hashes = sh
+            .store
+            .hashes_of(t.sid.as_deref(), t.sub.as_deref())
+            .await
+            .map_err(|_| LogoutError::NotReady)?;
+        for hash in hashes {
+            match sh
+                .store
+                .end(&hash, EndReason::Backchannel, self.epoch())
+                .await
+            {
+                Ok(Some(s)) => self.record_end(&s, EndReason::Backchannel),
+                Ok(None) => {}
+                // Kept for retry by the store; the provider retries too.
+                Err(_) => return Err(LogoutError::NotReady),
+            }
+        }
+        match sh.store.admit_jti(&t.jti, jti_key_ttl).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(LogoutError::Replayed),
+            Err(_) => Err(LogoutError::NotReady),
+        }
     }
 
     /// Worker 0: admits a validated logout token once, fans it out, relays it to listeners.
@@ -253,10 +292,6 @@ impl Gate {
                 (None, None) => Vec::new(),
             }
         };
-        if let (Some(sh), 0) = (&self.shared_store, self.worker) {
-            // Sessions no worker here caches: by their names in Redis (once per instance).
-            self.end_shared_matching(sh, sid, sub, EndReason::Backchannel);
-        }
         let n = ids
             .iter()
             .filter(|id| self.end_session(id, EndReason::Backchannel).is_some())

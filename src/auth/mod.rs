@@ -331,6 +331,15 @@ impl Gate {
         if let Some(refusal) = self.store_outage(id) {
             return Some(Decision::Reply(refusal));
         }
+        if self.shared_store.is_some() && self.store.borrow().get(id).is_none() {
+            match self.load_shared(id).await {
+                shared::Lookup::Found => {}
+                shared::Lookup::Missing => return None,
+                shared::Lookup::Unavailable => {
+                    return Some(Decision::Reply(shared::store_unavailable()))
+                }
+            }
+        }
         let (token, banner_accepted) = self.session_token(id).await?;
         if self.settings.banner.is_some() && !banner_accepted {
             return Some(Decision::Reply(self.banner_page(head, buf)));

@@ -28,7 +28,7 @@ impl Gate {
         let now = self.clock.now_ms();
         if self.shared_store.is_some() {
             let cached = self.store.borrow_mut().touch(id, now).is_some();
-            if !cached && !self.load_shared(id).await {
+            if !cached && self.load_shared(id).await != super::shared::Lookup::Found {
                 return None;
             }
             self.note_use(id);
@@ -190,13 +190,19 @@ impl Gate {
         let Some((key, sealed)) = sealed else {
             return;
         };
-        match sh.store.save_tokens(&key, &sealed).await {
-            Ok(Some(v)) => super::shared::keep_version(sh, id, v),
-            Ok(None) => {
-                self.evict(id);
-            }
-            Err(e) => {
-                tracing::warn!(target: LOG, session = %id.reference(), error = %e, "refreshed tokens not stored; other instances refresh again")
+        // Tried a few times while the refresh lock is still ours: an instance that refreshed
+        // with the old, rotated refresh token would have the grant revoked.
+        for attempt in 0..3 {
+            match sh.store.save_tokens(&key, &sealed).await {
+                Ok(Some(v)) => return super::shared::keep_version(sh, id, v),
+                Ok(None) => {
+                    self.evict(id);
+                    return;
+                }
+                Err(e) if attempt == 2 => {
+                    tracing::warn!(target: LOG, session = %id.reference(), error = %e, "refreshed tokens not stored; another instance may refresh with the old refresh token")
+                }
+                Err(_) => monoio::time::sleep(Duration::from_millis(200)).await,
             }
         }
     }

@@ -73,10 +73,48 @@ enum Job {
     },
     /// The access banner was accepted in this session.
     Banner(SessionId),
-    /// A session's fresh-token calls of this round, sent if this instance claims it.
-    FreshTokens(SessionId, Vec<Call>),
+    /// This round's fresh-token calls of the sessions used here, each session's sent if
+    /// this instance claims its round (one pipeline for all).
+    FreshTokens(Vec<(SessionId, Vec<Call>)>),
     /// Pending logins this worker's full table pushed out: their copies in Redis go too.
     ForgetPending(Vec<String>),
+}
+
+/// What a lookup in Redis found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Now in this worker's cache.
+    Found,
+    /// The cluster has no such session (ended, expired, never made).
+    Missing,
+    /// Redis could not say: the answer is 503, never "log in again".
+    Unavailable,
+}
+
+/// The longest a request waits for its session's load.
+const LOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// A load in flight: waiting requests are released when it ends, however it ends (also
+/// when its request goes away mid-load).
+struct Loading<'a> {
+    sh: &'a SharedState,
+    id: SessionId,
+    done: Signal,
+}
+
+impl<'a> Loading<'a> {
+    fn start(sh: &'a SharedState, id: SessionId) -> Loading<'a> {
+        let done = Signal::new();
+        sh.loading.borrow_mut().insert(id, done.clone());
+        Loading { sh, id, done }
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        self.sh.loading.borrow_mut().remove(&self.id);
+        self.done.trigger();
+    }
 }
 
 /// Hashes ended in the last [`RecentEnds::KEEP_MS`], oldest first.
@@ -87,7 +125,7 @@ struct RecentEnds {
 }
 
 impl RecentEnds {
-    /// Longer than any load waits for Redis.
+    /// Longer than any load waits for Redis ([`LOAD_WAIT`]).
     const KEEP_MS: u64 = 30_000;
 
     fn add(&mut self, hash: &str, now: u64) {
@@ -174,47 +212,48 @@ impl Gate {
         }
     }
 
-    /// Loads a session this worker does not cache from Redis into the cache; `false` when
-    /// the cluster does not have it (or Redis cannot say).
-    pub(super) async fn load_shared(&self, id: &SessionId) -> bool {
+    /// Loads a session this worker does not cache from Redis into the cache.
+    pub(super) async fn load_shared(&self, id: &SessionId) -> Lookup {
         let Some(sh) = &self.shared_store else {
-            return false;
+            return Lookup::Missing;
         };
         let running = sh.loading.borrow().get(id).cloned();
         if let Some(done) = running {
-            let _ = monoio::time::timeout(Duration::from_secs(5), done.wait()).await;
-            return self.store.borrow().get(id).is_some();
+            let _ = monoio::time::timeout(LOAD_WAIT, done.wait()).await;
+            return match self.store.borrow().get(id) {
+                Some(_) => Lookup::Found,
+                None if sh.store.is_up() => Lookup::Missing,
+                None => Lookup::Unavailable,
+            };
         }
-        let done = Signal::new();
-        sh.loading.borrow_mut().insert(*id, done.clone());
-        let loaded = sh.store.load(id, self.epoch()).await;
-        sh.loading.borrow_mut().remove(id);
+        let loading = Loading::start(sh, *id);
+        // Bounded below `RecentEnds::KEEP_MS`, whatever `spring.data.redis.timeout` says, so
+        // an end seen meanwhile is still remembered when the answer comes.
+        let loaded = monoio::time::timeout(LOAD_WAIT, sh.store.load(id, self.epoch())).await;
         let ended_meanwhile = || {
             let hash = SharedSessions::hash_of(id);
             sh.recently_ended.borrow().set.contains(&hash)
         };
         let found = match loaded {
-            Ok(Some(_)) if ended_meanwhile() => {
-                self.metrics.store_load("missing");
-                false
-            }
-            Ok(Some(l)) => {
+            Ok(Ok(Some(_))) if ended_meanwhile() => Lookup::Missing,
+            Ok(Ok(Some(l))) => {
                 self.cache(l.session, l.version);
-                self.metrics.store_load("hit");
-                true
+                Lookup::Found
             }
-            Ok(None) => {
-                self.metrics.store_load("missing");
-                false
-            }
-            Err(e) => {
-                self.metrics.store_load("error");
+            Ok(Ok(None)) => Lookup::Missing,
+            Ok(Err(e)) => {
                 tracing::debug!(target: LOG, error = %e, "session load failed");
-                false
+                Lookup::Unavailable
             }
+            Err(_) => Lookup::Unavailable,
         };
+        self.metrics.store_load(match found {
+            Lookup::Found => "hit",
+            Lookup::Missing => "missing",
+            Lookup::Unavailable => "error",
+        });
         // The waiting requests look in the cache, now filled (or not).
-        done.trigger();
+        drop(loading);
         found
     }
 
@@ -263,14 +302,21 @@ impl Gate {
     }
 
     /// Ends a session for the cluster: the cached copy now, the rest when Redis takes it.
+    /// Only a session this worker holds is queued (every path that ends one loads it
+    /// first), so a flood of made-up cookies at `POST /logout` queues nothing.
     pub(super) fn queue_end(&self, id: &SessionId, reason: EndReason) -> Option<Session> {
         let sh = self.shared_store.as_ref()?;
-        let local = self.evict(id);
+        let local = self.evict(id)?;
         self.queue_end_hash(sh, SharedSessions::hash_of(id), reason);
-        local
+        Some(local)
     }
 
     fn queue_end_hash(&self, sh: &SharedState, hash: String, reason: EndReason) {
+        // A load racing this end (another tab) must not cache the session again before
+        // Redis has ended it.
+        sh.recently_ended
+            .borrow_mut()
+            .add(&hash, self.clock.now_ms());
         self.queue_job(sh, Job::End(hash, reason));
     }
 
@@ -305,10 +351,11 @@ impl Gate {
         }
     }
 
-    /// Fresh-token calls of a session, sent unless another instance sent them this round.
-    pub(super) fn queue_fresh_tokens(&self, id: SessionId, calls: Vec<Call>) {
+    /// Fresh-token calls of sessions, each sent unless another instance sent them this
+    /// round.
+    pub(super) fn queue_fresh_tokens(&self, calls: Vec<(SessionId, Vec<Call>)>) {
         if let Some(sh) = &self.shared_store {
-            self.queue_job(sh, Job::FreshTokens(id, calls));
+            self.queue_job(sh, Job::FreshTokens(calls));
         }
     }
 
@@ -354,14 +401,23 @@ impl Gate {
                     let _ = sh.store.forget_pending(&states).await;
                     continue;
                 }
-                Job::FreshTokens(id, calls) => {
-                    // Redis away: sent anyway (a duplicate beats a listener left stale).
+                Job::FreshTokens(sessions) => {
                     let round = self.settings.fresh_every_ms;
-                    let now = self.clock.unix_ms();
-                    if sh.store.claim_round(&id, "f", round, now).await != Ok(false) {
-                        calls
-                            .into_iter()
-                            .for_each(|c| self.calls.dispatcher().submit(c));
+                    let ids: Vec<SessionId> = sessions.iter().map(|(id, _)| *id).collect();
+                    let won = sh
+                        .store
+                        .claim_rounds(&ids, "f", round, self.clock.unix_ms())
+                        .await;
+                    for (n, (_, calls)) in sessions.into_iter().enumerate() {
+                        // Redis away: sent anyway (a duplicate beats a listener left stale).
+                        if won
+                            .as_ref()
+                            .map_or(true, |w| w.get(n).copied().unwrap_or(true))
+                        {
+                            calls
+                                .into_iter()
+                                .for_each(|c| self.calls.dispatcher().submit(c));
+                        }
                     }
                     continue;
                 }
@@ -430,7 +486,17 @@ impl Gate {
                     }
                 }
             }
-            Err(e) => tracing::debug!(target: LOG, error = %e, "uses not written back"),
+            Err(e) => {
+                // Kept for the next tick: a use lost would let the cluster expire an
+                // active session.
+                tracing::debug!(target: LOG, error = %e, "uses not written back; kept for the next tick");
+                let by_hash = sh.by_hash.borrow();
+                let mut used = sh.used.borrow_mut();
+                used.extend(
+                    uses.iter()
+                        .filter_map(|(hash, _)| by_hash.get(hash).copied()),
+                );
+            }
         }
         for (s, reason) in sh.store.retry_ends(epoch).await {
             self.record_end(&s, reason);

@@ -83,8 +83,10 @@ impl ServerTls {
         let (res, buf) = self.pool.lend_during(buf, |b| io.read(b)).await;
         let fed = match res {
             Ok(0) => {
+                // rustls judges the end: after close_notify a clean one, else a truncation
+                // (its reader then answers UnexpectedEof).
                 self.closed = true;
-                Ok(())
+                self.conn.read_tls(&mut &[][..]).map(|_| ())
             }
             Ok(_) => self.feed(&buf),
             Err(e) => Err(e),
@@ -173,17 +175,17 @@ impl AsyncReadRent for ServerTls {
         loop {
             match self.copy_plaintext(&mut buf) {
                 Ok(Some(n)) => return (Ok(n), buf),
-                Ok(None) if self.closed => return (Ok(0), buf),
+                Ok(None) if self.closed => {
+                    // A socket end without close_notify: rustls reports it as an error.
+                    return (Ok(0), buf);
+                }
                 Ok(None) => {}
                 Err(e) => return (Err(e), buf),
             }
-            match self.read_tls().await {
-                Ok(()) => {}
-                Err(e) => {
-                    // rustls may have queued an alert saying why; best effort.
-                    let _ = self.write_tls().await;
-                    return (Err(e), buf);
-                }
+            // No alert is written from here: with the stream split (WebSockets) the write
+            // half may be mid-record; the connection ends on the error anyway.
+            if let Err(e) = self.read_tls().await {
+                return (Err(e), buf);
             }
         }
     }
@@ -252,10 +254,12 @@ impl AsyncWriteRent for ServerTls {
     }
 }
 
-// SAFETY: monoio's split runs the read half and the write half as two tasks on one thread.
-// Each half's future reaches rustls's state (and the lent buffers) only between awaits and
-// holds no reference into it across one (an await is on the socket alone), so the halves
-// never use that state at the same time; the socket itself is monoio's TcpStream, which
-// is Split.
+// SAFETY: monoio's split hands the read half and the write half to two tasks of one
+// thread, each calling `&mut self` methods through the shared cell, as it does for its own
+// TcpStream (whose halves share one socket the same way). Both halves' futures are alive
+// at once, but only one runs at a time (one thread), and every access to rustls's state or
+// to `unfed` completes between two awaits: the read half feeds and drains rustls, the
+// write half encrypts into it and takes records out, and neither writes the socket for the
+// other (the read path sends no alert), so records are never interleaved.
 #[allow(unsafe_code)]
 unsafe impl Split for ServerTls {}

@@ -30,7 +30,8 @@
 //!   creation (per-user cap, admin listing); `{ns}:sid:<sid>` set (back-channel logout);
 //! - `{ns}:ends` stream of ended hashes; `{ns}:r:<hash>` refresh lock; `{ns}:l:<state>`
 //!   pending login (sealed); `{ns}:jti:<jti>` accepted logout tokens; `{ns}:f:<hash>:<round>`
-//!   this round's fresh-token calls claimed; `{ns}:tomb:<sid or sub>` a provider logout's `iat`.
+//!   this round's fresh-token calls claimed; `{ns}:tomb:sid:<sid>` / `tomb:sub:<sub>` a
+//!   provider logout's `iat`; `{ns}:done:<hash>` an ended record, kept a minute.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -54,13 +55,24 @@ const ENDS_KEPT: &str = "100000";
 /// A session key outlives its deadline by this much: the sweep claims it first; the TTL
 /// only keeps Redis from holding sessions no instance is left to sweep.
 const KEY_GRACE_MS: u64 = 3_600_000;
+/// Ends one worker keeps waiting for Redis at most.
+const RETRY_MAX: usize = 100_000;
 /// How long a refresh lock is held at most (a refresh that takes longer lets another try).
 const REFRESH_LOCK_MS: u64 = 30_000;
 
 /// Creates a session within the cluster-wide and per-user limits. Answers -1 when
 /// `cg.maxSessions` is reached, else the hashes of the user's sessions beyond the cap
 /// (oldest first), which the caller ends.
+/// Also -2 when a provider logout remembered for its `sid` or `sub` (KEYS[4], KEYS[5])
+/// is as new as the ID token's `iat` (ARGV[12]): checked here, in the same step as the
+/// creation, so a logout cannot slip in between. Members of the user's set whose session
+/// is gone (expired by TTL) are dropped on the way, so they never count against the cap.
 const CREATE: &str = r#"
+local iat = tonumber(ARGV[12])
+for _, k in ipairs({KEYS[4], KEYS[5]}) do
+  local t = tonumber(redis.call('GET', k) or '-1')
+  if t and iat <= t then return -2 end
+end
 local max = tonumber(ARGV[9])
 if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then return -1 end
 redis.call('HSET', KEYS[1], 'sub', ARGV[3], 'c', ARGV[5], 'a', ARGV[6], 'b', '0', 't', ARGV[7], 'v', '0')
@@ -73,8 +85,20 @@ redis.call('ZADD', KEYS[2], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 local cap = tonumber(ARGV[10])
 if cap > 0 then
-  local n = redis.call('ZCARD', KEYS[3])
-  if n > cap then return redis.call('ZRANGE', KEYS[3], 0, n - cap - 1) end
+  local live = {}
+  for _, h in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    if redis.call('EXISTS', ARGV[2] .. 's:' .. h) == 1 then
+      table.insert(live, h)
+    else
+      redis.call('ZREM', KEYS[3], h)
+    end
+  end
+  local out = {}
+  -- The oldest beyond the cap, never the session being made (clocks of instances differ).
+  for i = 1, #live - cap do
+    if live[i] ~= ARGV[1] then table.insert(out, live[i]) end
+  end
+  return out
 end
 return {}
 "#;
@@ -82,6 +106,10 @@ return {}
 /// Ends a session once: the first caller gets its record, every later one nothing. With
 /// `now` > 0 it ends only if its deadline (from the last use any instance wrote) has
 /// passed, else it is put back in the expiry set at its real deadline.
+/// The record it removed stays readable under `{ns}:done:<hash>` for a minute, so a caller
+/// whose answer was lost (a timeout, a dropped connection) still makes the end's calls.
+/// A record without readable times is due (it could never be claimed otherwise, and would
+/// stop every sweep that meets it first).
 const END: &str = r#"
 local f = redis.call('HMGET', KEYS[1], 'sub', 'sid', 'c', 'a', 'b', 't')
 if not f[1] then
@@ -89,10 +117,11 @@ if not f[1] then
   return false
 end
 local now = tonumber(ARGV[3])
-if now > 0 then
-  local d = tonumber(f[4]) + tonumber(ARGV[4])
+local a, c = tonumber(f[4]), tonumber(f[3])
+if now > 0 and a and c then
+  local d = a + tonumber(ARGV[4])
   local m = tonumber(ARGV[5])
-  if m > 0 then d = math.min(d, tonumber(f[3]) + m) end
+  if m > 0 then d = math.min(d, c + m) end
   if d > now then
     redis.call('ZADD', KEYS[2], string.format('%.0f', d), ARGV[1])
     return false
@@ -103,6 +132,10 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', ARGV[2] .. 'u:' .. f[1], ARGV[1])
 if f[2] then redis.call('SREM', ARGV[2] .. 'sid:' .. f[2], ARGV[1]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'h', ARGV[1])
+local done = ARGV[2] .. 'done:' .. ARGV[1]
+redis.call('HSET', done, 'sub', f[1], 'c', f[3] or '0', 'a', f[4] or '0', 'b', f[5] or '0', 't', f[6] or '')
+if f[2] then redis.call('HSET', done, 'sid', f[2]) end
+redis.call('PEXPIRE', done, 60000)
 return f
 "#;
 
@@ -160,6 +193,8 @@ pub struct Loaded {
 pub enum Created {
     /// `cg.maxSessions` is reached cluster-wide.
     Full,
+    /// A provider logout newer than the login's ID token was remembered.
+    Buried,
     /// Stored; these sessions of the same user went past the per-user cap and are to be
     /// ended (as [`EndReason::Superseded`]).
     Stored { superseded: Vec<String> },
@@ -334,6 +369,7 @@ impl SharedSessions {
         epoch: Epoch,
         max_sessions: u64,
         per_user: u64,
+        id_token_iat: u64,
     ) -> Result<Created, RedisError> {
         let hash = Self::hash_of(s.id());
         let key = self.session_key(&hash);
@@ -354,7 +390,8 @@ impl SharedSessions {
         ]
         .map(|n| n.to_string());
         let [created, last, deadline, max, per_user, ttl] = &numbers;
-        let args: [&[u8]; 11] = [
+        let iat = id_token_iat.to_string();
+        let args: [&[u8]; 12] = [
             hash.as_bytes(),
             self.prefix.as_bytes(),
             meta.subject.as_bytes(),
@@ -366,11 +403,24 @@ impl SharedSessions {
             max.as_bytes(),
             per_user.as_bytes(),
             ttl.as_bytes(),
+            iat.as_bytes(),
         ];
-        let keys: [&[u8]; 3] = [key.as_bytes(), expiry.as_bytes(), user.as_bytes()];
+        let tomb_sid = match &meta.sid {
+            Some(sid) => format!("{}tomb:sid:{sid}", self.prefix),
+            None => format!("{}tomb:sid:", self.prefix),
+        };
+        let tomb_sub = format!("{}tomb:sub:{}", self.prefix, meta.subject);
+        let keys: [&[u8]; 5] = [
+            key.as_bytes(),
+            expiry.as_bytes(),
+            user.as_bytes(),
+            tomb_sid.as_bytes(),
+            tomb_sub.as_bytes(),
+        ];
         let r = self.redis.script(&self.scripts.create, &keys, &args).await;
         match r? {
             Value::Int(-1) => Ok(Created::Full),
+            Value::Int(-2) => Ok(Created::Buried),
             Value::Array(old) => Ok(Created::Stored {
                 superseded: old.iter().filter_map(text_of).collect(),
             }),
@@ -388,15 +438,31 @@ impl SharedSessions {
         epoch: Epoch,
     ) -> Result<Option<Session>, RedisError> {
         match self.run_end(hash, 0, epoch).await {
-            Err(e @ (RedisError::Unavailable | RedisError::Disconnected | RedisError::Timeout)) => {
-                self.retry.borrow_mut().push_back(PendingEnd {
-                    hash: hash.to_string(),
-                    reason,
-                });
+            Ok(ended) => Ok(ended),
+            // Every failure is retried, an error answer too (`LOADING` after a restart,
+            // `READONLY` after a failover, `OOM`): an end is never dropped.
+            Err(e) => {
+                self.keep_for_retry(hash, reason, &e);
                 Err(e)
             }
-            other => other,
         }
+    }
+
+    fn keep_for_retry(&self, hash: &str, reason: EndReason, e: &RedisError) {
+        let mut retry = self.retry.borrow_mut();
+        if retry.len() >= RETRY_MAX {
+            // Bounded (only ends of sessions this worker served are queued); the oldest
+            // still ends when its session's deadline comes, by the sweep.
+            retry.pop_front();
+            tracing::error!(target: LOG, waiting = RETRY_MAX, "too many session ends wait for the store; the oldest is left to expiry");
+        }
+        if retry.is_empty() {
+            tracing::warn!(target: LOG, error = %e, "session end not taken by the store; retried until it is");
+        }
+        retry.push_back(PendingEnd {
+            hash: hash.to_string(),
+            reason,
+        });
     }
 
     /// The end script; `now_unix` > 0: only if due (expiry).
@@ -424,9 +490,15 @@ impl SharedSessions {
         ];
         let r = self.redis.script(&self.scripts.end, &keys, &args).await;
         match r? {
-            Value::Array(f) => Ok(self
-                .open_record(&key, &f)
-                .and_then(|(m, t)| record::import(m, t, epoch))),
+            Value::Array(f) => {
+                let ended = self
+                    .open_record(&key, &f)
+                    .and_then(|(m, t)| record::import(m, t, epoch));
+                if ended.is_none() {
+                    tracing::warn!(target: LOG, "a session ended whose record did not open (a key no longer configured?): its logout calls are skipped");
+                }
+                Ok(ended)
+            }
             Value::Nil => Ok(None),
             other => Err(unexpected("end", &other)),
         }
@@ -442,7 +514,12 @@ impl SharedSessions {
             };
             match self.run_end(&next.hash, 0, epoch).await {
                 Ok(Some(s)) => done.push((s, next.reason)),
-                Ok(None) => {}
+                // Gone: perhaps by the attempt whose answer was lost; if so its record says.
+                Ok(None) => {
+                    if let Ok(Some(s)) = self.ended_record(&next.hash, epoch).await {
+                        done.push((s, next.reason));
+                    }
+                }
                 Err(_) => {
                     self.retry.borrow_mut().push_front(next);
                     break;
@@ -450,6 +527,27 @@ impl SharedSessions {
             }
         }
         done
+    }
+
+    /// The record an end removed within the last minute (read by a retry whose first
+    /// attempt's answer was lost). Taken once: a second retry finds nothing.
+    async fn ended_record(&self, hash: &str, epoch: Epoch) -> Result<Option<Session>, RedisError> {
+        let key = self.session_key(hash);
+        let done = format!("{}done:{hash}", self.prefix);
+        let cmd = ["sub", "sid", "c", "a", "b", "t"]
+            .iter()
+            .fold(Cmd::new("HMGET").arg(&done), |c, f| c.arg(f));
+        let f = self
+            .redis
+            .query(cmd)
+            .await?
+            .into_array()
+            .unwrap_or_default();
+        let _ = self.redis.query(Cmd::new("DEL").arg(&done)).await;
+        // Sealed under the session's own key name.
+        Ok(self
+            .open_record(&key, &f)
+            .and_then(|(m, t)| record::import(m, t, epoch)))
     }
 
     /// Ends waiting for Redis.
@@ -475,14 +573,22 @@ impl SharedSessions {
             .arg(limit.to_string());
         let due = self.redis.query(cmd).await?;
         let mut ended = Vec::new();
-        for hash in due
+        // One failure does not lose the claims already made (their sessions are gone from
+        // Redis: their calls must be made); the rest of the batch waits for the next tick.
+        let due: Vec<String> = due
             .into_array()
             .unwrap_or_default()
             .iter()
             .filter_map(text_of)
-        {
-            if let Some(s) = self.run_end(&hash, now_unix.max(1), epoch).await? {
-                ended.push(s);
+            .collect();
+        for hash in due {
+            match self.run_end(&hash, now_unix.max(1), epoch).await {
+                Ok(Some(s)) => ended.push(s),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(target: LOG, error = %e, "expiry claim failed; the sweep goes on next tick");
+                    break;
+                }
             }
         }
         Ok(ended)
@@ -723,25 +829,25 @@ impl SharedSessions {
         round_ms: u64,
         now_unix: u64,
     ) -> Result<bool, RedisError> {
-        let round = now_unix / round_ms.max(1);
-        let cmd = Cmd::new("SET")
-            .arg(format!(
-                "{}{what}:{}:{round}",
-                self.prefix,
-                Self::hash_of(id)
-            ))
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(round_ms.max(1).to_string());
-        Ok(self.redis.query(cmd).await?.is_ok())
+        let won = self.claim_rounds(&[*id], what, round_ms, now_unix).await?;
+        Ok(won.first().copied().unwrap_or(false))
     }
 
-    /// Remembers a provider logout (of `key`, a `sid` or a `sub`, issued at `iat` Unix
+    /// Remembers a provider logout (of a `sid`, else of a `sub`, issued at `iat` Unix
     /// seconds) for `ttl_ms`, so a login whose ID token predates it cannot win at any
     /// instance.
-    pub async fn bury(&self, key: &str, iat: u64, ttl_ms: u64) -> Result<(), RedisError> {
-        let name = format!("{}tomb:{key}", self.prefix);
+    pub async fn bury(
+        &self,
+        sid: Option<&str>,
+        sub: &str,
+        iat: u64,
+        ttl_ms: u64,
+    ) -> Result<(), RedisError> {
+        // By sid when the logout token names one, else by subject (as the local tombstones).
+        let name = match sid {
+            Some(sid) => format!("{}tomb:sid:{sid}", self.prefix),
+            None => format!("{}tomb:sub:{sub}", self.prefix),
+        };
         let (iat, ttl) = (iat.to_string(), ttl_ms.to_string());
         let keys: [&[u8]; 1] = [name.as_bytes()];
         self.redis
@@ -753,18 +859,54 @@ impl SharedSessions {
     /// A login whose ID token was issued at `iat` predates a remembered provider logout of
     /// its `sid` or `sub`.
     pub async fn buried(&self, sid: Option<&str>, sub: &str, iat: u64) -> Result<bool, RedisError> {
-        let cmd = [sid, Some(sub)]
-            .into_iter()
-            .flatten()
-            .fold(Cmd::new("MGET"), |c, k| {
-                c.arg(format!("{}tomb:{k}", self.prefix))
-            });
+        let mut cmd = Cmd::new("MGET").arg(format!("{}tomb:sub:{sub}", self.prefix));
+        if let Some(sid) = sid {
+            cmd = cmd.arg(format!("{}tomb:sid:{sid}", self.prefix));
+        }
         let v = self.redis.query(cmd).await?;
         Ok(v.into_array()
             .unwrap_or_default()
             .iter()
             .filter_map(int_of)
             .any(|logout_iat| iat <= logout_iat.max(0) as u64))
+    }
+
+    /// A logout token's `jti` was admitted already (by any instance).
+    pub async fn jti_seen(&self, jti: &str) -> Result<bool, RedisError> {
+        let v = self
+            .redis
+            .query(Cmd::new("EXISTS").arg(format!("{}jti:{jti}", self.prefix)))
+            .await?;
+        Ok(v.as_int() == Some(1))
+    }
+
+    /// [`SharedSessions::claim_round`] for many sessions in one pipeline.
+    pub async fn claim_rounds(
+        &self,
+        ids: &[SessionId],
+        what: &str,
+        round_ms: u64,
+        now_unix: u64,
+    ) -> Result<Vec<bool>, RedisError> {
+        let round = now_unix / round_ms.max(1);
+        let ttl = round_ms.max(1).to_string();
+        let cmds = ids
+            .iter()
+            .map(|id| {
+                Cmd::new("SET")
+                    .arg(format!(
+                        "{}{what}:{}:{round}",
+                        self.prefix,
+                        Self::hash_of(id)
+                    ))
+                    .arg("1")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(&ttl)
+            })
+            .collect();
+        let answers = self.redis.pipeline(cmds).await?;
+        Ok(answers.iter().map(Value::is_ok).collect())
     }
 
     /// Admits a logout token's `jti` once for the cluster: `false` if seen before.

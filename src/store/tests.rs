@@ -40,7 +40,7 @@ fn epoch() -> Epoch {
 }
 
 async fn create(st: &SharedSessions, s: &Session, max: u64, per_user: u64) -> Created {
-    st.create(s, epoch(), max, per_user).await.unwrap()
+    st.create(s, epoch(), max, per_user, 0).await.unwrap()
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn limits_count_the_cluster() {
             Created::Stored { superseded } => {
                 assert_eq!(superseded, vec![SharedSessions::hash_of(old.id())])
             }
-            Created::Full => panic!("no cluster limit was set"),
+            Created::Full | Created::Buried => panic!("no cluster limit or logout was set"),
         }
     });
 }
@@ -262,14 +262,60 @@ fn a_provider_logout_buries_older_logins_at_every_instance() {
     let server = RedisServer::start();
     run(async {
         let (a, b) = (store(&server).await, store(&server).await);
-        a.bury("sid-1", 1_000, 60_000).await.unwrap();
+        a.bury(Some("sid-1"), "x", 1_000, 60_000).await.unwrap();
         // An older logout arriving late does not lower the mark.
-        a.bury("sid-1", 900, 60_000).await.unwrap();
+        a.bury(Some("sid-1"), "x", 900, 60_000).await.unwrap();
         assert!(b.buried(Some("sid-1"), "alice", 1_000).await.unwrap());
         assert!(b.buried(Some("sid-1"), "alice", 950).await.unwrap());
         assert!(!b.buried(Some("sid-1"), "alice", 1_001).await.unwrap());
         assert!(!b.buried(Some("sid-2"), "alice", 1).await.unwrap());
-        b.bury("bob", 500, 60_000).await.unwrap();
+        b.bury(None, "bob", 500, 60_000).await.unwrap();
         assert!(a.buried(None, "bob", 499).await.unwrap());
+        // A sid named like a user buries no login of that user.
+        assert!(!a.buried(None, "sid-1", 1).await.unwrap());
+    });
+}
+
+#[test]
+fn a_login_older_than_a_remembered_logout_is_not_stored() {
+    let server = RedisServer::start();
+    run(async {
+        let st = store(&server).await;
+        let s = session("alice", 0);
+        // The provider logged the sid out at Unix second 1000; the ID token is from 999.
+        st.bury(Some("sid-alice"), "alice", 1_000, 60_000)
+            .await
+            .unwrap();
+        assert!(matches!(
+            st.create(&s, epoch(), 0, 0, 999).await.unwrap(),
+            Created::Buried
+        ));
+        assert!(st.load(s.id(), epoch()).await.unwrap().is_none());
+        assert!(matches!(
+            st.create(&s, epoch(), 0, 0, 1_001).await.unwrap(),
+            Created::Stored { .. }
+        ));
+    });
+}
+
+#[test]
+fn the_per_user_cap_skips_gone_sessions_and_never_names_the_new_one() {
+    let server = RedisServer::start();
+    run(async {
+        let st = store(&server).await;
+        let gone = session("bob", 10);
+        create(&st, &gone, 0, 1).await;
+        // Its key expired by TTL: no sweep saw it, it must not count against the cap.
+        server.cmd(&["DEL", &st.session_key(&SharedSessions::hash_of(gone.id()))]);
+        // A new session whose creation time (another instance's clock) is the oldest.
+        let new = session("bob", 1);
+        match create(&st, &new, 0, 1).await {
+            Created::Stored { superseded } => assert!(superseded.is_empty(), "{superseded:?}"),
+            _ => panic!("not stored"),
+        }
+        assert_eq!(
+            st.hashes_of(None, Some("bob")).await.unwrap(),
+            vec![SharedSessions::hash_of(new.id())]
+        );
     });
 }

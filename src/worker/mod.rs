@@ -374,12 +374,26 @@ async fn drain(ctx: &WorkerState, deadline: Instant) {
     }
     let Some(g) = &ctx.gate else { return };
     g.begin_shutdown();
+    // With the shared store the drain's uses are written back, and ends Redis has not
+    // taken yet are retried, until they are or the grace is over.
+    let mut scratch = Vec::new();
+    let mut retried = Instant::now();
+    if g.has_shared_store() {
+        g.shared_tick(&mut scratch).await;
+    }
     while (g.dispatcher().pending() > 0 || g.shared_ends_waiting() > 0) && Instant::now() < deadline
     {
         monoio::time::sleep(Duration::from_millis(10)).await;
+        if g.shared_ends_waiting() > 0 && retried.elapsed() >= Duration::from_millis(200) {
+            retried = Instant::now();
+            g.shared_tick(&mut scratch).await;
+        }
     }
     if g.dispatcher().pending() > 0 {
         tracing::error!(target: "sessiongate::dispatcher", worker = ctx.worker, pending = g.dispatcher().pending(), "grace period over with outgoing calls undelivered: lost");
+    }
+    if g.shared_ends_waiting() > 0 {
+        tracing::error!(target: "sessiongate::store", worker = ctx.worker, pending = g.shared_ends_waiting(), "grace period over with session ends the store did not take: those sessions stay valid elsewhere until they expire");
     }
 }
 
