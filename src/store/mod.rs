@@ -532,21 +532,33 @@ impl SharedSessions {
     /// The record an end removed within the last minute (read by a retry whose first
     /// attempt's answer was lost). Taken once: a second retry finds nothing.
     async fn ended_record(&self, hash: &str, epoch: Epoch) -> Result<Option<Session>, RedisError> {
-        let key = self.session_key(hash);
         let done = format!("{}done:{hash}", self.prefix);
+        // Sealed under the session's own key name.
+        let ended = self
+            .read_record(&done, &self.session_key(hash), epoch)
+            .await?;
+        let _ = self.redis.query(Cmd::new("DEL").arg(&done)).await;
+        Ok(ended)
+    }
+
+    /// The session record at `at`, sealed for the key name `sealed_for`.
+    async fn read_record(
+        &self,
+        at: &str,
+        sealed_for: &str,
+        epoch: Epoch,
+    ) -> Result<Option<Session>, RedisError> {
         let cmd = ["sub", "sid", "c", "a", "b", "t"]
             .iter()
-            .fold(Cmd::new("HMGET").arg(&done), |c, f| c.arg(f));
+            .fold(Cmd::new("HMGET").arg(at), |c, f| c.arg(f));
         let f = self
             .redis
             .query(cmd)
             .await?
             .into_array()
             .unwrap_or_default();
-        let _ = self.redis.query(Cmd::new("DEL").arg(&done)).await;
-        // Sealed under the session's own key name.
         Ok(self
-            .open_record(&key, &f)
+            .open_record(sealed_for, &f)
             .and_then(|(m, t)| record::import(m, t, epoch)))
     }
 
@@ -726,21 +738,7 @@ impl SharedSessions {
         let mut out = Vec::new();
         for hash in self.hashes_of(None, Some(sub)).await? {
             let key = self.session_key(&hash);
-            let cmd = ["sub", "sid", "c", "a", "b", "t"]
-                .iter()
-                .fold(Cmd::new("HMGET").arg(&key), |c, f| c.arg(f));
-            let f = self
-                .redis
-                .query(cmd)
-                .await?
-                .into_array()
-                .unwrap_or_default();
-            if let Some(s) = self
-                .open_record(&key, &f)
-                .and_then(|(m, t)| record::import(m, t, epoch))
-            {
-                out.push(s);
-            }
+            out.extend(self.read_record(&key, &key, epoch).await?);
         }
         Ok(out)
     }
