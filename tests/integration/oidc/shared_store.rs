@@ -205,3 +205,64 @@ fn a_cookie_with_another_worker_byte_or_random_bytes_is_no_session() {
     assert_eq!(r.status, 200, "the real session: {}", r.text());
     assert!(!s.gateway.stderr().contains("panicked"));
 }
+
+/// A back-channel logout that arrives while Redis is away is not acknowledged (the
+/// provider retries an answer other than 200), and its `jti` is not spent: the retry,
+/// once Redis is back, is accepted and ends the session. A Redis restored from its dump
+/// still holds the session, so the test shows the retry did the ending.
+#[test]
+fn a_backchannel_logout_during_a_redis_outage_is_refused_and_its_retry_ends_the_session() {
+    let mut redis = RedisServer::start();
+    let s = on_redis(Stack::builder().backchannel_logout(), &redis)
+        .set("redis-outage-grace-sec", 60)
+        .start();
+    let (_b, login) = s.login("alice");
+    s.bearer_at_backend(APP_PATH);
+    let sid = s.provider.sid_of("alice");
+    let token = s
+        .provider
+        .sign_logout(s.provider.logout_claims(Some("alice"), Some(&sid)));
+    let post = || {
+        let body = crate::oidc::browser::encode_form(&[("logout_token", token.as_str())]);
+        crate::client::Client::connect(s.gateway.addr()).request(
+            format!(
+                "POST /backchannel/logout HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                s.port,
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    redis.cmd(&["SAVE"]);
+    redis.kill();
+    let refused = post();
+    assert_ne!(
+        refused.status,
+        200,
+        "acknowledged while Redis was away: {}",
+        refused.text()
+    );
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let accepted = loop {
+        let r = post();
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        accepted.status,
+        200,
+        "the provider's retry: {}",
+        accepted.text()
+    );
+    assert!(
+        !redis.cmd(&["KEYS", "{sessiongate}:s:*"]).contains(":s:"),
+        "the session is still in Redis after the accepted logout"
+    );
+    let mut probe = crate::oidc::browser::Browser::new();
+    probe.set_cookie(&s.url("/"), "SESSION", &login.session);
+    let r = probe.fetch(&s.url("/api/after"));
+    assert_eq!(r.status, 401, "alice after the logout: {}", r.text());
+}
