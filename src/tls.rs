@@ -15,10 +15,10 @@
 //! - Resumption: stateless tickets (a ticket key per loaded configuration, shared by the
 //!   workers, rotated by rustls), no server-side session cache, so no lock is shared
 //!   between workers and a ticket works on whichever worker the kernel picks.
-//! - The handshake runs here rather than in `monoio_rustls::TlsAcceptor::accept`, which drops
-//!   the connection state on failure: the audit event needs the SNI and the reason, and a
-//!   plain HTTP request on the TLS port gets a readable 400, as nginx does. Afterwards the
-//!   connection is handed to `monoio_rustls`'s stream, which the proxy loop drives.
+//! - The handshake runs here, driving rustls directly: the audit event needs the SNI and
+//!   the reason of a failure, and a plain HTTP request on the TLS port gets a readable 400,
+//!   as nginx does. Afterwards the connection goes on as a [`ServerTls`] stream, which holds
+//!   no buffer of its own between requests.
 //! - Reload: the main thread builds and checks a new [`ServerConfig`] and sends it to every
 //!   worker; a connection uses the configuration current when it was accepted, so open
 //!   connections keep theirs.

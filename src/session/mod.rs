@@ -45,13 +45,12 @@
 //! bytes, bucket).
 //!
 //! # The store boundary
-//! The worker's session gate talks to its sessions only through [`SessionStore`], so a
-//! second implementation can stand beside the in-memory [`SessionTable`]. The shape that
-//! fits it is a Redis-backed store keeping a local table as its cache: `get`/`touch`
-//! answer from the cache (a miss is loaded asynchronously by the worker, outside this
-//! trait, then `insert`ed), `touch` marks the entry so the new last-access time is written
-//! back in a batch per tick, `insert`/`remove` write through, and `expire` sweeps the cache
-//! (Redis expires its own copy by TTL; ends elsewhere arrive by pub/sub as `remove`s).
+//! The worker's session gate talks to its sessions only through [`SessionStore`]. With the
+//! shared store (`session-store: redis`, [`crate::store`]) the same table is the worker's
+//! cache: the gate loads a miss from Redis asynchronously and `insert`s it, notes uses for
+//! a write-back once a second, runs every end through Redis before (or instead of) the
+//! table's `remove`, and lets the table's `expire` only evict (the cluster's expiry is
+//! claimed in Redis); ends made elsewhere arrive on a Redis stream as evictions.
 //!
 //! # Outside the process
 //! [`record`] splits a session into what indexes it and its tokens, on the wall clock;
