@@ -53,9 +53,11 @@ pub struct SharedState {
     used: RefCell<HashSet<SessionId>>,
     /// Loads in flight, so concurrent requests of one session load it once.
     loading: RefCell<HashMap<SessionId, Signal>>,
-    /// Sessions the ends stream named lately: a load that read the record before its end
-    /// must not cache it after.
-    recently_ended: RefCell<RecentEnds>,
+    /// Sessions ended lately (here or, by the stream, elsewhere): a load that read the
+    /// record before its end must not cache it after.
+    recently_ended: RefCell<RecentHashes>,
+    /// Sessions Redis lately said it does not have.
+    recently_missing: RefCell<RecentHashes>,
     /// Ends to run on Redis, in order; woken by `wake`.
     ends_queue: RefCell<std::collections::VecDeque<Job>>,
     wake: RefCell<Signal>,
@@ -117,31 +119,53 @@ impl Drop for Loading<'_> {
     }
 }
 
-/// Hashes ended in the last [`RecentEnds::KEEP_MS`], oldest first.
-#[derive(Default)]
-struct RecentEnds {
+/// Session names seen lately, for `keep_ms`, at most `max` of them (the oldest go first).
+struct RecentHashes {
+    keep_ms: u64,
+    max: usize,
     order: std::collections::VecDeque<(u64, String)>,
-    set: HashSet<String>,
+    seen: HashMap<String, u64>,
 }
 
-impl RecentEnds {
-    /// Longer than any load waits for Redis ([`LOAD_WAIT`]).
-    const KEEP_MS: u64 = 30_000;
+impl RecentHashes {
+    fn new(keep_ms: u64, max: usize) -> RecentHashes {
+        RecentHashes {
+            keep_ms,
+            max,
+            order: std::collections::VecDeque::new(),
+            seen: HashMap::new(),
+        }
+    }
 
     fn add(&mut self, hash: &str, now: u64) {
         while let Some((at, _)) = self.order.front() {
-            if now.saturating_sub(*at) < Self::KEEP_MS {
+            if now.saturating_sub(*at) < self.keep_ms && self.order.len() < self.max {
                 break;
             }
-            if let Some((_, old)) = self.order.pop_front() {
-                self.set.remove(&old);
+            if let Some((at, old)) = self.order.pop_front() {
+                // Only if not seen again since (then a later entry stands for it).
+                if self.seen.get(&old) == Some(&at) {
+                    self.seen.remove(&old);
+                }
             }
         }
-        if self.set.insert(hash.to_string()) {
-            self.order.push_back((now, hash.to_string()));
-        }
+        self.seen.insert(hash.to_string(), now);
+        self.order.push_back((now, hash.to_string()));
+    }
+
+    fn contains(&self, hash: &str, now: u64) -> bool {
+        self.seen
+            .get(hash)
+            .is_some_and(|at| now.saturating_sub(*at) < self.keep_ms)
     }
 }
+
+/// Ends seen lately: longer than any load waits for Redis ([`LOAD_WAIT`]).
+const ENDS_KEPT_MS: u64 = 30_000;
+/// Sessions Redis did not have, remembered briefly: a browser or client repeating a stale
+/// or made-up cookie costs no Redis round trip each time (ids are random: a name that was
+/// missing never comes to exist).
+const MISSING_KEPT_MS: u64 = 10_000;
 
 impl SharedState {
     pub fn new(store: SharedSessions, ends: Redis) -> SharedState {
@@ -152,7 +176,8 @@ impl SharedState {
             versions: RefCell::default(),
             used: RefCell::default(),
             loading: RefCell::default(),
-            recently_ended: RefCell::default(),
+            recently_ended: RefCell::new(RecentHashes::new(ENDS_KEPT_MS, 500_000)),
+            recently_missing: RefCell::new(RecentHashes::new(MISSING_KEPT_MS, 50_000)),
             ends_queue: RefCell::default(),
             wake: RefCell::new(Signal::new()),
         }
@@ -226,14 +251,20 @@ impl Gate {
                 None => Lookup::Unavailable,
             };
         }
+        if sh
+            .recently_missing
+            .borrow()
+            .contains(&SharedSessions::hash_of(id), self.clock.now_ms())
+        {
+            return Lookup::Missing;
+        }
         let loading = Loading::start(sh, *id);
-        // Bounded below `RecentEnds::KEEP_MS`, whatever `spring.data.redis.timeout` says, so
+        // Bounded below `ENDS_KEPT_MS`, whatever `spring.data.redis.timeout` says, so
         // an end seen meanwhile is still remembered when the answer comes.
         let loaded = monoio::time::timeout(LOAD_WAIT, sh.store.load(id, self.epoch())).await;
-        let ended_meanwhile = || {
-            let hash = SharedSessions::hash_of(id);
-            sh.recently_ended.borrow().set.contains(&hash)
-        };
+        let hash = SharedSessions::hash_of(id);
+        let now = self.clock.now_ms();
+        let ended_meanwhile = || sh.recently_ended.borrow().contains(&hash, now);
         let found = match loaded {
             Ok(Ok(Some(_))) if ended_meanwhile() => Lookup::Missing,
             Ok(Ok(Some(l))) => {
@@ -247,6 +278,11 @@ impl Gate {
             }
             Err(_) => Lookup::Unavailable,
         };
+        if found == Lookup::Missing {
+            sh.recently_missing
+                .borrow_mut()
+                .add(&hash, self.clock.now_ms());
+        }
         self.metrics.store_load(match found {
             Lookup::Found => "hit",
             Lookup::Missing => "missing",
@@ -607,18 +643,29 @@ pub(super) fn cached_version(sh: &SharedState, id: &SessionId) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::RecentEnds;
+    use super::RecentHashes;
 
     #[test]
-    fn recent_ends_are_kept_for_their_window_only() {
-        let mut r = RecentEnds::default();
+    fn recent_hashes_are_kept_for_their_window_and_within_their_count() {
+        let mut r = RecentHashes::new(100, 3);
         r.add("a", 0);
-        r.add("a", 10);
-        assert_eq!(r.order.len(), 1, "one entry per hash");
-        r.add("b", RecentEnds::KEEP_MS - 1);
-        assert!(r.set.contains("a") && r.set.contains("b"));
-        r.add("c", RecentEnds::KEEP_MS);
-        assert!(!r.set.contains("a"), "kept past its window");
-        assert!(r.set.contains("b") && r.set.contains("c"));
+        assert!(r.contains("a", 99));
+        assert!(!r.contains("a", 100), "kept past its window");
+        r.add("b", 50);
+        r.add("a", 60); // seen again: the later time counts
+        r.add("c", 70);
+        assert!(
+            r.contains("a", 120),
+            "a renewed name went with its old entry"
+        );
+        r.add("d", 80);
+        r.add("e", 90);
+        assert!(
+            r.seen.len() <= 3 && r.order.len() <= 3,
+            "over its count: {:?}",
+            r.order
+        );
+        assert!(r.contains("e", 90) && r.contains("d", 90));
+        assert!(!r.contains("b", 90), "the oldest go first");
     }
 }

@@ -201,6 +201,25 @@ fn a_cookie_with_another_worker_byte_or_random_bytes_is_no_session() {
         s.backend_requests_to("/api/whoami").is_empty(),
         "a forged cookie reached the backend"
     );
+    // The same made-up cookie again and again costs Redis one lookup, not one a request.
+    let commands = || -> u64 {
+        let info = redis.cmd(&["INFO", "stats"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("INFO stats")
+    };
+    let mut repeat = crate::oidc::browser::Browser::new();
+    repeat.set_cookie(&url, "SESSION", &forged[0]);
+    let before = commands();
+    for _ in 0..60 {
+        assert_eq!(repeat.fetch(&url).status, 401);
+    }
+    let spent = commands() - before;
+    assert!(
+        spent < 30,
+        "60 requests with one made-up cookie cost Redis {spent} commands"
+    );
     let r = b.fetch(&url);
     assert_eq!(r.status, 200, "the real session: {}", r.text());
     assert!(!s.gateway.stderr().contains("panicked"));
