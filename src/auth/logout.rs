@@ -48,7 +48,13 @@ impl Gate {
                 if uncached && self.load_shared(&id).await == super::shared::Lookup::Unavailable {
                     return Decision::Reply(super::shared::store_unavailable());
                 }
-                self.end_user_session(&id)
+                match self.shared_store.is_some() {
+                    true => self
+                        .end_now(&id, EndReason::User)
+                        .await
+                        .map(|s| s.id_token.into()),
+                    false => self.end_user_session(&id),
+                }
             }
             None => None,
         };

@@ -347,6 +347,22 @@ impl Gate {
         Some(local)
     }
 
+    /// Ends a held session for the cluster before answering (a user's logout): once this
+    /// returns, no instance's kill can lose the end; if Redis fails it, the end is kept for
+    /// retry as a queued one would be.
+    pub(super) async fn end_now(&self, id: &SessionId, reason: EndReason) -> Option<Session> {
+        let sh = self.shared_store.as_ref()?;
+        let local = self.evict(id)?;
+        let hash = SharedSessions::hash_of(id);
+        sh.recently_ended
+            .borrow_mut()
+            .add(&hash, self.clock.now_ms());
+        if let Ok(Some(s)) = sh.store.end(&hash, reason, self.epoch()).await {
+            self.record_end(&s, reason);
+        }
+        Some(local)
+    }
+
     fn queue_end_hash(&self, sh: &SharedState, hash: String, reason: EndReason) {
         // A load racing this end (another tab) must not cache the session again before
         // Redis has ended it.

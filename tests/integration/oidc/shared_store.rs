@@ -41,14 +41,11 @@ fn a_login_lives_in_redis_sealed_and_ends_there() {
 
     let r = b.post_form(&s.url("/logout"), &[]);
     assert_eq!(r.status, 302, "logout: {}", r.text());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while redis.cmd(&["KEYS", "{sessiongate}:s:*"]).contains(":s:") {
-        assert!(
-            Instant::now() < deadline,
-            "the session stayed in Redis after logout"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Ended in Redis before the answer: killing the instance now would lose nothing.
+    assert!(
+        !redis.cmd(&["KEYS", "{sessiongate}:s:*"]).contains(":s:"),
+        "the session was still in Redis when the logout was answered"
+    );
 }
 
 /// Every key and value in `redis`, as the raw replies (for "no plaintext" checks).
