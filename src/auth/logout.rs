@@ -250,6 +250,7 @@ impl Gate {
             .hashes_of(t.sid.as_deref(), t.sub.as_deref())
             .await
             .map_err(|_| LogoutError::NotReady)?;
+        let mut gone = Vec::new();
         for hash in hashes {
             match sh
                 .store
@@ -257,10 +258,14 @@ impl Gate {
                 .await
             {
                 Ok(Some(s)) => self.record_end(&s, EndReason::Backchannel),
-                Ok(None) => {}
+                // Its key expired unswept: the provider session's set still named it.
+                Ok(None) => gone.push(hash),
                 // Kept for retry by the store; the provider retries too.
                 Err(_) => return Err(LogoutError::NotReady),
             }
+        }
+        if let (Some(sid), false) = (t.sid.as_deref(), gone.is_empty()) {
+            let _ = sh.store.forget_in_sid(sid, &gone).await;
         }
         match sh.store.admit_jti(&t.jti, jti_key_ttl).await {
             Ok(true) => Ok(()),

@@ -733,6 +733,15 @@ impl SharedSessions {
             .collect())
     }
 
+    /// Drops names of sessions that no longer exist from a provider session's set.
+    pub async fn forget_in_sid(&self, sid: &str, hashes: &[String]) -> Result<(), RedisError> {
+        let cmd = hashes.iter().fold(
+            Cmd::new("SREM").arg(format!("{}sid:{sid}", self.prefix)),
+            |c, h| c.arg(h),
+        );
+        self.redis.query(cmd).await.map(|_| ())
+    }
+
     /// The sessions of one user, read from Redis (admin API across instances).
     pub async fn sessions_of(&self, sub: &str, epoch: Epoch) -> Result<Vec<Session>, RedisError> {
         let mut out = Vec::new();
