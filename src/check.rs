@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 
 /// Facts `check` cannot read from the file.
 #[derive(Debug, Clone, Default)]
@@ -104,12 +104,41 @@ pub fn report(cfg: &Config, input: &CheckInput) -> (String, Vec<String>) {
             "no spring.security.oauth2 registration: proxy only, no login"
         );
     }
+    let _ = writeln!(out, "{}", session_store_line(cfg));
     (out, warnings(cfg, input))
+}
+
+/// Where sessions live, as `check` reports it (no password: the address and namespace).
+fn session_store_line(cfg: &Config) -> String {
+    let g = &cfg.gateway;
+    match g.session_store {
+        StoreKind::Redis => format!(
+            "sessions: shared store at {}://{} (database {}, keys {{{}}}:*), {} encryption key(s)",
+            if cfg.redis.tls { "rediss" } else { "redis" },
+            cfg.redis.address(),
+            cfg.redis.database,
+            cfg.redis.namespace,
+            g.session_keys.0.len()
+        ),
+        StoreKind::Memory => match &g.session_snapshot {
+            Some(path) => format!(
+                "sessions: in memory, kept over a restart in {}",
+                path.display()
+            ),
+            None => "sessions: in memory (a restart ends them)".to_string(),
+        },
+    }
 }
 
 /// Settings that do not fit together, in the order the report prints them.
 fn warnings(cfg: &Config, input: &CheckInput) -> Vec<String> {
     let mut warnings = Vec::new();
+    if cfg.gateway.session_store == StoreKind::Redis && cfg.gateway.session_snapshot.is_some() {
+        warnings.push(
+            "sessiongate.session-snapshot is ignored with session-store: redis (Redis keeps the sessions)"
+                .to_string(),
+        );
+    }
     let cg = &cfg.cg;
     let timeout = cg.session_timeout.as_secs();
     let tick = cg.session_check_interval.as_millis() as u64;
@@ -233,5 +262,33 @@ mod tests {
         assert!(warnings
             .iter()
             .any(|w| w.contains("useSecureSessionCookie")));
+    }
+
+    #[test]
+    fn the_report_says_where_sessions_live_without_the_password() {
+        let input = CheckInput {
+            access_token_lifespan: None,
+            lifespan_source: "flag",
+            backend_keep_alive: Duration::from_secs(180),
+        };
+        let memory = crate::config::load_str("cg: {sessionTimeoutSec: 1800}\n").unwrap();
+        assert!(report(&memory, &input)
+            .0
+            .contains("sessions: in memory (a restart ends them)"));
+        let shared = crate::config::load_str(concat!(
+            "sessiongate: {session-store: redis, session-snapshot: /tmp/s, ",
+            "session-encryption-keys: [MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=]}\n",
+            "spring.data.redis.url: rediss://u:hunter2@r.example:6380/2\n"
+        ))
+        .unwrap();
+        let (text, warnings) = report(&shared, &input);
+        assert!(
+            text.contains("sessions: shared store at rediss://r.example:6380 (database 2, keys {sessiongate}:*), 1 encryption key(s)"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"));
+        assert!(warnings
+            .iter()
+            .any(|w| w.contains("session-snapshot is ignored")));
     }
 }
