@@ -47,8 +47,9 @@ pub struct SharedState {
     /// The connection that follows the ends stream (a blocking read holds it).
     ends: Redis,
     /// Cached sessions by their Redis name, and the token version each was loaded at.
-    by_hash: RefCell<HashMap<String, SessionId>>,
-    versions: RefCell<HashMap<SessionId, (String, i64)>>,
+    /// (By the hash's 32 bytes, not its hex: about 100 bytes per cached session in all.)
+    by_hash: RefCell<HashMap<[u8; 32], SessionId>>,
+    versions: RefCell<HashMap<SessionId, i64>>,
     /// Sessions used since the last write-back.
     used: RefCell<HashSet<SessionId>>,
     /// Loads in flight, so concurrent requests of one session load it once.
@@ -299,13 +300,14 @@ impl Gate {
             return;
         };
         let id = *s.id();
-        let hash = SharedSessions::hash_of(&id);
         if self.store.borrow_mut().insert(s).is_none() {
             self.shared.sessions.fetch_add(1, Ordering::Relaxed);
             self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
         }
-        sh.by_hash.borrow_mut().insert(hash.clone(), id);
-        sh.versions.borrow_mut().insert(id, (hash, version));
+        sh.by_hash
+            .borrow_mut()
+            .insert(SharedSessions::digest_of(&id), id);
+        sh.versions.borrow_mut().insert(id, version);
     }
 
     /// Drops a session from this worker's cache (ended elsewhere, or evicted): no calls,
@@ -318,8 +320,10 @@ impl Gate {
     }
 
     fn forget_cached(&self, sh: &SharedState, s: &Session) {
-        if let Some((hash, _)) = sh.versions.borrow_mut().remove(s.id()) {
-            sh.by_hash.borrow_mut().remove(&hash);
+        if sh.versions.borrow_mut().remove(s.id()).is_some() {
+            sh.by_hash
+                .borrow_mut()
+                .remove(&SharedSessions::digest_of(s.id()));
         }
         sh.used.borrow_mut().remove(s.id());
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
@@ -331,7 +335,8 @@ impl Gate {
         let id = self
             .shared_store
             .as_ref()
-            .and_then(|sh| sh.by_hash.borrow().get(hash).copied());
+            .zip(SharedSessions::digest_of_hash(hash))
+            .and_then(|(sh, digest)| sh.by_hash.borrow().get(&digest).copied());
         if let Some(id) = id {
             self.evict(&id);
         }
@@ -522,11 +527,10 @@ impl Gate {
         let uses: Vec<(String, u64)> = {
             let mut used = sh.used.borrow_mut();
             let store = self.store.borrow();
-            let versions = sh.versions.borrow();
             used.drain()
                 .filter_map(|id| {
                     let last = store.get(&id)?.last_access_ms();
-                    Some((versions.get(&id)?.0.clone(), epoch.to_unix(last)))
+                    Some((SharedSessions::hash_of(&id), epoch.to_unix(last)))
                 })
                 .collect()
         };
@@ -546,7 +550,8 @@ impl Gate {
                 let mut used = sh.used.borrow_mut();
                 used.extend(
                     uses.iter()
-                        .filter_map(|(hash, _)| by_hash.get(hash).copied()),
+                        .filter_map(|(hash, _)| SharedSessions::digest_of_hash(hash))
+                        .filter_map(|digest| by_hash.get(&digest).copied()),
                 );
             }
         }
@@ -606,7 +611,12 @@ impl Gate {
                 if !sh.store.wait_up(FOLLOW_RETRY).await {
                     continue;
                 }
-                let cached: Vec<String> = sh.by_hash.borrow().keys().cloned().collect();
+                let cached: Vec<String> = sh
+                    .by_hash
+                    .borrow()
+                    .values()
+                    .map(SharedSessions::hash_of)
+                    .collect();
                 match sh.store.missing(&cached).await {
                     Ok(gone) => {
                         for hash in &gone {
@@ -648,13 +658,13 @@ pub(super) fn store_unavailable() -> Reply {
 /// Shared by [`Gate::cache`] callers that hold the version of a record.
 pub(super) fn keep_version(sh: &SharedState, id: &SessionId, version: i64) {
     if let Some(v) = sh.versions.borrow_mut().get_mut(id) {
-        v.1 = version;
+        *v = version;
     }
 }
 
 /// The version this worker's copy of a session was loaded at.
 pub(super) fn cached_version(sh: &SharedState, id: &SessionId) -> Option<i64> {
-    sh.versions.borrow().get(id).map(|v| v.1)
+    sh.versions.borrow().get(id).copied()
 }
 
 #[cfg(test)]

@@ -263,8 +263,32 @@ impl SharedSessions {
 
     /// The name a session goes by in Redis: the SHA-256 of its cookie value, in hex.
     pub fn hash_of(id: &SessionId) -> String {
+        Self::digest_of(id)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// [`SharedSessions::hash_of`] as its 32 bytes (what a worker's cache indexes by).
+    pub fn digest_of(id: &SessionId) -> [u8; 32] {
         let d = ring::digest::digest(&ring::digest::SHA256, id.encode().as_bytes());
-        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        let mut out = [0; 32];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+
+    /// The 32 bytes of a hash as Redis names it (64 hex digits); `None` for anything else.
+    pub fn digest_of_hash(hash: &str) -> Option<[u8; 32]> {
+        let hex = hash.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0; 32];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let pair = std::str::from_utf8(pair).ok()?;
+            out[i] = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(out)
     }
 
     fn session_key(&self, hash: &str) -> String {

@@ -319,3 +319,16 @@ fn the_per_user_cap_skips_gone_sessions_and_never_names_the_new_one() {
         );
     });
 }
+
+#[test]
+fn a_hash_and_its_digest_convert_both_ways() {
+    let s = session("alice", 0);
+    let hash = SharedSessions::hash_of(s.id());
+    assert_eq!(hash.len(), 64);
+    assert_eq!(
+        SharedSessions::digest_of_hash(&hash),
+        Some(SharedSessions::digest_of(s.id()))
+    );
+    assert_eq!(SharedSessions::digest_of_hash("zz"), None);
+    assert_eq!(SharedSessions::digest_of_hash(&"g".repeat(64)), None);
+}
