@@ -47,7 +47,7 @@ pub struct SharedState {
     /// The connection that follows the ends stream (a blocking read holds it).
     ends: Redis,
     /// Cached sessions by their Redis name, and the token version each was loaded at.
-    /// (By the hash's 32 bytes, not its hex: about 100 bytes per cached session in all.)
+    /// (By the hash's 32 bytes, not its 64 hex digits: two small entries per session.)
     by_hash: RefCell<HashMap<[u8; 32], SessionId>>,
     versions: RefCell<HashMap<SessionId, i64>>,
     /// Sessions used since the last write-back.
