@@ -558,6 +558,9 @@ impl Gate {
         for (s, reason) in sh.store.retry_ends(epoch).await {
             self.record_end(&s, reason);
         }
+        self.metrics
+            .store_ends_waiting
+            .store(self.shared_ends_waiting() as u64, Ordering::Relaxed);
         if self.worker == 0 {
             self.shared
                 .store_down

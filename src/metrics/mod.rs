@@ -58,6 +58,8 @@ pub struct Metrics {
     pub sessions_ended: [AtomicU64; 6],
     /// Cache misses loaded from the shared store, by [`STORE_LOADS`].
     pub store_loads: [AtomicU64; 3],
+    /// Session ends this worker holds that the shared store has not taken yet.
+    pub store_ends_waiting: AtomicU64,
     pub logins_started: AtomicU64,
     pub jwt_verifications: AtomicU64,
     pub jwt_cache_hits: AtomicU64,
@@ -300,8 +302,9 @@ pub fn render(
     if let Some(up) = store_up {
         let _ = write!(
             out,
-            "# HELP sessiongate_store_up 1 while the shared session store (Redis) is reachable.\n# TYPE sessiongate_store_up gauge\nsessiongate_store_up {}\n",
-            u8::from(up)
+            "# HELP sessiongate_store_up 1 while the shared session store (Redis) is reachable.\n# TYPE sessiongate_store_up gauge\nsessiongate_store_up {}\n# HELP sessiongate_store_ends_waiting Session ends not yet taken by the shared store (retried until they are).\n# TYPE sessiongate_store_ends_waiting gauge\nsessiongate_store_ends_waiting {}\n",
+            u8::from(up),
+            sum(all, |m| &m.store_ends_waiting)
         );
     }
     let _ = write!(

@@ -132,6 +132,7 @@ fn an_end_during_a_redis_outage_is_written_when_redis_is_back() {
     let mut redis = RedisServer::start();
     let s = on_redis(Stack::builder(), &redis)
         .set("redis-outage-grace-sec", 60)
+        .management(None)
         .start();
     let (mut b, _login) = s.login("alice");
     s.bearer_at_backend(APP_PATH);
@@ -140,6 +141,13 @@ fn an_end_during_a_redis_outage_is_written_when_redis_is_back() {
 
     let r = b.post_form(&s.url("/logout"), &[]);
     assert_eq!(r.status, 302, "logout while Redis is away: {}", r.text());
+    // Operators see it waiting.
+    let metric = |name| crate::hardening_floods::metric(&s.gateway, name);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric("sessiongate_store_ends_waiting") == 0 || metric("sessiongate_store_up") != 0 {
+        assert!(Instant::now() < deadline, "the waiting end is not shown");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     redis.restart();
     assert!(
         redis.cmd(&["KEYS", "{sessiongate}:s:*"]).contains(":s:"),
@@ -157,6 +165,14 @@ fn an_end_during_a_redis_outage_is_written_when_redis_is_back() {
             "the backend logout was never called"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric("sessiongate_store_ends_waiting") != 0 || metric("sessiongate_store_up") != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "still shown waiting after Redis took the end"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!s.gateway.stderr().contains("panicked"));
 }
