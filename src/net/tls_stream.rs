@@ -263,3 +263,115 @@ impl AsyncWriteRent for ServerTls {
 // other (the read path sends no alert), so records are never interleaved.
 #[allow(unsafe_code)]
 unsafe impl Split for ServerTls {}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use monoio::io::AsyncReadRent;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    use super::*;
+
+    /// A server config for `localhost` and a client config that trusts it.
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(cert.der().to_vec()))
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Records a client sends so that one socket read completes a full 16 KiB record and
+    /// brings a hundred small ones after it (more than rustls takes in one go): rustls then
+    /// holds more than its limit of decrypted bytes with ciphertext left over, which the
+    /// stream must keep (`unfed`) and feed later, losing nothing; and the lent buffers are
+    /// all back once the bytes are read.
+    #[test]
+    fn records_beyond_rustls_plaintext_limit_wait_and_arrive_whole() {
+        let (server_cfg, client_cfg) = configs();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut expected = vec![b'a'; 16 * 1024];
+        for i in 0..100u8 {
+            expected.extend(std::iter::repeat(i).take(50));
+        }
+        let to_send = expected.clone();
+        let total = expected.len();
+        let client = std::thread::spawn(move || {
+            let mut sock = std::net::TcpStream::connect(addr).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut conn = rustls::ClientConnection::new(client_cfg, name).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut sock).unwrap();
+            }
+            // A full record, then a hundred of 50 bytes; one socket write.
+            conn.writer().write_all(&to_send[..16 * 1024]).unwrap();
+            for part in to_send[16 * 1024..].chunks(50) {
+                conn.writer().write_all(part).unwrap();
+            }
+            let mut wire = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut wire).unwrap();
+            }
+            sock.write_all(&wire).unwrap();
+            // Wait for the server to close (it read everything).
+            let mut rest = Vec::new();
+            let _ = sock.read_to_end(&mut rest);
+        });
+        let pool = Rc::new(BufPool::default());
+        let got = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let (std_sock, _) = listener.accept().unwrap();
+                std_sock.set_nonblocking(true).unwrap();
+                let tcp = TcpStream::from_std(std_sock).unwrap();
+                let (mut tls, _) =
+                    crate::tls::accept(tcp, server_cfg, Duration::from_secs(5), pool.clone())
+                        .await
+                        .unwrap_or_else(|f| panic!("handshake: {}", f.reason));
+                let mut got = Vec::new();
+                while got.len() < total {
+                    let buf = Vec::with_capacity(64 * 1024);
+                    // A guard against a hang (bytes lost: the client waits for our close).
+                    let read = monoio::time::timeout(Duration::from_secs(10), tls.read(buf));
+                    let (n, buf) = read
+                        .await
+                        .unwrap_or_else(|_| panic!("no more bytes after {} of {total}", got.len()));
+                    let n = n.unwrap();
+                    assert!(n > 0, "the stream ended after {} bytes", got.len());
+                    got.extend_from_slice(&buf[..n]);
+                }
+                assert_eq!(pool.lent(), 0, "a buffer is still lent once all was read");
+                drop(tls);
+                got
+            });
+        client.join().unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the bytes arrived changed or out of order");
+    }
+}
