@@ -312,6 +312,23 @@ start_nginx() {
     NGINX_PID=$!
     PIDS+=("$NGINX_PID")
 }
+# wait_port PORT: waits (10 s) until something accepts on 127.0.0.1:PORT.
+wait_port() {
+    for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+    die "port $1 never opened"
+}
+# start_provider PORT GATEWAY-PORT: the test provider (tests/oidc/provider.js) on PORT, for a
+# gateway on GATEWAY-PORT, access tokens of an hour, on the load CPUs; waits for its port.
+start_provider() {
+    PORT=$1 ISSUER="http://127.0.0.1:$1" ACCESS_TOKEN_TTL=3600         REDIRECT_URI="http://127.0.0.1:$2/login/oauth2/code/demo"         "${pin_load[@]}" node "$ROOT/tests/oidc/provider.js" >"$RUN/provider.out" 2>"$RUN/provider.err" &
+    PIDS+=($!)
+    wait_port "$1"
+}
+# stop_gateway_freeing PORT: stop_gateway, then waits until PORT is free for the next one.
+stop_gateway_freeing() {
+    stop_gateway
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 0; sleep 0.05; done
+}
 # wait_login_redirect PORT: waits for the redirect to the provider (503 until its keys load).
 wait_login_redirect() {
     local code

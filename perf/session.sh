@@ -38,7 +38,6 @@ command -v node >/dev/null || die "node is needed for the provider"
 [[ -d "$ROOT/tests/node_modules/oidc-provider" ]] || npm ci --prefix "$ROOT/tests" --no-audit --no-fund
 build_gateway sessiongate
 init_run
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "port $1 never opened"; }
 
 free_port BACKEND NGINX PROVIDER GW
 cat >"$RUN/backend.conf" <<EOF
@@ -57,10 +56,8 @@ http { access_log off; keepalive_requests 1000000;
 EOF
 "${pin_load[@]}" nginx -c "$RUN/backend.conf" & PIDS+=($!)
 "${pin_proxy[@]}" nginx -c "$RUN/nginx.conf" & PIDS+=($!)
-PORT=$PROVIDER ISSUER="http://127.0.0.1:$PROVIDER" ACCESS_TOKEN_TTL=3600 \
-    REDIRECT_URI="http://127.0.0.1:$GW/login/oauth2/code/demo" \
-    "${pin_load[@]}" node "$ROOT/tests/oidc/provider.js" >"$RUN/provider.out" 2>"$RUN/provider.err" & PIDS+=($!)
-wait_port "$BACKEND"; wait_port "$NGINX"; wait_port "$PROVIDER"
+start_provider "$PROVIDER" "$GW"
+wait_port "$BACKEND"; wait_port "$NGINX"
 
 start_session_gateway() { # workers
     gateway_conf "$RUN/gateway-$1.yml" "$BACKEND" "$PROVIDER" <<EOF
@@ -71,11 +68,8 @@ EOF
     start_gateway "gateway-$1" "$RUN/gateway-$1.yml"
     wait_login_redirect "$GW"
 }
-stop_session_gateway() {
-    stop_gateway
-    # The next gateway binds the same port: wait until this one has let go of it.
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$GW") 2>/dev/null || return 0; sleep 0.05; done
-}
+# The next gateway binds the same port.
+stop_session_gateway() { stop_gateway_freeing "$GW"; }
 p99_of() { awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"; }
 non2xx() { awk '/Non-2xx/ {print $5}' | head -1; }
 
