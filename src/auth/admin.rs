@@ -53,9 +53,7 @@ impl Gate {
         };
         match query {
             AdminQuery::Get(id) | AdminQuery::End(id) => {
-                if self.store.borrow().get(&id).is_none() {
-                    self.load_shared(&id).await;
-                }
+                self.held(&id).await;
                 self.admin_here(query)
             }
             AdminQuery::BySubject(_) | AdminQuery::EndSubject(_) if self.worker != 0 => match query

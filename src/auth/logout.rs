@@ -43,12 +43,11 @@ impl Gate {
             Some(id) => {
                 // Not cached here yet: its ID token (the logout hint) is in Redis, and a
                 // logout Redis cannot take is not answered as done.
-                let uncached =
-                    self.shared_store.is_some() && self.store.borrow().get(&id).is_none();
-                if uncached && self.load_shared(&id).await == super::shared::Lookup::Unavailable {
+                let shared = self.shared_store.is_some();
+                if shared && self.held(&id).await == super::shared::Lookup::Unavailable {
                     return Decision::Reply(super::shared::store_unavailable());
                 }
-                match self.shared_store.is_some() {
+                match shared {
                     true => self
                         .end_now(&id, EndReason::User)
                         .await

@@ -331,8 +331,8 @@ impl Gate {
         if let Some(refusal) = self.store_outage(id) {
             return Some(Decision::Reply(refusal));
         }
-        if self.shared_store.is_some() && self.store.borrow().get(id).is_none() {
-            match self.load_shared(id).await {
+        if self.shared_store.is_some() {
+            match self.held(id).await {
                 shared::Lookup::Found => {}
                 shared::Lookup::Missing => return None,
                 shared::Lookup::Unavailable => {

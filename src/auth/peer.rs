@@ -58,6 +58,9 @@ impl Gate {
     /// The session is alive, wherever it lives (touching it counts as use).
     pub(super) async fn session_alive(&self, id: &SessionId) -> bool {
         if self.home(id) == self.worker {
+            if !self.in_table(id).await {
+                return false;
+            }
             return self
                 .store
                 .borrow_mut()
@@ -80,13 +83,14 @@ impl Gate {
                 websocket_on,
                 reply,
             } => {
-                let view = self
-                    .session_token(&id)
-                    .await
-                    .map(|(token, banner_accepted)| PeerView {
-                        access_token: Box::from(&*token),
-                        banner_accepted,
-                    });
+                let view = match self.in_table(&id).await {
+                    true => self.session_token(&id).await,
+                    false => None,
+                };
+                let view = view.map(|(token, banner_accepted)| PeerView {
+                    access_token: Box::from(&*token),
+                    banner_accepted,
+                });
                 if let (Some(worker), Some(_)) = (websocket_on, &view) {
                     self.websockets.watch(id, worker);
                 }

@@ -23,19 +23,14 @@ const REFRESH_WAIT: Duration = Duration::from_secs(10);
 impl Gate {
     /// Touches a session of this worker, refreshes its access token when due, and answers
     /// the token and whether the access banner was accepted; `None` when there is no such
-    /// live session.
+    /// live session here (with the shared store, callers load a miss first: `Gate::held`).
     pub(super) async fn session_token(&self, id: &SessionId) -> Option<(Rc<str>, bool)> {
         let now = self.clock.now_ms();
-        if self.shared_store.is_some() {
-            let cached = self.store.borrow_mut().touch(id, now).is_some();
-            if !cached && self.load_shared(id).await != super::shared::Lookup::Found {
-                return None;
-            }
-            self.note_use(id);
-        }
         let refresh = {
             let mut store = self.store.borrow_mut();
             let s = store.touch(id, now)?;
+            // With the shared store, also written back (a miss was loaded by the caller).
+            self.note_use(id);
             if refresh_due(s, now) && !s.refresh_token.is_empty() && s.try_begin_refresh() {
                 Some(s.refresh_token.to_string())
             } else if s.access_expires_ms > now || !s.refreshing {

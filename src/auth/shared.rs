@@ -2,7 +2,7 @@
 //! session table becomes a cache of the sessions it serves, and [`crate::store`] holds
 //! them for the cluster.
 //!
-//! - A miss loads the session from Redis (`Gate::load_shared`; concurrent requests of
+//! - A miss loads the session from Redis (`Gate::held`; concurrent requests of
 //!   one session wait for the one load).
 //! - Uses are collected in a set and written back in one pipeline a tick (once a second,
 //!   or `sessionCheckIntervalMs` if shorter; [`Gate::shared_tick`]): a cache hit costs no
@@ -238,8 +238,24 @@ impl Gate {
         }
     }
 
+    /// With the shared store: the session in this worker's cache, loaded from Redis if it
+    /// is not there yet. The one way every path (requests, peers, logout, admin) finds a
+    /// session it may not hold.
+    pub(super) async fn held(&self, id: &SessionId) -> Lookup {
+        if self.store.borrow().get(id).is_some() {
+            return Lookup::Found;
+        }
+        self.load_shared(id).await
+    }
+
+    /// The session can be looked for in this worker's table: always with the memory store,
+    /// with the shared store once [`Gate::held`] found it.
+    pub(super) async fn in_table(&self, id: &SessionId) -> bool {
+        self.shared_store.is_none() || self.held(id).await == Lookup::Found
+    }
+
     /// Loads a session this worker does not cache from Redis into the cache.
-    pub(super) async fn load_shared(&self, id: &SessionId) -> Lookup {
+    async fn load_shared(&self, id: &SessionId) -> Lookup {
         let Some(sh) = &self.shared_store else {
             return Lookup::Missing;
         };
