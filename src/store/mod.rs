@@ -690,12 +690,7 @@ impl SharedSessions {
     /// Takes the session's refresh lock for the cluster: `Some(token)` to release it with.
     pub async fn lock_refresh(&self, id: &SessionId) -> Result<Option<String>, RedisError> {
         let token = format!("{:016x}", rand_u64());
-        let cmd = Cmd::new("SET")
-            .arg(self.lock_key(id))
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(REFRESH_LOCK_MS.to_string());
+        let cmd = set_once(&self.lock_key(id), &token, REFRESH_LOCK_MS);
         Ok(self.redis.query(cmd).await?.is_ok().then_some(token))
     }
 
@@ -774,15 +769,6 @@ impl SharedSessions {
             out.extend(self.read_record(&key, &key, epoch).await?);
         }
         Ok(out)
-    }
-
-    /// Sessions in the cluster (ended ones not yet swept included).
-    pub async fn count(&self) -> Result<u64, RedisError> {
-        let v = self
-            .redis
-            .query(Cmd::new("ZCARD").arg(self.expiry_key()))
-            .await?;
-        Ok(v.as_int().unwrap_or(0).max(0) as u64)
     }
 
     /// Which of `hashes` Redis no longer has (a follower's re-check after it was away).
@@ -920,20 +906,11 @@ impl SharedSessions {
         now_unix: u64,
     ) -> Result<Vec<bool>, RedisError> {
         let round = now_unix / round_ms.max(1);
-        let ttl = round_ms.max(1).to_string();
         let cmds = ids
             .iter()
             .map(|id| {
-                Cmd::new("SET")
-                    .arg(format!(
-                        "{}{what}:{}:{round}",
-                        self.prefix,
-                        Self::hash_of(id)
-                    ))
-                    .arg("1")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(&ttl)
+                let key = format!("{}{what}:{}:{round}", self.prefix, Self::hash_of(id));
+                set_once(&key, "1", round_ms)
             })
             .collect();
         let answers = self.redis.pipeline(cmds).await?;
@@ -942,17 +919,8 @@ impl SharedSessions {
 
     /// Admits a logout token's `jti` once for the cluster: `false` if seen before.
     pub async fn admit_jti(&self, jti: &str, ttl_ms: u64) -> Result<bool, RedisError> {
-        let cmd = Cmd::new("SET")
-            .arg(format!("{}jti:{jti}", self.prefix))
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms.max(1).to_string());
+        let cmd = set_once(&format!("{}jti:{jti}", self.prefix), "1", ttl_ms);
         Ok(self.redis.query(cmd).await?.is_ok())
-    }
-
-    pub fn close(&self) {
-        self.redis.close();
     }
 }
 
@@ -1017,6 +985,16 @@ pub async fn ends_tail(redis: &Redis, stream: &str) -> Result<String, RedisError
         .and_then(Value::into_array)
         .and_then(|e| e.first().and_then(text_of))
         .unwrap_or_else(|| "0-0".to_string()))
+}
+
+/// `SET key value NX PX ttl`: the first asker wins (answer `OK`), for `ttl_ms`.
+fn set_once(key: &str, value: &str, ttl_ms: u64) -> Cmd {
+    Cmd::new("SET")
+        .arg(key)
+        .arg(value)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms.max(1).to_string())
 }
 
 fn int_of(v: &Value) -> Option<i64> {
