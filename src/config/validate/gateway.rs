@@ -108,16 +108,10 @@ pub(super) fn gateway(s: &Section) -> GatewayConfig {
     }
 }
 
-/// `session-store`: `memory` or `redis`.
+/// `session-store`: `memory` (default) or `redis`.
 fn session_store(s: &Section) -> Result<StoreKind> {
-    match s.text("session-store")?.as_deref() {
-        None | Some("memory") => Ok(StoreKind::Memory),
-        Some("redis") => Ok(StoreKind::Redis),
-        Some(other) => Err(ConfigError::invalid(
-            &s.key("session-store"),
-            format!("expected memory or redis, got {other:?}"),
-        )),
-    }
+    let choices = [("memory", StoreKind::Memory), ("redis", StoreKind::Redis)];
+    Ok(s.choice("session-store", &choices)?.unwrap_or_default())
 }
 
 /// `session-encryption-keys`: each a base64 (standard or URL-safe) 32-byte key, e.g. from
@@ -198,14 +192,8 @@ fn workers(s: &Section) -> Result<usize> {
 }
 
 fn driver(s: &Section) -> Result<Driver> {
-    match s.text("driver")?.as_deref() {
-        None | Some("io_uring") => Ok(Driver::IoUring),
-        Some("legacy") => Ok(Driver::Legacy),
-        Some(other) => Err(ConfigError::invalid(
-            &s.key("driver"),
-            format!("expected io_uring or legacy, got {other:?}"),
-        )),
-    }
+    let choices = [("io_uring", Driver::IoUring), ("legacy", Driver::Legacy)];
+    Ok(s.choice("driver", &choices)?.unwrap_or_default())
 }
 
 /// An absolute http(s) URL, or a path on the gateway itself (`/`, `/goodbye`).

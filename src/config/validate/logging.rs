@@ -20,17 +20,11 @@ pub(super) fn logging(s: &Section) -> LoggingConfig {
 /// `logging.structured.format.console` (Spring Boot 3.4 names); absent: plain text.
 fn console_format(s: &Section) -> Result<Option<StructuredFormat>> {
     let format = s.open_section("structured").open_section("format");
-    let Some(value) = format.text("console")? else {
-        return Ok(None);
-    };
-    match value.to_ascii_lowercase().as_str() {
-        "ecs" => Ok(Some(StructuredFormat::Ecs)),
-        "logstash" => Ok(Some(StructuredFormat::Logstash)),
-        _ => Err(ConfigError::invalid(
-            &format.key("console"),
-            format!("expected ecs or logstash, got {value:?}"),
-        )),
-    }
+    let choices = [
+        ("ecs", StructuredFormat::Ecs),
+        ("logstash", StructuredFormat::Logstash),
+    ];
+    format.choice("console", &choices)
 }
 
 fn collect_levels(s: &Section, prefix: &str, out: &mut Vec<(String, LogLevel)>) {

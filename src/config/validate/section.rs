@@ -124,6 +124,23 @@ impl<'a> Section<'a> {
         self.node(key).map_or(Ok(None), |n| text(n, &self.key(key)))
     }
 
+    /// One of the named `choices` (matched without regard to case); `None` when absent. A
+    /// value not among them is refused with the names.
+    pub(super) fn choice<T: Copy>(&self, key: &str, choices: &[(&str, T)]) -> Result<Option<T>> {
+        let Some(value) = self.text(key)? else {
+            return Ok(None);
+        };
+        if let Some((_, v)) = choices.iter().find(|(n, _)| n.eq_ignore_ascii_case(&value)) {
+            return Ok(Some(*v));
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let (last, rest) = names.split_last().expect("choices are given");
+        Err(ConfigError::invalid(
+            &self.key(key),
+            format!("expected {} or {last}, got {value:?}", rest.join(", ")),
+        ))
+    }
+
     /// The text under `key`, or `None` with the problem reported (see [`Section::missing`]).
     pub(super) fn required_text(&self, key: &str) -> Option<String> {
         let text = self.ok(self.text(key))?;
